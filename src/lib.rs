@@ -1,0 +1,5 @@
+//! sgprobe: checks that cloud security groups do what they say.
+
+pub mod model;
+pub mod policy;
+pub mod sources;

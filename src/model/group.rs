@@ -1,0 +1,143 @@
+//! Security groups (and other rule layers) and how each cloud decides with them.
+
+use std::fmt;
+
+use super::rule::{Action, Direction, Rule};
+
+/// The cloud whose semantics a group follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cloud {
+    Tencent,
+    QingCloud,
+    Aws,
+    /// AWS network ACLs: stateless, first match by rule number.
+    AwsNacl,
+    Alibaba,
+    OpenStack,
+}
+
+impl Cloud {
+    pub const ALL: [Cloud; 6] = [
+        Cloud::Tencent,
+        Cloud::QingCloud,
+        Cloud::Aws,
+        Cloud::AwsNacl,
+        Cloud::Alibaba,
+        Cloud::OpenStack,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Tencent => "tencent",
+            Cloud::QingCloud => "qingcloud",
+            Cloud::Aws => "aws",
+            Cloud::AwsNacl => "aws-nacl",
+            Cloud::Alibaba => "alibaba",
+            Cloud::OpenStack => "openstack",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Cloud::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// How the groups of one instance decide together (DESIGN §2).
+    pub fn semantics(self) -> Semantics {
+        use Decision::*;
+        let drop_both = |decision, stateful| Semantics {
+            decision,
+            default_inbound: Action::Drop,
+            default_outbound: Action::Drop,
+            stateful,
+        };
+        match self {
+            Cloud::Tencent => drop_both(FirstMatch, true),
+            Cloud::QingCloud => Semantics {
+                default_outbound: Action::Accept,
+                ..drop_both(Priority(Tie::Ambiguous), true)
+            },
+            Cloud::Alibaba => drop_both(Priority(Tie::DropFirst), true),
+            Cloud::Aws | Cloud::OpenStack => drop_both(AllowUnion, true),
+            Cloud::AwsNacl => drop_both(Priority(Tie::DropFirst), false),
+        }
+    }
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How equal priorities with different actions resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tie {
+    /// The cloud does not say: the verdict is `ambiguous`.
+    Ambiguous,
+    DropFirst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Rules in list order (groups in bound order); the first that matches decides.
+    FirstMatch,
+    /// Rules sorted by priority, lowest first; the first that matches decides.
+    Priority(Tie),
+    /// Allow-only rules: any match accepts.
+    AllowUnion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Semantics {
+    pub decision: Decision,
+    pub default_inbound: Action,
+    pub default_outbound: Action,
+    /// A stateful layer lets replies back; a stateless one must match them too.
+    pub stateful: bool,
+}
+
+impl Semantics {
+    pub fn default_action(&self, direction: Direction) -> Action {
+        match direction {
+            Direction::Inbound => self.default_inbound,
+            Direction::Outbound => self.default_outbound,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: Option<String>,
+    pub cloud: Cloud,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+}
+
+impl SecurityGroup {
+    pub fn new(id: impl Into<String>, cloud: Cloud) -> Self {
+        SecurityGroup {
+            id: id.into(),
+            name: None,
+            cloud,
+            ingress: Vec::new(),
+            egress: Vec::new(),
+        }
+    }
+
+    pub fn rules(&self, direction: Direction) -> &[Rule] {
+        match direction {
+            Direction::Inbound => &self.ingress,
+            Direction::Outbound => &self.egress,
+        }
+    }
+
+    pub fn rules_mut(&mut self, direction: Direction) -> &mut Vec<Rule> {
+        match direction {
+            Direction::Inbound => &mut self.ingress,
+            Direction::Outbound => &mut self.egress,
+        }
+    }
+}

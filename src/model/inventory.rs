@@ -1,0 +1,196 @@
+//! Everything the sources said: groups, instances, and the named sets rules refer to.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::flow::FlowSpec;
+use super::group::SecurityGroup;
+use super::rule::{Ports, Protocol};
+
+/// A value with the place it was read from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    /// `file:line` or `file: JSON.path`.
+    pub at: String,
+}
+
+/// A target: addresses, the security groups bound to it in order, and what else to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub name: String,
+    /// The cloud's instance id, where known.
+    pub id: Option<String>,
+    pub addresses: Vec<IpAddr>,
+    /// Bound security groups, in bound order: together they form one layer.
+    pub security_groups: Vec<Located<String>>,
+    /// Further layers on the path (a subnet ACL, a subnet NSG), each deciding on its own.
+    pub subnet_layers: Vec<Located<String>>,
+    /// Flows checked besides the common ports.
+    pub ports: Vec<FlowSpec>,
+    pub labels: BTreeMap<String, String>,
+    /// The agent runs on this instance, so its egress can be probed too.
+    pub local: bool,
+    /// Where the instance was defined.
+    pub at: String,
+}
+
+impl Instance {
+    pub fn new(name: impl Into<String>, at: impl Into<String>) -> Self {
+        Instance {
+            name: name.into(),
+            id: None,
+            addresses: Vec::new(),
+            security_groups: Vec::new(),
+            subnet_layers: Vec::new(),
+            ports: Vec::new(),
+            labels: BTreeMap::new(),
+            local: false,
+            at: at.into(),
+        }
+    }
+
+    /// Matches the instance's name or its cloud id.
+    pub fn is_called(&self, name: &str) -> bool {
+        self.name == name || self.id.as_deref() == Some(name)
+    }
+
+    pub fn is_bound_to(&self, group: &str) -> bool {
+        self.security_groups.iter().any(|g| g.value == group)
+    }
+}
+
+/// A named set of addresses: a Tencent address template or template group, a QingCloud IP
+/// set, an AWS managed prefix list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddressSet {
+    pub id: String,
+    pub name: Option<String>,
+    pub members: Vec<IpNet>,
+    /// Ids of other sets this one includes (template groups).
+    pub includes: Vec<String>,
+}
+
+/// A named set of protocol/port pairs: a Tencent service template or template group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceSet {
+    pub id: String,
+    pub name: Option<String>,
+    pub services: Vec<(Protocol, Ports)>,
+    pub includes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inventory {
+    pub groups: BTreeMap<String, SecurityGroup>,
+    pub instances: Vec<Instance>,
+    pub address_sets: BTreeMap<String, AddressSet>,
+    pub service_sets: BTreeMap<String, ServiceSet>,
+}
+
+impl Inventory {
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.is_called(name))
+    }
+
+    /// The addresses of a set and every set it includes; `None` if any of them is missing
+    /// from the exports.
+    pub fn address_set_members(&self, id: &str) -> Option<Vec<IpNet>> {
+        let sets = with_includes(&self.address_sets, id, |s| &s.includes)?;
+        Some(
+            sets.iter()
+                .flat_map(|s| s.members.iter().copied())
+                .collect(),
+        )
+    }
+
+    /// The services of a template and every template it includes; `None` if any is missing.
+    pub fn service_set_members(&self, id: &str) -> Option<Vec<(Protocol, Ports)>> {
+        let sets = with_includes(&self.service_sets, id, |s| &s.includes)?;
+        Some(
+            sets.iter()
+                .flat_map(|s| s.services.iter().cloned())
+                .collect(),
+        )
+    }
+
+    /// The addresses of the instances bound to a group, if any known instance is bound to it.
+    /// Membership counts as known only then: a group no exported instance uses may well have
+    /// members the exports do not show.
+    pub fn group_members(&self, group: &str) -> Option<Vec<IpAddr>> {
+        let bound: Vec<&Instance> = self
+            .instances
+            .iter()
+            .filter(|i| i.is_bound_to(group))
+            .collect();
+        (!bound.is_empty()).then(|| {
+            bound
+                .iter()
+                .flat_map(|i| i.addresses.iter().copied())
+                .collect()
+        })
+    }
+
+    /// Adds what another source said. Later sources replace earlier definitions of the same
+    /// group or set; instances with the same name or id are merged field by field.
+    pub fn merge(&mut self, other: Inventory) {
+        self.groups.extend(other.groups);
+        self.address_sets.extend(other.address_sets);
+        self.service_sets.extend(other.service_sets);
+        for instance in other.instances {
+            self.add_instance(instance);
+        }
+    }
+
+    /// Adds an instance, or merges it into one already known by the same name or id: fields
+    /// the newcomer sets win, ports and labels add up.
+    pub fn add_instance(&mut self, new: Instance) {
+        let existing = self.instances.iter_mut().find(|i| {
+            i.name == new.name
+                || (new.id.is_some() && i.id == new.id)
+                || new.id.as_deref() == Some(&i.name)
+        });
+        let Some(old) = existing else {
+            self.instances.push(new);
+            return;
+        };
+        if old.id.is_none() {
+            old.id = new.id;
+        }
+        if !new.addresses.is_empty() {
+            old.addresses = new.addresses;
+        }
+        if !new.security_groups.is_empty() {
+            old.security_groups = new.security_groups;
+        }
+        if !new.subnet_layers.is_empty() {
+            old.subnet_layers = new.subnet_layers;
+        }
+        old.ports.extend(new.ports);
+        old.labels.extend(new.labels);
+        old.local |= new.local;
+        old.at = new.at;
+    }
+}
+
+/// A named set and, transitively, every set it includes (each once, cycles cut); `None` if
+/// any of them is missing.
+fn with_includes<'a, T>(
+    sets: &'a BTreeMap<String, T>,
+    id: &str,
+    includes: impl Fn(&T) -> &Vec<String>,
+) -> Option<Vec<&'a T>> {
+    let mut found = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![id.to_string()];
+    while let Some(id) = stack.pop() {
+        if seen.insert(id.clone()) {
+            let set = sets.get(&id)?;
+            stack.extend(includes(set).iter().cloned());
+            found.push(set);
+        }
+    }
+    Some(found)
+}

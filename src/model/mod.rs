@@ -1,0 +1,16 @@
+//! The vocabulary (DESIGN §2): groups, rules, instances, flows, and the seed catalogues.
+//! No I/O here.
+
+pub mod catalog;
+mod flow;
+mod group;
+mod inventory;
+mod rule;
+
+pub use flow::{Flow, FlowPeer, FlowProtocol, FlowSpec, PortSpecError, parse_port_spec};
+pub use group::{Cloud, Decision, SecurityGroup, Semantics, Tie};
+pub use inventory::{AddressSet, Instance, Inventory, Located, ServiceSet};
+pub use rule::{
+    Action, Direction, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IcmpMatch, Origin,
+    Peer, PortRange, Ports, Protocol, Rule, Service, parse_net,
+};

@@ -1,0 +1,375 @@
+//! A security-group rule and the pieces it is made of.
+
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// Which way a flow crosses the layer, seen from the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn reverse(self) -> Self {
+        match self {
+            Direction::Inbound => Direction::Outbound,
+            Direction::Outbound => Direction::Inbound,
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "inbound" | "in" | "ingress" => Some(Direction::Inbound),
+            "outbound" | "out" | "egress" => Some(Direction::Outbound),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Accept,
+    Drop,
+}
+
+impl Action {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "accept" | "allow" => Some(Action::Accept),
+            "drop" | "deny" | "reject" => Some(Action::Drop),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Accept => "accept",
+            Action::Drop => "drop",
+        })
+    }
+}
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// The protocol a rule matches. `All` is every IP protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    All,
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    Other(u8),
+}
+
+impl Protocol {
+    /// Reads the spellings the clouds use: names in any case, IANA numbers, and `-1`/`all`/`any`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let lower = text.trim().to_ascii_lowercase();
+        Some(match lower.as_str() {
+            "all" | "any" | "-1" | "*" => Protocol::All,
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "icmp" => Protocol::Icmp,
+            "icmpv6" | "icmp6" | "ipv6-icmp" => Protocol::Icmpv6,
+            "gre" => Protocol::Other(47),
+            "esp" => Protocol::Other(50),
+            "ah" => Protocol::Other(51),
+            "ipip" => Protocol::Other(4),
+            number => Protocol::from_number(number.parse().ok()?),
+        })
+    }
+
+    pub fn from_number(number: u8) -> Self {
+        match number {
+            IPPROTO_TCP => Protocol::Tcp,
+            IPPROTO_UDP => Protocol::Udp,
+            IPPROTO_ICMP => Protocol::Icmp,
+            IPPROTO_ICMPV6 => Protocol::Icmpv6,
+            other => Protocol::Other(other),
+        }
+    }
+
+    /// The IP protocol number, or `None` for `All`.
+    pub fn number(self) -> Option<u8> {
+        match self {
+            Protocol::All => None,
+            Protocol::Tcp => Some(IPPROTO_TCP),
+            Protocol::Udp => Some(IPPROTO_UDP),
+            Protocol::Icmp => Some(IPPROTO_ICMP),
+            Protocol::Icmpv6 => Some(IPPROTO_ICMPV6),
+            Protocol::Other(n) => Some(n),
+        }
+    }
+
+    pub fn matches(self, number: u8) -> bool {
+        self.number().is_none_or(|n| n == number)
+    }
+
+    /// Whether the protocol has ports (a rule on any other ignores its port field).
+    pub fn has_ports(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Udp)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::All => f.write_str("all"),
+            Protocol::Tcp => f.write_str("tcp"),
+            Protocol::Udp => f.write_str("udp"),
+            Protocol::Icmp => f.write_str("icmp"),
+            Protocol::Icmpv6 => f.write_str("icmpv6"),
+            Protocol::Other(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// An inclusive range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn new(first: u16, last: u16) -> Option<Self> {
+        (first <= last).then_some(PortRange { first, last })
+    }
+
+    pub fn single(port: u16) -> Self {
+        PortRange {
+            first: port,
+            last: port,
+        }
+    }
+
+    pub fn contains(self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// The ports a rule matches: all of them, or a list of ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ports {
+    All,
+    Ranges(Vec<PortRange>),
+}
+
+impl Ports {
+    /// Parses `ALL`, `22`, `22,80`, `8000-9000`, and lists of those; empty means all.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("all") || text == "-1" {
+            return Some(Ports::All);
+        }
+        let mut ranges = Vec::new();
+        for part in text.split(',') {
+            let part = part.trim();
+            let range = match part.split_once(['-', '~', '/']) {
+                Some((a, b)) => PortRange::new(a.trim().parse().ok()?, b.trim().parse().ok()?)?,
+                None => PortRange::single(part.parse().ok()?),
+            };
+            ranges.push(range);
+        }
+        Some(Ports::from_ranges(ranges))
+    }
+
+    /// `0-65535` and `1-65535` are how several clouds spell "all ports".
+    pub fn from_ranges(ranges: Vec<PortRange>) -> Self {
+        if ranges.iter().any(|r| r.first <= 1 && r.last == u16::MAX) {
+            Ports::All
+        } else {
+            Ports::Ranges(ranges)
+        }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        match self {
+            Ports::All => true,
+            Ports::Ranges(ranges) => ranges.iter().any(|r| r.contains(port)),
+        }
+    }
+
+    pub fn ranges(&self) -> Vec<PortRange> {
+        match self {
+            Ports::All => vec![PortRange {
+                first: 1,
+                last: u16::MAX,
+            }],
+            Ports::Ranges(ranges) => ranges.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ports::All => f.write_str("all"),
+            Ports::Ranges(ranges) => {
+                let parts: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
+/// ICMP type and code a rule matches; `None` is any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct IcmpMatch {
+    pub icmp_type: Option<u8>,
+    pub code: Option<u8>,
+}
+
+impl IcmpMatch {
+    pub fn matches(self, icmp_type: u8, code: u8) -> bool {
+        self.icmp_type.is_none_or(|t| t == icmp_type) && self.code.is_none_or(|c| c == code)
+    }
+}
+
+/// What a rule matches at layer 4: a protocol with ports (or ICMP type/code), or a named
+/// service template whose content lives elsewhere in the exports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Service {
+    Ports {
+        protocol: Protocol,
+        ports: Ports,
+        icmp: IcmpMatch,
+    },
+    Template(String),
+}
+
+impl Service {
+    pub fn ports(protocol: Protocol, ports: Ports) -> Self {
+        Service::Ports {
+            protocol,
+            ports,
+            icmp: IcmpMatch::default(),
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Service::Ports {
+                protocol,
+                ports,
+                icmp,
+            } => {
+                write!(f, "{protocol}")?;
+                if protocol.has_ports() {
+                    write!(f, ":{ports}")?;
+                }
+                if let Some(t) = icmp.icmp_type {
+                    write!(f, " type {t}")?;
+                }
+                if let Some(c) = icmp.code {
+                    write!(f, " code {c}")?;
+                }
+                Ok(())
+            }
+            Service::Template(id) => write!(f, "service {id}"),
+        }
+    }
+}
+
+/// The other end of the flow a rule admits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// Any address of either family.
+    All,
+    Cidr(IpNet),
+    /// Members of a security group (the addresses of the instances bound to it).
+    Group(String),
+    /// A named address set: address template or group, IP set, prefix list.
+    AddressSet(String),
+}
+
+impl Peer {
+    /// Reads the native spelling: `all`, a CIDR or address, `group:ID`, `set:ID`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("all") {
+            return Some(Peer::All);
+        }
+        if let Some(id) = text.strip_prefix("group:") {
+            return (!id.is_empty()).then(|| Peer::Group(id.to_string()));
+        }
+        if let Some(id) = text.strip_prefix("set:") {
+            return (!id.is_empty()).then(|| Peer::AddressSet(id.to_string()));
+        }
+        parse_net(text).map(Peer::Cidr)
+    }
+}
+
+/// A CIDR, or a bare address as a host route; host bits are cleared as clouds do.
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>().ok().map(IpNet::from)
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::All => f.write_str("all"),
+            Peer::Cidr(net) => write!(f, "{net}"),
+            Peer::Group(id) => write!(f, "group:{id}"),
+            Peer::AddressSet(id) => write!(f, "set:{id}"),
+        }
+    }
+}
+
+/// Where a rule came from, to name it in explanations.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Origin {
+    /// The id of the group (layer object) holding the rule.
+    pub group: String,
+    /// Position in its group's list for its direction, as the export orders it.
+    pub index: usize,
+    /// The cloud's own rule id, where it has one.
+    pub id: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub action: Action,
+    pub service: Service,
+    pub peer: Peer,
+    /// Priority where the cloud orders by it (lower first); `None` elsewhere.
+    pub priority: Option<i64>,
+    pub origin: Origin,
+}

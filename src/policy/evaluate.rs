@@ -1,0 +1,691 @@
+//! Static evaluation: what the cloud would do with a flow, and which rule decides. Pure.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use thiserror::Error;
+
+use super::regions::{regions, space_of};
+use crate::model::catalog::PROBE_SOURCE_PORTS;
+use crate::model::{
+    Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, Instance, Inventory, Peer, Ports, Protocol, Rule, Semantics, Service,
+    Tie,
+};
+
+/// The verdict on a flow (DESIGN §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Predicted {
+    Open,
+    Closed,
+    /// Open to some peers (or some protocols, for "all traffic") and not others.
+    Partial,
+    /// A rule refers to something the exports do not hold, and it matters.
+    Unknown,
+    /// Equal priorities with different actions, and the cloud does not say which wins.
+    Ambiguous,
+}
+
+/// What decided: a rule, or the default of a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decider<'a> {
+    /// Index into the instance's layers.
+    pub layer: usize,
+    /// `None`: the layer's default action.
+    pub rule: Option<&'a Rule>,
+    pub action: Action,
+}
+
+/// How a considered rule related to the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Considered {
+    Matched,
+    /// Refers to something unresolved: may or may not match.
+    Maybe,
+    Default,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceStep<'a> {
+    pub layer: usize,
+    pub reply: bool,
+    pub rule: Option<&'a Rule>,
+    pub considered: Considered,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    pub predicted: Predicted,
+    pub decider: Decider<'a>,
+    /// For peer `all`: the peers the flow is open to, aggregated.
+    pub allowed_peers: Vec<IpNet>,
+    /// The rules considered for the deciding packet, in order, across layers.
+    pub trace: Vec<TraceStep<'a>>,
+}
+
+/// The groups an instance's traffic crosses, combined as their cloud says.
+#[derive(Debug, Clone)]
+pub struct Layer<'a> {
+    /// The ids of the groups forming the layer, in bound order.
+    pub groups: Vec<&'a str>,
+    pub cloud: Cloud,
+    pub semantics: Semantics,
+    inbound: Vec<&'a Rule>,
+    outbound: Vec<&'a Rule>,
+}
+
+impl<'a> Layer<'a> {
+    /// Rules in the order the layer considers them.
+    pub fn rules(&self, direction: Direction) -> &[&'a Rule] {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LinkError {
+    #[error("{at}: security group {group:?} is not in any source")]
+    UnknownGroup { group: String, at: String },
+    #[error("{at}: groups of one layer follow different clouds ({first} and {second})")]
+    MixedClouds {
+        first: Cloud,
+        second: Cloud,
+        at: String,
+    },
+    #[error("{at}: instance {instance:?} is bound to no security group")]
+    NoGroups { instance: String, at: String },
+}
+
+/// The layers of an instance: its bound groups, then each subnet layer.
+pub fn layers<'a>(inv: &'a Inventory, instance: &Instance) -> Result<Vec<Layer<'a>>, LinkError> {
+    if instance.security_groups.is_empty() {
+        return Err(LinkError::NoGroups {
+            instance: instance.name.clone(),
+            at: instance.at.clone(),
+        });
+    }
+    let mut layers = vec![layer(inv, &instance.security_groups)?];
+    for subnet in &instance.subnet_layers {
+        layers.push(layer(inv, std::slice::from_ref(subnet))?);
+    }
+    Ok(layers)
+}
+
+fn layer<'a>(
+    inv: &'a Inventory,
+    ids: &[crate::model::Located<String>],
+) -> Result<Layer<'a>, LinkError> {
+    let mut groups = Vec::new();
+    for id in ids {
+        let group = inv
+            .groups
+            .get(&id.value)
+            .ok_or_else(|| LinkError::UnknownGroup {
+                group: id.value.clone(),
+                at: id.at.clone(),
+            })?;
+        if let Some(first) = groups
+            .first()
+            .map(|g: &&crate::model::SecurityGroup| g.cloud)
+            && first != group.cloud
+        {
+            return Err(LinkError::MixedClouds {
+                first,
+                second: group.cloud,
+                at: id.at.clone(),
+            });
+        }
+        groups.push(group);
+    }
+    let cloud = groups[0].cloud;
+    let semantics = cloud.semantics();
+    let ordered = |direction| {
+        let mut rules: Vec<&Rule> = groups.iter().flat_map(|g| g.rules(direction)).collect();
+        if let Decision::Priority(_) = semantics.decision {
+            rules.sort_by_key(|r| r.priority.unwrap_or(i64::MAX));
+        }
+        rules
+    };
+    Ok(Layer {
+        groups: groups.iter().map(|g| g.id.as_str()).collect(),
+        cloud,
+        semantics,
+        inbound: ordered(Direction::Inbound),
+        outbound: ordered(Direction::Outbound),
+    })
+}
+
+/// One concrete packet, as a layer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packet {
+    direction: Direction,
+    protocol: u8,
+    /// The port rules compare: the instance's port inbound, the remote port outbound.
+    port: Option<u16>,
+    icmp: Option<(u8, u8)>,
+    remote: IpAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tri {
+    Yes,
+    No,
+    Maybe,
+}
+
+impl Tri {
+    fn and(self, other: Tri) -> Tri {
+        match (self, other) {
+            (Tri::No, _) | (_, Tri::No) => Tri::No,
+            (Tri::Yes, Tri::Yes) => Tri::Yes,
+            _ => Tri::Maybe,
+        }
+    }
+}
+
+fn yes_if(condition: bool) -> Tri {
+    if condition { Tri::Yes } else { Tri::No }
+}
+
+fn service_matches(
+    protocol: Protocol,
+    ports: &Ports,
+    icmp: crate::model::IcmpMatch,
+    p: &Packet,
+) -> bool {
+    if !protocol.matches(p.protocol) {
+        return false;
+    }
+    match (p.port, p.icmp) {
+        (Some(port), _) => ports.contains(port),
+        (None, Some((t, c))) => icmp.matches(t, c),
+        (None, None) => true,
+    }
+}
+
+fn rule_matches(inv: &Inventory, rule: &Rule, p: &Packet) -> Tri {
+    let service =
+        match &rule.service {
+            Service::Ports {
+                protocol,
+                ports,
+                icmp,
+            } => yes_if(service_matches(*protocol, ports, *icmp, p)),
+            Service::Template(id) => match inv.service_set_members(id) {
+                Some(services) => yes_if(services.iter().any(|(protocol, ports)| {
+                    service_matches(*protocol, ports, Default::default(), p)
+                })),
+                None => Tri::Maybe,
+            },
+        };
+    if service == Tri::No {
+        return Tri::No;
+    }
+    let peer = match &rule.peer {
+        Peer::All => Tri::Yes,
+        Peer::Cidr(net) => yes_if(net.contains(&p.remote)),
+        Peer::AddressSet(id) => match inv.address_set_members(id) {
+            Some(nets) => yes_if(nets.iter().any(|n| n.contains(&p.remote))),
+            None => Tri::Maybe,
+        },
+        Peer::Group(id) => match inv.group_members(id) {
+            Some(addrs) => yes_if(addrs.contains(&p.remote)),
+            None => Tri::Maybe,
+        },
+    };
+    service.and(peer)
+}
+
+/// One way a layer may decide a packet; several when unresolved references branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome<'a> {
+    Decided(Option<&'a Rule>, Action),
+    Ambiguous(&'a Rule),
+}
+
+fn decided(rule: &Rule) -> Outcome<'_> {
+    Outcome::Decided(Some(rule), rule.action)
+}
+
+struct Walk<'t, 'a> {
+    inv: &'a Inventory,
+    layer_index: usize,
+    reply: bool,
+    trace: &'t mut Vec<TraceStep<'a>>,
+}
+
+impl<'a> Walk<'_, 'a> {
+    fn note(&mut self, rule: Option<&'a Rule>, considered: Considered, action: Action) {
+        self.trace.push(TraceStep {
+            layer: self.layer_index,
+            reply: self.reply,
+            rule,
+            considered,
+            action,
+        });
+    }
+
+    /// Every outcome the layer may reach for the packet, in the order reached.
+    fn outcomes(&mut self, layer: &Layer<'a>, p: &Packet) -> Vec<Outcome<'a>> {
+        let rules = layer.rules(p.direction);
+        let mut outcomes = Vec::new();
+        let matching: Vec<(&'a Rule, Tri)> = rules
+            .iter()
+            .map(|r| (*r, rule_matches(self.inv, r, p)))
+            .filter(|(_, m)| *m != Tri::No)
+            .collect();
+        match layer.semantics.decision {
+            Decision::FirstMatch => {
+                for (rule, m) in matching {
+                    self.note_match(rule, m);
+                    outcomes.push(decided(rule));
+                    if m == Tri::Yes {
+                        return outcomes;
+                    }
+                }
+            }
+            Decision::AllowUnion => {
+                // Any definite match accepts; otherwise each possible match may.
+                if let Some((rule, m)) = matching.iter().find(|(_, m)| *m == Tri::Yes) {
+                    self.note_match(rule, *m);
+                    return vec![Outcome::Decided(Some(rule), Action::Accept)];
+                }
+                for (rule, m) in matching {
+                    self.note_match(rule, m);
+                    outcomes.push(Outcome::Decided(Some(rule), Action::Accept));
+                }
+            }
+            Decision::Priority(tie) => {
+                for level in matching.chunk_by(|a, b| a.0.priority == b.0.priority) {
+                    let definite: Vec<&'a Rule> = level
+                        .iter()
+                        .filter(|(_, m)| *m == Tri::Yes)
+                        .map(|(r, _)| *r)
+                        .collect();
+                    for (rule, m) in level {
+                        self.note_match(rule, *m);
+                    }
+                    if definite.is_empty() {
+                        outcomes.extend(level.iter().map(|(r, _)| decided(r)));
+                        continue;
+                    }
+                    // The definite matches decide, unless a possible match at the same
+                    // priority would change the tie.
+                    outcomes.push(resolve_tie(&definite, tie));
+                    for (maybe, _) in level.iter().filter(|(_, m)| *m == Tri::Maybe) {
+                        let mut with = definite.clone();
+                        with.push(maybe);
+                        outcomes.push(resolve_tie(&with, tie));
+                    }
+                    return outcomes;
+                }
+            }
+        }
+        let action = layer.semantics.default_action(p.direction);
+        self.note(None, Considered::Default, action);
+        outcomes.push(Outcome::Decided(None, action));
+        outcomes
+    }
+
+    fn note_match(&mut self, rule: &'a Rule, m: Tri) {
+        let considered = if m == Tri::Yes {
+            Considered::Matched
+        } else {
+            Considered::Maybe
+        };
+        self.note(Some(rule), considered, rule.action);
+    }
+}
+
+fn resolve_tie<'a>(rules: &[&'a Rule], tie: Tie) -> Outcome<'a> {
+    let first = rules[0];
+    if rules.iter().all(|r| r.action == first.action) {
+        return decided(first);
+    }
+    match tie {
+        Tie::Ambiguous => Outcome::Ambiguous(first),
+        Tie::DropFirst => rules
+            .iter()
+            .find(|r| r.action == Action::Drop)
+            .map_or(decided(first), |r| decided(r)),
+    }
+}
+
+/// A layer's or a packet's state once the branches are folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Closed,
+    Unknown,
+    Ambiguous,
+}
+
+/// Folds a layer's outcomes: the same action on every branch decides (named by the rule
+/// reached when nothing unresolved matches, which decides regardless); otherwise unknown.
+fn fold<'a>(layer: usize, outcomes: &[Outcome<'a>]) -> (State, Decider<'a>) {
+    if let Some(Outcome::Ambiguous(rule)) =
+        outcomes.iter().find(|o| matches!(o, Outcome::Ambiguous(_)))
+    {
+        return (
+            State::Ambiguous,
+            Decider {
+                layer,
+                rule: Some(rule),
+                action: rule.action,
+            },
+        );
+    }
+    let decider = |o: &Outcome<'a>| match *o {
+        Outcome::Decided(rule, action) => Decider {
+            layer,
+            rule,
+            action,
+        },
+        Outcome::Ambiguous(rule) => Decider {
+            layer,
+            rule: Some(rule),
+            action: rule.action,
+        },
+    };
+    let last = decider(
+        outcomes
+            .last()
+            .expect("a layer always reaches its default or a rule"),
+    );
+    if outcomes.iter().all(|o| decider(o).action == last.action) {
+        let state = if last.action == Action::Accept {
+            State::Open
+        } else {
+            State::Closed
+        };
+        (state, last)
+    } else {
+        (State::Unknown, decider(&outcomes[0]))
+    }
+}
+
+/// The packet-level result of every layer together.
+fn evaluate_packet<'a>(
+    inv: &'a Inventory,
+    layers: &[Layer<'a>],
+    p: &Packet,
+    trace: &mut Vec<TraceStep<'a>>,
+) -> (State, Decider<'a>) {
+    let mut states = Vec::new();
+    for (index, layer) in layers.iter().enumerate() {
+        let mut walk = Walk {
+            inv,
+            layer_index: index,
+            reply: false,
+            trace: &mut *trace,
+        };
+        let (mut state, mut decider) = fold(index, &walk.outcomes(layer, p));
+        if state == State::Open && !layer.semantics.stateful {
+            (state, decider) = reply_state(inv, layer, index, p, trace).unwrap_or((state, decider));
+        }
+        if state == State::Closed {
+            return (state, decider);
+        }
+        states.push((state, decider));
+    }
+    for wanted in [State::Ambiguous, State::Unknown] {
+        if let Some(found) = states.iter().find(|(s, _)| *s == wanted) {
+            return *found;
+        }
+    }
+    states[0]
+}
+
+/// A stateless layer must also pass the reply, which comes back to an ephemeral port: the
+/// reply passes only if every port sgprobe's probes may use passes. `None` when it does.
+fn reply_state<'a>(
+    inv: &'a Inventory,
+    layer: &Layer<'a>,
+    index: usize,
+    p: &Packet,
+    trace: &mut Vec<TraceStep<'a>>,
+) -> Option<(State, Decider<'a>)> {
+    let direction = p.direction.reverse();
+    let icmp_reply = match p.protocol {
+        IPPROTO_ICMP => Some((0, 0)),
+        IPPROTO_ICMPV6 => Some((129, 0)),
+        _ => None,
+    };
+    let ports: Vec<Option<u16>> = if p.port.is_some() {
+        let range = PROBE_SOURCE_PORTS;
+        port_points(layer.rules(direction).iter().copied(), inv, p.protocol)
+            .into_iter()
+            .filter(|port| range.contains(*port))
+            .chain([range.first])
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    ports.into_iter().find_map(|port| {
+        let reply = Packet {
+            direction,
+            port,
+            icmp: icmp_reply,
+            ..*p
+        };
+        let mut walk = Walk {
+            inv,
+            layer_index: index,
+            reply: true,
+            trace: &mut *trace,
+        };
+        let (state, decider) = fold(index, &walk.outcomes(layer, &reply));
+        (state != State::Open).then_some((state, decider))
+    })
+}
+
+/// Ports where some rule's port set for this protocol starts or stops: between two of them,
+/// every rule treats every port alike.
+fn port_points<'a>(
+    rules: impl Iterator<Item = &'a Rule>,
+    inv: &Inventory,
+    protocol: u8,
+) -> BTreeSet<u16> {
+    let mut points = BTreeSet::from([1]);
+    for rule in rules {
+        for (p, ports) in services_of(rule, inv) {
+            if p.matches(protocol) {
+                for range in ports.ranges() {
+                    points.insert(range.first);
+                    if let Some(next) = range.last.checked_add(1) {
+                        points.insert(next);
+                    }
+                }
+            }
+        }
+    }
+    points
+}
+
+fn services_of(rule: &Rule, inv: &Inventory) -> Vec<(Protocol, Ports)> {
+    match &rule.service {
+        Service::Ports {
+            protocol, ports, ..
+        } => vec![(*protocol, ports.clone())],
+        Service::Template(id) => inv.service_set_members(id).unwrap_or_default(),
+    }
+}
+
+/// The concrete packets that stand for a flow's protocol: one for TCP, UDP or ICMP echo; for
+/// "all traffic", one per region of protocol, port and ICMP type every rule treats alike.
+fn service_points<'a>(
+    flow: &Flow,
+    rules: &[&'a Rule],
+    inv: &Inventory,
+) -> Vec<(u8, Option<u16>, Option<(u8, u8)>)> {
+    let v6 = flow.address.is_ipv6();
+    let icmp_number = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+    let echo = if v6 { (128, 0) } else { (8, 0) };
+    match flow.spec.protocol {
+        FlowProtocol::Tcp => vec![(IPPROTO_TCP, flow.spec.port, None)],
+        FlowProtocol::Udp => vec![(IPPROTO_UDP, flow.spec.port, None)],
+        FlowProtocol::Icmp => vec![(icmp_number, None, Some(echo))],
+        FlowProtocol::All => {
+            let mut points = Vec::new();
+            for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
+                let ports = port_points(rules.iter().copied(), inv, protocol);
+                points.extend(ports.into_iter().map(|port| (protocol, Some(port), None)));
+            }
+            let mut types = BTreeSet::from([echo.0]);
+            let mut codes = BTreeSet::from([0]);
+            let mut numbers = BTreeSet::new();
+            for rule in rules {
+                if let Service::Ports { protocol, icmp, .. } = &rule.service {
+                    types.extend(icmp.icmp_type);
+                    codes.extend(icmp.code);
+                    numbers.extend(protocol.number());
+                }
+                for (protocol, _) in services_of(rule, inv) {
+                    numbers.extend(protocol.number());
+                }
+            }
+            types.insert(first_missing(&types));
+            codes.insert(first_missing(&codes));
+            for t in &types {
+                points.extend(codes.iter().map(|c| (icmp_number, None, Some((*t, *c)))));
+            }
+            numbers.insert(first_missing(&numbers));
+            let other = [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6];
+            points.extend(
+                numbers
+                    .into_iter()
+                    .filter(|n| !other.contains(n))
+                    .map(|n| (n, None, None)),
+            );
+            points
+        }
+    }
+}
+
+fn first_missing(set: &BTreeSet<u8>) -> u8 {
+    (0..=u8::MAX).find(|n| !set.contains(n)).unwrap_or(u8::MAX)
+}
+
+/// The CIDRs the rules name (resolved sets and group members included), for partitioning
+/// the peer space.
+fn peer_cidrs(rules: &[&Rule], inv: &Inventory) -> Vec<IpNet> {
+    let mut cidrs = Vec::new();
+    for rule in rules {
+        match &rule.peer {
+            Peer::All => {}
+            Peer::Cidr(net) => cidrs.push(*net),
+            Peer::AddressSet(id) => cidrs.extend(inv.address_set_members(id).unwrap_or_default()),
+            Peer::Group(id) => cidrs.extend(
+                inv.group_members(id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(IpNet::from),
+            ),
+        }
+    }
+    cidrs
+}
+
+/// What the cloud would do with a flow, given the instance's layers.
+pub fn evaluate<'a>(inv: &'a Inventory, layers: &[Layer<'a>], flow: &Flow) -> Verdict<'a> {
+    let rules: Vec<&'a Rule> = layers
+        .iter()
+        .flat_map(|l| {
+            l.rules(flow.direction)
+                .iter()
+                .chain(l.rules(flow.direction.reverse()))
+        })
+        .copied()
+        .collect();
+    let services = service_points(flow, &rules, inv);
+    let peers: Vec<(IpNet, IpAddr)> = match flow.peer {
+        FlowPeer::Addr(addr) => vec![(IpNet::from(addr), addr)],
+        FlowPeer::All => {
+            let space = space_of(flow.address);
+            let cidrs: Vec<IpNet> = peer_cidrs(&rules, inv)
+                .into_iter()
+                .filter(|c| c.addr().is_ipv6() == flow.address.is_ipv6())
+                .collect();
+            regions(space, &cidrs)
+                .into_iter()
+                .map(|r| (r, r.network()))
+                .collect()
+        }
+    };
+
+    struct Point<'a> {
+        region: IpNet,
+        state: State,
+        decider: Decider<'a>,
+        trace: Vec<TraceStep<'a>>,
+    }
+    let mut points = Vec::with_capacity(peers.len() * services.len());
+    let mut allowed = Vec::new();
+    for (region, remote) in &peers {
+        let mut all_open = true;
+        for (protocol, port, icmp) in &services {
+            let packet = Packet {
+                direction: flow.direction,
+                protocol: *protocol,
+                port: *port,
+                icmp: *icmp,
+                remote: *remote,
+            };
+            let mut trace = Vec::new();
+            let (state, decider) = evaluate_packet(inv, layers, &packet, &mut trace);
+            all_open &= state == State::Open;
+            points.push(Point {
+                region: *region,
+                state,
+                decider,
+                trace,
+            });
+        }
+        if all_open {
+            allowed.push(*region);
+        }
+    }
+
+    let count = |state| points.iter().filter(|p| p.state == state).count();
+    let predicted = if count(State::Ambiguous) > 0 {
+        Predicted::Ambiguous
+    } else if count(State::Unknown) > 0 {
+        Predicted::Unknown
+    } else if count(State::Open) == points.len() {
+        Predicted::Open
+    } else if count(State::Closed) == points.len() {
+        Predicted::Closed
+    } else {
+        Predicted::Partial
+    };
+    let wanted = match predicted {
+        Predicted::Open | Predicted::Partial => State::Open,
+        Predicted::Closed => State::Closed,
+        Predicted::Unknown => State::Unknown,
+        Predicted::Ambiguous => State::Ambiguous,
+    };
+    // Name the rule that decides for most of the peer space.
+    let chosen = points
+        .into_iter()
+        .filter(|p| p.state == wanted)
+        .min_by_key(|p| p.region.prefix_len())
+        .expect("the wanted state was counted among the points");
+    let allowed_peers = match (flow.peer, predicted) {
+        (FlowPeer::All, Predicted::Partial) => IpNet::aggregate(&allowed),
+        _ => Vec::new(),
+    };
+    Verdict {
+        predicted,
+        decider: chosen.decider,
+        allowed_peers,
+        trace: chosen.trace,
+    }
+}

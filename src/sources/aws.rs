@@ -1,0 +1,188 @@
+//! AWS CLI output: describe-security-groups, describe-security-group-rules,
+//! describe-instances, get-managed-prefix-list-entries.
+//!
+//! Security groups allow only; ports are FromPort..ToPort, with -1 (or absent) for all; for
+//! ICMP, FromPort is the type and ToPort the code, -1 any.
+
+use super::json::Node;
+use super::{SourceError, address_members, group_id, known_shape};
+use crate::model::{
+    Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
+    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, parse_net,
+};
+
+pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
+    let mut inv = Inventory::default();
+    let mut recognised = false;
+    if root.has("SecurityGroups") {
+        recognised = true;
+        for item in root.get("SecurityGroups").items()? {
+            let group = security_group(&item)?;
+            inv.groups.insert(group.id.clone(), group);
+        }
+    }
+    if root.has("SecurityGroupRules") {
+        recognised = true;
+        let mut positions = std::collections::BTreeMap::<(String, Direction), usize>::new();
+        for item in root.get("SecurityGroupRules").items()? {
+            let group_id = item.get("GroupId").required_text()?;
+            let egress = item.get("IsEgress").required("true or false", |t| t.to_ascii_lowercase().parse::<bool>().ok())?;
+            let direction = if egress { Direction::Outbound } else { Direction::Inbound };
+            let counter = positions.entry((group_id.clone(), direction)).or_default();
+            let origin = Origin {
+                group: group_id.clone(),
+                index: *counter,
+                id: item.get("SecurityGroupRuleId").text()?,
+                description: item.get("Description").text()?,
+            };
+            *counter += 1;
+            let peer = if let Some(net) = item.get("CidrIpv4").parsed("an IPv4 CIDR", parse_net)? {
+                Peer::Cidr(net)
+            } else if let Some(net) = item.get("CidrIpv6").parsed("an IPv6 CIDR", parse_net)? {
+                Peer::Cidr(net)
+            } else if let Some(list) = item.get("PrefixListId").text()? {
+                Peer::AddressSet(list)
+            } else if let Some(group) = item.get("ReferencedGroupInfo").get("GroupId").text()? {
+                Peer::Group(group)
+            } else {
+                return Err(item.error("a peer: CidrIpv4, CidrIpv6, PrefixListId or ReferencedGroupInfo"));
+            };
+            let rule = Rule { action: Action::Accept, service: service(&item)?, peer, priority: None, origin };
+            inv.groups
+                .entry(group_id.clone())
+                .or_insert_with(|| SecurityGroup::new(group_id, Cloud::Aws))
+                .rules_mut(direction)
+                .push(rule);
+        }
+    }
+    if root.has("Reservations") {
+        recognised = true;
+        for reservation in root.get("Reservations").items()? {
+            for item in reservation.get("Instances").items()? {
+                inv.add_instance(instance(&item)?);
+            }
+        }
+    }
+    if root.has("Entries") {
+        recognised = true;
+        let set = AddressSet {
+            id: group_id(root, id, "a prefix list's entries")?,
+            members: root.get("Entries").items()?.iter().map(|e| address_members(&e.get("Cidr"))).collect::<Result<Vec<_>, _>>()?.concat(),
+            ..AddressSet::default()
+        };
+        inv.address_sets.insert(set.id.clone(), set);
+    }
+    known_shape(root, recognised, "an AWS CLI output: SecurityGroups, SecurityGroupRules, Reservations or Entries")?;
+    Ok(inv)
+}
+
+fn service(item: &Node) -> Result<Service, SourceError> {
+    let protocol = item.get("IpProtocol").required("tcp, udp, icmp, icmpv6, -1 or a protocol number", Protocol::parse)?;
+    let bound = |key: &str| -> Result<Option<u16>, SourceError> {
+        let node = item.get(key);
+        match node.int()? {
+            None | Some(-1) => Ok(None),
+            Some(v) => u16::try_from(v).map(Some).map_err(|_| node.error("a port 0-65535 or -1")),
+        }
+    };
+    let (from, to) = (bound("FromPort")?, bound("ToPort")?);
+    Ok(match protocol {
+        Protocol::Tcp | Protocol::Udp => {
+            let ports = match (from, to) {
+                (Some(first), Some(last)) => Ports::from_ranges(vec![
+                    PortRange::new(first, last).ok_or_else(|| item.get("ToPort").error("a port no lower than FromPort"))?,
+                ]),
+                _ => Ports::All,
+            };
+            Service::ports(protocol, ports)
+        }
+        Protocol::Icmp | Protocol::Icmpv6 => {
+            let byte = |v: Option<u16>, key| v.map(|v| u8::try_from(v).map_err(|_| item.get(key).error("an ICMP type or code 0-255 or -1"))).transpose();
+            Service::Ports {
+                protocol,
+                ports: Ports::All,
+                icmp: IcmpMatch { icmp_type: byte(from, "FromPort")?, code: byte(to, "ToPort")? },
+            }
+        }
+        _ => Service::ports(protocol, Ports::All),
+    })
+}
+
+fn security_group(item: &Node) -> Result<SecurityGroup, SourceError> {
+    let id = item.get("GroupId").required_text()?;
+    let mut group = SecurityGroup::new(&id, Cloud::Aws);
+    group.name = item.get("GroupName").text()?;
+    for (direction, key) in [(Direction::Inbound, "IpPermissions"), (Direction::Outbound, "IpPermissionsEgress")] {
+        for (index, permission) in item.get(key).items()?.into_iter().enumerate() {
+            let service = service(&permission)?;
+            // One permission lists many peers; each becomes a rule with the permission's index.
+            let mut peers = Vec::new();
+            for (list, field, peer) in [
+                ("IpRanges", "CidrIp", None),
+                ("Ipv6Ranges", "CidrIpv6", None),
+                ("PrefixListIds", "PrefixListId", Some(Peer::AddressSet as fn(String) -> Peer)),
+                ("UserIdGroupPairs", "GroupId", Some(Peer::Group as fn(String) -> Peer)),
+            ] {
+                for entry in permission.get(list).items()? {
+                    let value = entry.get(field);
+                    let parsed = match peer {
+                        None => Peer::Cidr(value.required("a CIDR", parse_net)?),
+                        Some(make) => make(value.required_text()?),
+                    };
+                    peers.push((parsed, entry.get("Description").text()?));
+                }
+            }
+            for (peer, description) in peers {
+                group.rules_mut(direction).push(Rule {
+                    action: Action::Accept,
+                    service: service.clone(),
+                    peer,
+                    priority: None,
+                    origin: Origin { group: id.clone(), index, id: None, description },
+                });
+            }
+        }
+    }
+    Ok(group)
+}
+
+fn instance(item: &Node) -> Result<Instance, SourceError> {
+    let id = item.get("InstanceId").required_text()?;
+    let mut name = None;
+    let mut instance = Instance::new(&id, item.place());
+    for tag in item.get("Tags").items()? {
+        if let Some(key) = tag.get("Key").text()? {
+            let value = tag.get("Value").text()?.unwrap_or_default();
+            if key == "Name" && !value.is_empty() {
+                name = Some(value.clone());
+            }
+            instance.labels.insert(key, value);
+        }
+    }
+    if let Some(name) = name {
+        instance.name = name;
+    }
+    instance.id = Some(id);
+    let mut addresses = Vec::new();
+    for key in ["PrivateIpAddress", "PublicIpAddress", "Ipv6Address"] {
+        addresses.extend(item.get(key).address()?);
+    }
+    for interface in item.get("NetworkInterfaces").items()? {
+        for private in interface.get("PrivateIpAddresses").items()? {
+            addresses.extend(private.get("PrivateIpAddress").address()?);
+        }
+        for v6 in interface.get("Ipv6Addresses").items()? {
+            addresses.extend(v6.get("Ipv6Address").address()?);
+        }
+    }
+    for address in addresses {
+        if !instance.addresses.contains(&address) {
+            instance.addresses.push(address);
+        }
+    }
+    for group in item.get("SecurityGroups").items()? {
+        let node = group.get("GroupId");
+        instance.security_groups.push(Located { value: node.required_text()?, at: node.place() });
+    }
+    Ok(instance)
+}

@@ -1,0 +1,156 @@
+//! Sources: cloud exports and native TOML, read into the model. One file per format.
+
+mod aws;
+mod error;
+mod json;
+pub mod native;
+mod qingcloud;
+mod tencent;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+pub use error::{SourceError, line_column};
+use json::{Doc, Node};
+
+use crate::model::{Inventory, parse_net};
+
+/// The formats sources come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Native,
+    Tencent,
+    QingCloud,
+    Aws,
+}
+
+impl Format {
+    pub const ALL: [Format; 4] = [Format::Native, Format::Tencent, Format::QingCloud, Format::Aws];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Tencent => "tencent",
+            Format::QingCloud => "qingcloud",
+            Format::Aws => "aws",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Format::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Reads one source file. `id` names the object for exports that do not carry its id (a
+/// Tencent policy list, an AWS prefix-list's entries).
+pub fn load(format: Format, file: &Path, id: Option<&str>) -> Result<Inventory, SourceError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SourceError::Io { file: file.to_path_buf(), source })?;
+    parse(format, file, &text, id)
+}
+
+/// Reads a source's text; `file` only names it in errors. Never panics, whatever the text.
+pub fn parse(format: Format, file: &Path, text: &str, id: Option<&str>) -> Result<Inventory, SourceError> {
+    if format == Format::Native {
+        return native::parse(file, text);
+    }
+    let doc = Doc::parse(file, text)?;
+    let root = doc.root();
+    match format {
+        Format::Tencent => tencent::import(&root, id),
+        Format::QingCloud => qingcloud::import(&root, id),
+        Format::Aws => aws::import(&root, id),
+        Format::Native => unreachable!("handled above"),
+    }
+}
+
+/// The id for an export that does not carry its own.
+fn group_id(root: &Node, id: Option<&str>, what: &str) -> Result<String, SourceError> {
+    id.map(str::to_string).ok_or_else(|| SourceError::Field {
+        file: root.file().to_path_buf(),
+        path: root.path().to_string(),
+        message: format!("{what} does not say which object it belongs to: give its id (`id = \"...\"` in the [[source]], or --id)"),
+    })
+}
+
+/// An export none of whose known shapes matched is an error, not an empty inventory.
+fn known_shape(root: &Node, recognised: bool, expected: &str) -> Result<(), SourceError> {
+    if recognised { Ok(()) } else { Err(root.error(expected)) }
+}
+
+/// Addresses as clouds list them: a string or an array of strings, each a CIDR, an address,
+/// or a range `a-b`; lists may also be comma- or newline-separated in one string.
+fn address_members(node: &Node) -> Result<Vec<IpNet>, SourceError> {
+    let texts = match node.items() {
+        Ok(items) => items.iter().map(Node::text).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect(),
+        Err(_) => node.text()?.into_iter().collect::<Vec<_>>(),
+    };
+    let mut members = Vec::new();
+    for text in texts {
+        for part in text.split([',', '\n', ';']).map(str::trim).filter(|p| !p.is_empty()) {
+            let nets = parse_net(part)
+                .map(|n| vec![n])
+                .or_else(|| address_range(part))
+                .ok_or_else(|| node.error("addresses: CIDRs, addresses or ranges a-b"))?;
+            members.extend(nets);
+        }
+    }
+    Ok(members)
+}
+
+/// `10.0.0.1-10.0.0.9` as the CIDRs that cover exactly that range.
+fn address_range(text: &str) -> Option<Vec<IpNet>> {
+    let (a, b) = text.split_once('-')?;
+    let (a, b): (IpAddr, IpAddr) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    let (bits, first, last) = match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (32, u128::from(u32::from(a)), u128::from(u32::from(b))),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (128, u128::from(a), u128::from(b)),
+        _ => return None,
+    };
+    if first > last {
+        return None;
+    }
+    let mut nets = Vec::new();
+    let mut start = first;
+    loop {
+        // The largest aligned block starting at `start` that does not pass `last`.
+        let mut size = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
+        while size > 0 && (size >= 128 || start + ((1u128 << size) - 1) > last) {
+            size -= 1;
+        }
+        let addr = if bits == 32 {
+            IpAddr::V4(u32::try_from(start).ok()?.into())
+        } else {
+            IpAddr::V6(start.into())
+        };
+        nets.push(IpNet::new(addr, u8::try_from(bits - size).ok()?).ok()?);
+        match start.checked_add(1u128 << size) {
+            Some(next) if next <= last => start = next,
+            _ => return Some(nets),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_become_exact_cidrs() {
+        let nets = address_range("10.0.0.1-10.0.0.8").expect("valid range");
+        let text: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/30", "10.0.0.8/32"]);
+        let all = address_range("0.0.0.0-255.255.255.255").expect("valid range");
+        assert_eq!(all.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0/0"]);
+        assert!(address_range("10.0.0.9-10.0.0.1").is_none());
+        assert!(address_range("10.0.0.1-::1").is_none());
+    }
+}

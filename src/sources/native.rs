@@ -1,0 +1,338 @@
+//! Native TOML: groups, address and service sets, instances. Strict: unknown keys are errors
+//! naming file, line and key. `render` writes what `parse` reads, so `sgprobe import` output
+//! round-trips.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{SourceError, line_column};
+use crate::model::{
+    Action, AddressSet, Cloud, Decision, Direction, IcmpMatch, Instance, Inventory, Located,
+    Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
+    parse_port_spec,
+};
+
+/// The sections a native file (and the config file) may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sections {
+    #[serde(default)]
+    pub group: Vec<RawGroup>,
+    #[serde(default)]
+    pub address_set: Vec<RawAddressSet>,
+    #[serde(default)]
+    pub service_set: Vec<RawServiceSet>,
+    #[serde(default)]
+    pub instance: Vec<RawInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    id: String,
+    name: Option<String>,
+    cloud: Spanned<String>,
+    #[serde(default)]
+    ingress: Vec<RawRule>,
+    #[serde(default)]
+    egress: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    action: Spanned<String>,
+    protocol: Option<Spanned<String>>,
+    ports: Option<Spanned<String>>,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
+    /// A service template id, instead of protocol and ports.
+    service: Option<String>,
+    peer: Spanned<String>,
+    priority: Option<i64>,
+    id: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAddressSet {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    members: Vec<Spanned<String>>,
+    #[serde(default)]
+    includes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceSet {
+    id: String,
+    name: Option<String>,
+    /// Entries such as `tcp:80`, `udp:53-54`, `icmp`.
+    #[serde(default)]
+    services: Vec<Spanned<String>>,
+    #[serde(default)]
+    includes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    name: Spanned<String>,
+    id: Option<String>,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    security_groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    subnet_layers: Vec<Spanned<String>>,
+    ports: Option<Spanned<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    local: bool,
+}
+
+/// Errors at a span of a TOML file.
+#[derive(Debug)]
+pub struct Spans<'a> {
+    pub file: &'a Path,
+    pub text: &'a str,
+}
+
+impl Spans<'_> {
+    pub fn at(&self, span: Range<usize>, message: impl Into<String>) -> SourceError {
+        let (line, column) = line_column(self.text, span.start);
+        SourceError::At { file: self.file.to_path_buf(), line, column, message: message.into() }
+    }
+
+    pub fn place(&self, span: Range<usize>) -> String {
+        format!("{}:{}", self.file.display(), line_column(self.text, span.start).0)
+    }
+
+    /// A TOML syntax or schema error (unknown key, wrong type), on one line.
+    pub fn toml(&self, error: &toml::de::Error) -> SourceError {
+        self.at(error.span().unwrap_or(0..0), error.message().trim().replace('\n', " "))
+    }
+
+    fn parse<T>(&self, value: &Spanned<String>, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, SourceError> {
+        parse(value.get_ref()).ok_or_else(|| self.at(value.span(), format!("expected {expected}, found {:?}", value.get_ref())))
+    }
+}
+
+pub fn parse(file: &Path, text: &str) -> Result<Inventory, SourceError> {
+    let spans = Spans { file, text };
+    let sections: Sections = toml::from_str(text).map_err(|e| spans.toml(&e))?;
+    sections.into_inventory(&spans)
+}
+
+impl Sections {
+    pub fn into_inventory(self, spans: &Spans) -> Result<Inventory, SourceError> {
+        let mut inv = Inventory::default();
+        for raw in self.group {
+            let group = group(raw, spans)?;
+            inv.groups.insert(group.id.clone(), group);
+        }
+        for raw in self.address_set {
+            let mut members = Vec::new();
+            for member in &raw.members {
+                members.push(spans.parse(member, "a CIDR or an address", parse_net)?);
+            }
+            let set = AddressSet { id: raw.id, name: raw.name, members, includes: raw.includes };
+            inv.address_sets.insert(set.id.clone(), set);
+        }
+        for raw in self.service_set {
+            let mut services = Vec::new();
+            for entry in &raw.services {
+                services.push(spans.parse(entry, "a service such as tcp:80, udp:53-54 or icmp", service_entry)?);
+            }
+            let set = ServiceSet { id: raw.id, name: raw.name, services, includes: raw.includes };
+            inv.service_sets.insert(set.id.clone(), set);
+        }
+        for raw in self.instance {
+            inv.add_instance(instance(raw, spans)?);
+        }
+        Ok(inv)
+    }
+}
+
+fn service_entry(text: &str) -> Option<(Protocol, Ports)> {
+    match text.split_once(':') {
+        Some((protocol, ports)) => Some((Protocol::parse(protocol)?, Ports::parse(ports)?)),
+        None => Some((Protocol::parse(text)?, Ports::All)),
+    }
+}
+
+fn group(raw: RawGroup, spans: &Spans) -> Result<SecurityGroup, SourceError> {
+    let names: Vec<&str> = Cloud::ALL.iter().map(|c| c.name()).collect();
+    let cloud = spans.parse(&raw.cloud, &format!("one of {}", names.join(", ")), Cloud::parse)?;
+    let mut group = SecurityGroup::new(&raw.id, cloud);
+    group.name = raw.name;
+    for (direction, rules) in [(Direction::Inbound, raw.ingress), (Direction::Outbound, raw.egress)] {
+        for (index, raw) in rules.into_iter().enumerate() {
+            let rule = rule(raw, &group.id, index, spans)?;
+            group.rules_mut(direction).push(rule);
+        }
+    }
+    Ok(group)
+}
+
+fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, SourceError> {
+    let action = spans.parse(&raw.action, "accept or drop", Action::parse)?;
+    let service = match (raw.service, &raw.protocol) {
+        (Some(template), None) => Service::Template(template),
+        (Some(_), Some(protocol)) => return Err(spans.at(protocol.span(), "a rule has either `service` or `protocol`, not both")),
+        (None, protocol) => {
+            let protocol = match protocol {
+                Some(p) => spans.parse(p, "tcp, udp, icmp, icmpv6, all or a protocol number", Protocol::parse)?,
+                None => Protocol::All,
+            };
+            let ports = match &raw.ports {
+                Some(ports) => spans.parse(ports, "all, a port, a list or a range such as 8000-9000", Ports::parse)?,
+                None => Ports::All,
+            };
+            Service::Ports { protocol, ports, icmp: IcmpMatch { icmp_type: raw.icmp_type, code: raw.icmp_code } }
+        }
+    };
+    let peer = spans.parse(&raw.peer, "all, a CIDR, group:ID or set:ID", Peer::parse)?;
+    Ok(Rule {
+        action,
+        service,
+        peer,
+        priority: raw.priority,
+        origin: Origin { group: group.to_string(), index, id: raw.id, description: raw.description },
+    })
+}
+
+fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
+    let at = spans.place(raw.name.span());
+    let mut instance = Instance::new(raw.name.into_inner(), at);
+    instance.id = raw.id;
+    for address in &raw.addresses {
+        instance.addresses.push(spans.parse(address, "an IP address", |t| t.trim().parse().ok())?);
+    }
+    let located = |ids: Vec<Spanned<String>>| -> Vec<Located<String>> {
+        ids.into_iter().map(|id| Located { at: spans.place(id.span()), value: id.into_inner() }).collect()
+    };
+    instance.security_groups = located(raw.security_groups);
+    instance.subnet_layers = located(raw.subnet_layers);
+    if let Some(ports) = raw.ports {
+        instance.ports = parse_port_spec(ports.get_ref()).map_err(|e| spans.at(ports.span(), e.to_string()))?;
+    }
+    instance.labels = raw.labels;
+    instance.local = raw.local;
+    Ok(instance)
+}
+
+/// Checks that hold across a whole inventory's native definitions: allow-only clouds hold
+/// only accept rules.
+pub fn check_allow_only(inv: &Inventory) -> Result<(), String> {
+    for group in inv.groups.values() {
+        if group.cloud.semantics().decision != Decision::AllowUnion {
+            continue;
+        }
+        let drop = group.ingress.iter().chain(&group.egress).find(|r| r.action == Action::Drop);
+        if let Some(rule) = drop {
+            return Err(format!(
+                "group {}: {} security groups allow only, but rule {} drops",
+                group.id, group.cloud, rule.origin.index
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes an inventory as native TOML.
+pub fn render(inv: &Inventory) -> String {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = String::new();
+    for group in inv.groups.values() {
+        let _ = writeln!(out, "[[group]]\nid = {}", q(&group.id));
+        if let Some(name) = &group.name {
+            let _ = writeln!(out, "name = {}", q(name));
+        }
+        let _ = writeln!(out, "cloud = {}\n", q(group.cloud.name()));
+        for (key, rules) in [("ingress", &group.ingress), ("egress", &group.egress)] {
+            for rule in rules {
+                let _ = writeln!(out, "[[group.{key}]]\n{}", render_rule(rule));
+            }
+        }
+    }
+    for set in inv.address_sets.values() {
+        let members: Vec<String> = set.members.iter().map(|m| q(&m.to_string())).collect();
+        let includes: Vec<String> = set.includes.iter().map(|i| q(i)).collect();
+        let _ = writeln!(out, "[[address_set]]\nid = {}", q(&set.id));
+        if let Some(name) = &set.name {
+            let _ = writeln!(out, "name = {}", q(name));
+        }
+        let _ = writeln!(out, "members = [{}]\nincludes = [{}]\n", members.join(", "), includes.join(", "));
+    }
+    for set in inv.service_sets.values() {
+        let services: Vec<String> = set.services.iter().map(|(p, ports)| q(&format!("{p}:{ports}"))).collect();
+        let includes: Vec<String> = set.includes.iter().map(|i| q(i)).collect();
+        let _ = writeln!(out, "[[service_set]]\nid = {}", q(&set.id));
+        if let Some(name) = &set.name {
+            let _ = writeln!(out, "name = {}", q(name));
+        }
+        let _ = writeln!(out, "services = [{}]\nincludes = [{}]\n", services.join(", "), includes.join(", "));
+    }
+    for instance in &inv.instances {
+        let list = |items: Vec<String>| items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(out, "[[instance]]\nname = {}", q(&instance.name));
+        if let Some(id) = &instance.id {
+            let _ = writeln!(out, "id = {}", q(id));
+        }
+        let _ = writeln!(out, "addresses = [{}]", list(instance.addresses.iter().map(ToString::to_string).collect()));
+        let _ = writeln!(out, "security_groups = [{}]", list(instance.security_groups.iter().map(|g| g.value.clone()).collect()));
+        if !instance.subnet_layers.is_empty() {
+            let _ = writeln!(out, "subnet_layers = [{}]", list(instance.subnet_layers.iter().map(|g| g.value.clone()).collect()));
+        }
+        if !instance.labels.is_empty() {
+            let labels: Vec<String> = instance.labels.iter().map(|(k, v)| format!("{} = {}", q(k), q(v))).collect();
+            let _ = writeln!(out, "labels = {{ {} }}", labels.join(", "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One rule's fields as native TOML lines (no table header).
+pub fn render_rule(rule: &Rule) -> String {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = format!("action = {}\n", q(&rule.action.to_string()));
+    match &rule.service {
+        Service::Template(id) => {
+            let _ = writeln!(out, "service = {}", q(id));
+        }
+        Service::Ports { protocol, ports, icmp } => {
+            let _ = writeln!(out, "protocol = {}", q(&protocol.to_string()));
+            if protocol.has_ports() {
+                let _ = writeln!(out, "ports = {}", q(&ports.to_string()));
+            }
+            if let Some(t) = icmp.icmp_type {
+                let _ = writeln!(out, "icmp_type = {t}");
+            }
+            if let Some(c) = icmp.code {
+                let _ = writeln!(out, "icmp_code = {c}");
+            }
+        }
+    }
+    let _ = writeln!(out, "peer = {}", q(&rule.peer.to_string()));
+    if let Some(priority) = rule.priority {
+        let _ = writeln!(out, "priority = {priority}");
+    }
+    if let Some(id) = &rule.origin.id {
+        let _ = writeln!(out, "id = {}", q(id));
+    }
+    if let Some(description) = &rule.origin.description {
+        let _ = writeln!(out, "description = {}", q(description));
+    }
+    out
+}

@@ -1,0 +1,171 @@
+//! Tencent Cloud exports, as tccli prints them or as the raw API returns them
+//! (`{"Response": ...}`): DescribeSecurityGroupPolicies, DescribeInstances, address templates
+//! and template groups, service templates and template groups.
+
+use super::json::Node;
+use super::{SourceError, address_members, group_id, known_shape};
+use crate::model::{
+    Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, Ports,
+    Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
+};
+
+pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
+    let mut inv = Inventory::default();
+    let mut recognised = false;
+    if root.has("SecurityGroupPolicySet") {
+        recognised = true;
+        let group = policies(root, &group_id(root, id, "SecurityGroupPolicySet")?)?;
+        inv.groups.insert(group.id.clone(), group);
+    }
+    if root.has("InstanceSet") {
+        recognised = true;
+        for item in root.get("InstanceSet").items()? {
+            inv.add_instance(instance(&item)?);
+        }
+    }
+    for (key, id_key, members_key, extra_key, include_key) in [
+        ("AddressTemplateSet", "AddressTemplateId", "AddressSet", "AddressExtraSet", None),
+        ("AddressTemplateGroupSet", "AddressTemplateGroupId", "", "", Some("AddressTemplateIdSet")),
+    ] {
+        for item in root.get(key).items()? {
+            recognised = true;
+            let mut set = AddressSet {
+                id: item.get(id_key).required_text()?,
+                name: item.get(&key.replace("Set", "Name")).text()?,
+                ..AddressSet::default()
+            };
+            if !members_key.is_empty() {
+                set.members = address_members(&item.get(members_key))?;
+                for extra in item.get(extra_key).items()? {
+                    set.members.extend(address_members(&extra.get("Address"))?);
+                }
+            }
+            if let Some(include_key) = include_key {
+                set.includes = item.get(include_key).texts()?;
+            }
+            inv.address_sets.insert(set.id.clone(), set);
+        }
+    }
+    for item in root.get("ServiceTemplateSet").items()? {
+        recognised = true;
+        let mut set = ServiceSet {
+            id: item.get("ServiceTemplateId").required_text()?,
+            name: item.get("ServiceTemplateName").text()?,
+            ..ServiceSet::default()
+        };
+        let mut entries: Vec<Node> = item.get("ServiceSet").items()?;
+        for extra in item.get("ServiceExtraSet").items()? {
+            entries.push(extra.get("Service"));
+        }
+        for entry in entries {
+            set.services.extend(entry.parsed("a service such as tcp:80 or udp:53-54 or icmp", service_entry)?);
+        }
+        inv.service_sets.insert(set.id.clone(), set);
+    }
+    for item in root.get("ServiceTemplateGroupSet").items()? {
+        recognised = true;
+        let set = ServiceSet {
+            id: item.get("ServiceTemplateGroupId").required_text()?,
+            name: item.get("ServiceTemplateGroupName").text()?,
+            includes: item.get("ServiceTemplateIdSet").texts()?,
+            ..ServiceSet::default()
+        };
+        inv.service_sets.insert(set.id.clone(), set);
+    }
+    known_shape(root, recognised, "a Tencent export: SecurityGroupPolicySet, InstanceSet, AddressTemplateSet, AddressTemplateGroupSet, ServiceTemplateSet or ServiceTemplateGroupSet")?;
+    Ok(inv)
+}
+
+/// `tcp:80`, `udp:53,54`, `tcp:1000-2000`, `icmp`, `ALL`.
+fn service_entry(text: &str) -> Option<(Protocol, Ports)> {
+    match text.split_once(':') {
+        Some((protocol, ports)) => Some((Protocol::parse(protocol)?, Ports::parse(ports)?)),
+        None => Some((Protocol::parse(text)?, Ports::All)),
+    }
+}
+
+fn policies(root: &Node, id: &str) -> Result<SecurityGroup, SourceError> {
+    let set = root.get("SecurityGroupPolicySet");
+    let mut group = SecurityGroup::new(id, Cloud::Tencent);
+    for (direction, key) in [(Direction::Inbound, "Ingress"), (Direction::Outbound, "Egress")] {
+        let mut items = Vec::new();
+        for (position, item) in set.get(key).items()?.into_iter().enumerate() {
+            let index = item.get("PolicyIndex").int()?;
+            let index = match index {
+                Some(i) => usize::try_from(i).map_err(|_| item.get("PolicyIndex").error("an index 0 or more"))?,
+                None => position,
+            };
+            items.push((index, item));
+        }
+        // Tencent decides in PolicyIndex order, whatever order the export lists.
+        items.sort_by_key(|(index, _)| *index);
+        for (index, item) in items {
+            group.rules_mut(direction).push(policy(&item, id, index)?);
+        }
+    }
+    Ok(group)
+}
+
+fn policy(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
+    let action = item.get("Action").required("ACCEPT or DROP", Action::parse)?;
+    let template = item.get("ServiceTemplate");
+    let service = match (template.get("ServiceId").text()?, template.get("ServiceGroupId").text()?) {
+        (Some(id), _) | (None, Some(id)) => Service::Template(id),
+        (None, None) => {
+            let protocol = item
+                .get("Protocol")
+                .parsed("TCP, UDP, ICMP, ICMPv6, ALL or a protocol number", Protocol::parse)?
+                .unwrap_or(Protocol::All);
+            let ports = item.get("Port").required("ALL, a port, a list or a range such as 3306-20000", |t| {
+                Ports::parse(t)
+            });
+            let ports = if protocol.has_ports() { ports? } else { Ports::All };
+            Service::ports(protocol, ports)
+        }
+    };
+    let address = item.get("AddressTemplate");
+    let peer = if let Some(cidr) = item.get("CidrBlock").parsed("an IPv4 CIDR", parse_net)? {
+        Peer::Cidr(cidr)
+    } else if let Some(cidr) = item.get("Ipv6CidrBlock").parsed("an IPv6 CIDR", parse_net)? {
+        Peer::Cidr(cidr)
+    } else if let Some(sg) = item.get("SecurityGroupId").text()? {
+        Peer::Group(sg)
+    } else if let Some(set) = address.get("AddressId").text()?.or(address.get("AddressGroupId").text()?) {
+        Peer::AddressSet(set)
+    } else {
+        return Err(item.error("a source or destination: CidrBlock, Ipv6CidrBlock, SecurityGroupId or AddressTemplate"));
+    };
+    Ok(Rule {
+        action,
+        service,
+        peer,
+        priority: None,
+        origin: Origin {
+            group: group.to_string(),
+            index,
+            id: item.get("PolicyId").text()?,
+            description: item.get("PolicyDescription").text()?,
+        },
+    })
+}
+
+fn instance(item: &Node) -> Result<Instance, SourceError> {
+    let id = item.get("InstanceId").required_text()?;
+    let name = item.get("InstanceName").text()?.unwrap_or_else(|| id.clone());
+    let mut instance = Instance::new(name, item.place());
+    instance.id = Some(id);
+    for key in ["PrivateIpAddresses", "PublicIpAddresses", "IPv6Addresses"] {
+        for address in item.get(key).items()? {
+            instance.addresses.extend(address.address()?);
+        }
+    }
+    for group in item.get("SecurityGroupIds").items()? {
+        instance.security_groups.push(Located { value: group.required_text()?, at: group.place() });
+    }
+    for tag in item.get("Tags").items()? {
+        if let Some(key) = tag.get("Key").text()? {
+            instance.labels.insert(key, tag.get("Value").text()?.unwrap_or_default());
+        }
+    }
+    Ok(instance)
+}
