@@ -157,7 +157,7 @@ mod tests {
     fn probe_source_ports_lie_inside_the_seed_ephemeral_ranges_of_windows_and_nat() {
         for (client, range) in EPHEMERAL_RANGES {
             let inside =
-                range.first <= PROBE_SOURCE_PORTS.first && PROBE_SOURCE_PORTS.last <= range.last;
+                range.contains(PROBE_SOURCE_PORTS.first) && range.contains(PROBE_SOURCE_PORTS.last);
             assert_eq!(
                 inside,
                 client != "Linux" && client != "Windows Server 2003",

@@ -519,13 +519,12 @@ fn services_of(rule: &Rule, inv: &Inventory) -> Vec<(Protocol, Ports)> {
     }
 }
 
+/// IP protocol, port (TCP/UDP) and ICMP type/code of a concrete packet.
+type ServicePoint = (u8, Option<u16>, Option<(u8, u8)>);
+
 /// The concrete packets that stand for a flow's protocol: one for TCP, UDP or ICMP echo; for
 /// "all traffic", one per region of protocol, port and ICMP type every rule treats alike.
-fn service_points<'a>(
-    flow: &Flow,
-    rules: &[&'a Rule],
-    inv: &Inventory,
-) -> Vec<(u8, Option<u16>, Option<(u8, u8)>)> {
+fn service_points(flow: &Flow, rules: &[&Rule], inv: &Inventory) -> Vec<ServicePoint> {
     let v6 = flow.address.is_ipv6();
     let icmp_number = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
     let echo = if v6 { (128, 0) } else { (8, 0) };
@@ -688,4 +687,74 @@ pub fn evaluate<'a>(inv: &'a Inventory, layers: &[Layer<'a>], flow: &Flow) -> Ve
         allowed_peers,
         trace: chosen.trace,
     }
+}
+
+/// Whether a rule decides some packet of its layer (`Decides`), or other rules always decide
+/// first (`Shadowed`, naming the one deciding where the rule would), or unresolved references
+/// make it impossible to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    Decides,
+    Shadowed(Decider<'a>),
+    Unresolved,
+}
+
+/// Walks every region of peer and service space the rule matches and asks who decides there.
+pub fn reach<'a>(
+    inv: &'a Inventory,
+    layer: &Layer<'a>,
+    direction: Direction,
+    rule: &Rule,
+) -> Reach<'a> {
+    let rules = layer.rules(direction);
+    let mut shadowed_by = None;
+    for family in ["0.0.0.0", "::"] {
+        let address: IpAddr = family.parse().expect("valid literal");
+        let flow = Flow {
+            address,
+            direction,
+            spec: crate::model::FlowSpec {
+                protocol: FlowProtocol::All,
+                port: None,
+            },
+            peer: FlowPeer::All,
+        };
+        let cidrs: Vec<IpNet> = peer_cidrs(rules, inv)
+            .into_iter()
+            .filter(|c| c.addr().is_ipv6() == address.is_ipv6())
+            .collect();
+        for region in regions(space_of(address), &cidrs) {
+            for (protocol, port, icmp) in service_points(&flow, rules, inv) {
+                let packet = Packet {
+                    direction,
+                    protocol,
+                    port,
+                    icmp,
+                    remote: region.network(),
+                };
+                match rule_matches(inv, rule, &packet) {
+                    Tri::No => continue,
+                    Tri::Maybe => return Reach::Unresolved,
+                    Tri::Yes => {}
+                }
+                let mut trace = Vec::new();
+                let mut walk = Walk {
+                    inv,
+                    layer_index: 0,
+                    reply: false,
+                    trace: &mut trace,
+                };
+                let (state, decider) = fold(0, &walk.outcomes(layer, &packet));
+                if decider.rule.is_some_and(|r| std::ptr::eq(r, rule)) {
+                    return Reach::Decides;
+                }
+                if matches!(state, State::Unknown | State::Ambiguous) {
+                    return Reach::Unresolved;
+                }
+                shadowed_by.get_or_insert(decider);
+            }
+        }
+    }
+    // A rule that matches nothing at all (say, an IPv6 CIDR on ICMP) is shadowed by nothing.
+    shadowed_by.map_or(Reach::Decides, Reach::Shadowed)
 }

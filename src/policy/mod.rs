@@ -1,8 +1,12 @@
 //! Policy: evaluation, lint and remedies. Pure: no I/O.
 
 mod evaluate;
+pub mod lint;
 mod regions;
+mod remedy;
 
 pub use evaluate::{
-    Considered, Decider, Layer, LinkError, Predicted, TraceStep, Verdict, evaluate, layers,
+    Considered, Decider, Layer, LinkError, Predicted, Reach, TraceStep, Verdict, evaluate, layers,
+    reach,
 };
+pub use remedy::{Remedy, remedy};

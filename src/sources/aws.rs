@@ -26,8 +26,14 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         let mut positions = std::collections::BTreeMap::<(String, Direction), usize>::new();
         for item in root.get("SecurityGroupRules").items()? {
             let group_id = item.get("GroupId").required_text()?;
-            let egress = item.get("IsEgress").required("true or false", |t| t.to_ascii_lowercase().parse::<bool>().ok())?;
-            let direction = if egress { Direction::Outbound } else { Direction::Inbound };
+            let egress = item.get("IsEgress").required("true or false", |t| {
+                t.to_ascii_lowercase().parse::<bool>().ok()
+            })?;
+            let direction = if egress {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            };
             let counter = positions.entry((group_id.clone(), direction)).or_default();
             let origin = Origin {
                 group: group_id.clone(),
@@ -45,9 +51,17 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             } else if let Some(group) = item.get("ReferencedGroupInfo").get("GroupId").text()? {
                 Peer::Group(group)
             } else {
-                return Err(item.error("a peer: CidrIpv4, CidrIpv6, PrefixListId or ReferencedGroupInfo"));
+                return Err(
+                    item.error("a peer: CidrIpv4, CidrIpv6, PrefixListId or ReferencedGroupInfo")
+                );
             };
-            let rule = Rule { action: Action::Accept, service: service(&item)?, peer, priority: None, origin };
+            let rule = Rule {
+                action: Action::Accept,
+                service: service(&item)?,
+                peer,
+                priority: None,
+                origin,
+            };
             inv.groups
                 .entry(group_id.clone())
                 .or_insert_with(|| SecurityGroup::new(group_id, Cloud::Aws))
@@ -67,41 +81,67 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         recognised = true;
         let set = AddressSet {
             id: group_id(root, id, "a prefix list's entries")?,
-            members: root.get("Entries").items()?.iter().map(|e| address_members(&e.get("Cidr"))).collect::<Result<Vec<_>, _>>()?.concat(),
+            members: root
+                .get("Entries")
+                .items()?
+                .iter()
+                .map(|e| address_members(&e.get("Cidr")))
+                .collect::<Result<Vec<_>, _>>()?
+                .concat(),
             ..AddressSet::default()
         };
         inv.address_sets.insert(set.id.clone(), set);
     }
-    known_shape(root, recognised, "an AWS CLI output: SecurityGroups, SecurityGroupRules, Reservations or Entries")?;
+    known_shape(
+        root,
+        recognised,
+        "an AWS CLI output: SecurityGroups, SecurityGroupRules, Reservations or Entries",
+    )?;
     Ok(inv)
 }
 
 fn service(item: &Node) -> Result<Service, SourceError> {
-    let protocol = item.get("IpProtocol").required("tcp, udp, icmp, icmpv6, -1 or a protocol number", Protocol::parse)?;
+    let protocol = item.get("IpProtocol").required(
+        "tcp, udp, icmp, icmpv6, -1 or a protocol number",
+        Protocol::parse,
+    )?;
     let bound = |key: &str| -> Result<Option<u16>, SourceError> {
         let node = item.get(key);
         match node.int()? {
             None | Some(-1) => Ok(None),
-            Some(v) => u16::try_from(v).map(Some).map_err(|_| node.error("a port 0-65535 or -1")),
+            Some(v) => u16::try_from(v)
+                .map(Some)
+                .map_err(|_| node.error("a port 0-65535 or -1")),
         }
     };
     let (from, to) = (bound("FromPort")?, bound("ToPort")?);
     Ok(match protocol {
         Protocol::Tcp | Protocol::Udp => {
             let ports = match (from, to) {
-                (Some(first), Some(last)) => Ports::from_ranges(vec![
-                    PortRange::new(first, last).ok_or_else(|| item.get("ToPort").error("a port no lower than FromPort"))?,
-                ]),
+                (Some(first), Some(last)) => {
+                    Ports::from_ranges(vec![PortRange::new(first, last).ok_or_else(|| {
+                        item.get("ToPort").error("a port no lower than FromPort")
+                    })?])
+                }
                 _ => Ports::All,
             };
             Service::ports(protocol, ports)
         }
         Protocol::Icmp | Protocol::Icmpv6 => {
-            let byte = |v: Option<u16>, key| v.map(|v| u8::try_from(v).map_err(|_| item.get(key).error("an ICMP type or code 0-255 or -1"))).transpose();
+            let byte = |v: Option<u16>, key| {
+                v.map(|v| {
+                    u8::try_from(v)
+                        .map_err(|_| item.get(key).error("an ICMP type or code 0-255 or -1"))
+                })
+                .transpose()
+            };
             Service::Ports {
                 protocol,
                 ports: Ports::All,
-                icmp: IcmpMatch { icmp_type: byte(from, "FromPort")?, code: byte(to, "ToPort")? },
+                icmp: IcmpMatch {
+                    icmp_type: byte(from, "FromPort")?,
+                    code: byte(to, "ToPort")?,
+                },
             }
         }
         _ => Service::ports(protocol, Ports::All),
@@ -112,7 +152,10 @@ fn security_group(item: &Node) -> Result<SecurityGroup, SourceError> {
     let id = item.get("GroupId").required_text()?;
     let mut group = SecurityGroup::new(&id, Cloud::Aws);
     group.name = item.get("GroupName").text()?;
-    for (direction, key) in [(Direction::Inbound, "IpPermissions"), (Direction::Outbound, "IpPermissionsEgress")] {
+    for (direction, key) in [
+        (Direction::Inbound, "IpPermissions"),
+        (Direction::Outbound, "IpPermissionsEgress"),
+    ] {
         for (index, permission) in item.get(key).items()?.into_iter().enumerate() {
             let service = service(&permission)?;
             // One permission lists many peers; each becomes a rule with the permission's index.
@@ -120,8 +163,16 @@ fn security_group(item: &Node) -> Result<SecurityGroup, SourceError> {
             for (list, field, peer) in [
                 ("IpRanges", "CidrIp", None),
                 ("Ipv6Ranges", "CidrIpv6", None),
-                ("PrefixListIds", "PrefixListId", Some(Peer::AddressSet as fn(String) -> Peer)),
-                ("UserIdGroupPairs", "GroupId", Some(Peer::Group as fn(String) -> Peer)),
+                (
+                    "PrefixListIds",
+                    "PrefixListId",
+                    Some(Peer::AddressSet as fn(String) -> Peer),
+                ),
+                (
+                    "UserIdGroupPairs",
+                    "GroupId",
+                    Some(Peer::Group as fn(String) -> Peer),
+                ),
             ] {
                 for entry in permission.get(list).items()? {
                     let value = entry.get(field);
@@ -138,7 +189,12 @@ fn security_group(item: &Node) -> Result<SecurityGroup, SourceError> {
                     service: service.clone(),
                     peer,
                     priority: None,
-                    origin: Origin { group: id.clone(), index, id: None, description },
+                    origin: Origin {
+                        group: id.clone(),
+                        index,
+                        id: None,
+                        description,
+                    },
                 });
             }
         }
@@ -182,7 +238,10 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
     }
     for group in item.get("SecurityGroups").items()? {
         let node = group.get("GroupId");
-        instance.security_groups.push(Located { value: node.required_text()?, at: node.place() });
+        instance.security_groups.push(Located {
+            value: node.required_text()?,
+            at: node.place(),
+        });
     }
     Ok(instance)
 }

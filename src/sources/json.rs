@@ -69,7 +69,9 @@ impl<'a> Node<'a> {
         Node::new(
             self.file,
             format!("{}.{key}", self.path),
-            self.value.and_then(|v| v.as_object()).and_then(|o| o.get(key)),
+            self.value
+                .and_then(|v| v.as_object())
+                .and_then(|o| o.get(key)),
         )
     }
 
@@ -124,15 +126,24 @@ impl<'a> Node<'a> {
     }
 
     /// Text read with `parse`; `expected` says what a good value looks like.
-    pub fn parsed<T>(&self, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, SourceError> {
+    pub fn parsed<T>(
+        &self,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, SourceError> {
         match self.text()? {
             None => Ok(None),
             Some(text) => parse(&text).map(Some).ok_or_else(|| self.error(expected)),
         }
     }
 
-    pub fn required<T>(&self, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, SourceError> {
-        self.parsed(expected, parse)?.ok_or_else(|| self.error(expected))
+    pub fn required<T>(
+        &self,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, SourceError> {
+        self.parsed(expected, parse)?
+            .ok_or_else(|| self.error(expected))
     }
 
     /// An IP address; `None` when unset.

@@ -28,7 +28,12 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::Native, Format::Tencent, Format::QingCloud, Format::Aws];
+    pub const ALL: [Format; 4] = [
+        Format::Native,
+        Format::Tencent,
+        Format::QingCloud,
+        Format::Aws,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -40,7 +45,9 @@ impl Format {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Format::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(text.trim()))
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(text.trim()))
     }
 }
 
@@ -53,12 +60,20 @@ impl fmt::Display for Format {
 /// Reads one source file. `id` names the object for exports that do not carry its id (a
 /// Tencent policy list, an AWS prefix-list's entries).
 pub fn load(format: Format, file: &Path, id: Option<&str>) -> Result<Inventory, SourceError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SourceError::Io { file: file.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|source| SourceError::Io {
+        file: file.to_path_buf(),
+        source,
+    })?;
     parse(format, file, &text, id)
 }
 
 /// Reads a source's text; `file` only names it in errors. Never panics, whatever the text.
-pub fn parse(format: Format, file: &Path, text: &str, id: Option<&str>) -> Result<Inventory, SourceError> {
+pub fn parse(
+    format: Format,
+    file: &Path,
+    text: &str,
+    id: Option<&str>,
+) -> Result<Inventory, SourceError> {
     if format == Format::Native {
         return native::parse(file, text);
     }
@@ -83,19 +98,33 @@ fn group_id(root: &Node, id: Option<&str>, what: &str) -> Result<String, SourceE
 
 /// An export none of whose known shapes matched is an error, not an empty inventory.
 fn known_shape(root: &Node, recognised: bool, expected: &str) -> Result<(), SourceError> {
-    if recognised { Ok(()) } else { Err(root.error(expected)) }
+    if recognised {
+        Ok(())
+    } else {
+        Err(root.error(expected))
+    }
 }
 
 /// Addresses as clouds list them: a string or an array of strings, each a CIDR, an address,
 /// or a range `a-b`; lists may also be comma- or newline-separated in one string.
 fn address_members(node: &Node) -> Result<Vec<IpNet>, SourceError> {
     let texts = match node.items() {
-        Ok(items) => items.iter().map(Node::text).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect(),
+        Ok(items) => items
+            .iter()
+            .map(Node::text)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
         Err(_) => node.text()?.into_iter().collect::<Vec<_>>(),
     };
     let mut members = Vec::new();
     for text in texts {
-        for part in text.split([',', '\n', ';']).map(str::trim).filter(|p| !p.is_empty()) {
+        for part in text
+            .split([',', '\n', ';'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let nets = parse_net(part)
                 .map(|n| vec![n])
                 .or_else(|| address_range(part))
@@ -122,7 +151,11 @@ fn address_range(text: &str) -> Option<Vec<IpNet>> {
     let mut start = first;
     loop {
         // The largest aligned block starting at `start` that does not pass `last`.
-        let mut size = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
+        let mut size = if start == 0 {
+            bits
+        } else {
+            start.trailing_zeros().min(bits)
+        };
         while size > 0 && (size >= 128 || start + ((1u128 << size) - 1) > last) {
             size -= 1;
         }
@@ -147,9 +180,15 @@ mod tests {
     fn ranges_become_exact_cidrs() {
         let nets = address_range("10.0.0.1-10.0.0.8").expect("valid range");
         let text: Vec<String> = nets.iter().map(ToString::to_string).collect();
-        assert_eq!(text, ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/30", "10.0.0.8/32"]);
+        assert_eq!(
+            text,
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/30", "10.0.0.8/32"]
+        );
         let all = address_range("0.0.0.0-255.255.255.255").expect("valid range");
-        assert_eq!(all.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0/0"]);
+        assert_eq!(
+            all.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["0.0.0.0/0"]
+        );
         assert!(address_range("10.0.0.9-10.0.0.1").is_none());
         assert!(address_range("10.0.0.1-::1").is_none());
     }

@@ -110,20 +110,42 @@ pub struct Spans<'a> {
 impl Spans<'_> {
     pub fn at(&self, span: Range<usize>, message: impl Into<String>) -> SourceError {
         let (line, column) = line_column(self.text, span.start);
-        SourceError::At { file: self.file.to_path_buf(), line, column, message: message.into() }
+        SourceError::At {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     pub fn place(&self, span: Range<usize>) -> String {
-        format!("{}:{}", self.file.display(), line_column(self.text, span.start).0)
+        format!(
+            "{}:{}",
+            self.file.display(),
+            line_column(self.text, span.start).0
+        )
     }
 
     /// A TOML syntax or schema error (unknown key, wrong type), on one line.
     pub fn toml(&self, error: &toml::de::Error) -> SourceError {
-        self.at(error.span().unwrap_or(0..0), error.message().trim().replace('\n', " "))
+        self.at(
+            error.span().unwrap_or(0..0),
+            error.message().trim().replace('\n', " "),
+        )
     }
 
-    fn parse<T>(&self, value: &Spanned<String>, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, SourceError> {
-        parse(value.get_ref()).ok_or_else(|| self.at(value.span(), format!("expected {expected}, found {:?}", value.get_ref())))
+    fn parse<T>(
+        &self,
+        value: &Spanned<String>,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, SourceError> {
+        parse(value.get_ref()).ok_or_else(|| {
+            self.at(
+                value.span(),
+                format!("expected {expected}, found {:?}", value.get_ref()),
+            )
+        })
     }
 }
 
@@ -145,15 +167,29 @@ impl Sections {
             for member in &raw.members {
                 members.push(spans.parse(member, "a CIDR or an address", parse_net)?);
             }
-            let set = AddressSet { id: raw.id, name: raw.name, members, includes: raw.includes };
+            let set = AddressSet {
+                id: raw.id,
+                name: raw.name,
+                members,
+                includes: raw.includes,
+            };
             inv.address_sets.insert(set.id.clone(), set);
         }
         for raw in self.service_set {
             let mut services = Vec::new();
             for entry in &raw.services {
-                services.push(spans.parse(entry, "a service such as tcp:80, udp:53-54 or icmp", service_entry)?);
+                services.push(spans.parse(
+                    entry,
+                    "a service such as tcp:80, udp:53-54 or icmp",
+                    service_entry,
+                )?);
             }
-            let set = ServiceSet { id: raw.id, name: raw.name, services, includes: raw.includes };
+            let set = ServiceSet {
+                id: raw.id,
+                name: raw.name,
+                services,
+                includes: raw.includes,
+            };
             inv.service_sets.insert(set.id.clone(), set);
         }
         for raw in self.instance {
@@ -172,12 +208,26 @@ fn service_entry(text: &str) -> Option<(Protocol, Ports)> {
 
 fn group(raw: RawGroup, spans: &Spans) -> Result<SecurityGroup, SourceError> {
     let names: Vec<&str> = Cloud::ALL.iter().map(|c| c.name()).collect();
-    let cloud = spans.parse(&raw.cloud, &format!("one of {}", names.join(", ")), Cloud::parse)?;
+    let cloud = spans.parse(
+        &raw.cloud,
+        &format!("one of {}", names.join(", ")),
+        Cloud::parse,
+    )?;
     let mut group = SecurityGroup::new(&raw.id, cloud);
     group.name = raw.name;
-    for (direction, rules) in [(Direction::Inbound, raw.ingress), (Direction::Outbound, raw.egress)] {
+    for (direction, rules) in [
+        (Direction::Inbound, raw.ingress),
+        (Direction::Outbound, raw.egress),
+    ] {
         for (index, raw) in rules.into_iter().enumerate() {
+            let action_span = raw.action.span();
             let rule = rule(raw, &group.id, index, spans)?;
+            if rule.action == Action::Drop && cloud.semantics().decision == Decision::AllowUnion {
+                return Err(spans.at(
+                    action_span,
+                    format!("{cloud} security groups allow only: a rule cannot drop"),
+                ));
+            }
             group.rules_mut(direction).push(rule);
         }
     }
@@ -188,17 +238,37 @@ fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, 
     let action = spans.parse(&raw.action, "accept or drop", Action::parse)?;
     let service = match (raw.service, &raw.protocol) {
         (Some(template), None) => Service::Template(template),
-        (Some(_), Some(protocol)) => return Err(spans.at(protocol.span(), "a rule has either `service` or `protocol`, not both")),
+        (Some(_), Some(protocol)) => {
+            return Err(spans.at(
+                protocol.span(),
+                "a rule has either `service` or `protocol`, not both",
+            ));
+        }
         (None, protocol) => {
             let protocol = match protocol {
-                Some(p) => spans.parse(p, "tcp, udp, icmp, icmpv6, all or a protocol number", Protocol::parse)?,
+                Some(p) => spans.parse(
+                    p,
+                    "tcp, udp, icmp, icmpv6, all or a protocol number",
+                    Protocol::parse,
+                )?,
                 None => Protocol::All,
             };
             let ports = match &raw.ports {
-                Some(ports) => spans.parse(ports, "all, a port, a list or a range such as 8000-9000", Ports::parse)?,
+                Some(ports) => spans.parse(
+                    ports,
+                    "all, a port, a list or a range such as 8000-9000",
+                    Ports::parse,
+                )?,
                 None => Ports::All,
             };
-            Service::Ports { protocol, ports, icmp: IcmpMatch { icmp_type: raw.icmp_type, code: raw.icmp_code } }
+            Service::Ports {
+                protocol,
+                ports,
+                icmp: IcmpMatch {
+                    icmp_type: raw.icmp_type,
+                    code: raw.icmp_code,
+                },
+            }
         }
     };
     let peer = spans.parse(&raw.peer, "all, a CIDR, group:ID or set:ID", Peer::parse)?;
@@ -207,7 +277,12 @@ fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, 
         service,
         peer,
         priority: raw.priority,
-        origin: Origin { group: group.to_string(), index, id: raw.id, description: raw.description },
+        origin: Origin {
+            group: group.to_string(),
+            index,
+            id: raw.id,
+            description: raw.description,
+        },
     })
 }
 
@@ -216,37 +291,27 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
     let mut instance = Instance::new(raw.name.into_inner(), at);
     instance.id = raw.id;
     for address in &raw.addresses {
-        instance.addresses.push(spans.parse(address, "an IP address", |t| t.trim().parse().ok())?);
+        instance
+            .addresses
+            .push(spans.parse(address, "an IP address", |t| t.trim().parse().ok())?);
     }
     let located = |ids: Vec<Spanned<String>>| -> Vec<Located<String>> {
-        ids.into_iter().map(|id| Located { at: spans.place(id.span()), value: id.into_inner() }).collect()
+        ids.into_iter()
+            .map(|id| Located {
+                at: spans.place(id.span()),
+                value: id.into_inner(),
+            })
+            .collect()
     };
     instance.security_groups = located(raw.security_groups);
     instance.subnet_layers = located(raw.subnet_layers);
     if let Some(ports) = raw.ports {
-        instance.ports = parse_port_spec(ports.get_ref()).map_err(|e| spans.at(ports.span(), e.to_string()))?;
+        instance.ports =
+            parse_port_spec(ports.get_ref()).map_err(|e| spans.at(ports.span(), e.to_string()))?;
     }
     instance.labels = raw.labels;
     instance.local = raw.local;
     Ok(instance)
-}
-
-/// Checks that hold across a whole inventory's native definitions: allow-only clouds hold
-/// only accept rules.
-pub fn check_allow_only(inv: &Inventory) -> Result<(), String> {
-    for group in inv.groups.values() {
-        if group.cloud.semantics().decision != Decision::AllowUnion {
-            continue;
-        }
-        let drop = group.ingress.iter().chain(&group.egress).find(|r| r.action == Action::Drop);
-        if let Some(rule) = drop {
-            return Err(format!(
-                "group {}: {} security groups allow only, but rule {} drops",
-                group.id, group.cloud, rule.origin.index
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Writes an inventory as native TOML.
@@ -272,16 +337,30 @@ pub fn render(inv: &Inventory) -> String {
         if let Some(name) = &set.name {
             let _ = writeln!(out, "name = {}", q(name));
         }
-        let _ = writeln!(out, "members = [{}]\nincludes = [{}]\n", members.join(", "), includes.join(", "));
+        let _ = writeln!(
+            out,
+            "members = [{}]\nincludes = [{}]\n",
+            members.join(", "),
+            includes.join(", ")
+        );
     }
     for set in inv.service_sets.values() {
-        let services: Vec<String> = set.services.iter().map(|(p, ports)| q(&format!("{p}:{ports}"))).collect();
+        let services: Vec<String> = set
+            .services
+            .iter()
+            .map(|(p, ports)| q(&format!("{p}:{ports}")))
+            .collect();
         let includes: Vec<String> = set.includes.iter().map(|i| q(i)).collect();
         let _ = writeln!(out, "[[service_set]]\nid = {}", q(&set.id));
         if let Some(name) = &set.name {
             let _ = writeln!(out, "name = {}", q(name));
         }
-        let _ = writeln!(out, "services = [{}]\nincludes = [{}]\n", services.join(", "), includes.join(", "));
+        let _ = writeln!(
+            out,
+            "services = [{}]\nincludes = [{}]\n",
+            services.join(", "),
+            includes.join(", ")
+        );
     }
     for instance in &inv.instances {
         let list = |items: Vec<String>| items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ");
@@ -289,13 +368,41 @@ pub fn render(inv: &Inventory) -> String {
         if let Some(id) = &instance.id {
             let _ = writeln!(out, "id = {}", q(id));
         }
-        let _ = writeln!(out, "addresses = [{}]", list(instance.addresses.iter().map(ToString::to_string).collect()));
-        let _ = writeln!(out, "security_groups = [{}]", list(instance.security_groups.iter().map(|g| g.value.clone()).collect()));
+        let _ = writeln!(
+            out,
+            "addresses = [{}]",
+            list(instance.addresses.iter().map(ToString::to_string).collect())
+        );
+        let _ = writeln!(
+            out,
+            "security_groups = [{}]",
+            list(
+                instance
+                    .security_groups
+                    .iter()
+                    .map(|g| g.value.clone())
+                    .collect()
+            )
+        );
         if !instance.subnet_layers.is_empty() {
-            let _ = writeln!(out, "subnet_layers = [{}]", list(instance.subnet_layers.iter().map(|g| g.value.clone()).collect()));
+            let _ = writeln!(
+                out,
+                "subnet_layers = [{}]",
+                list(
+                    instance
+                        .subnet_layers
+                        .iter()
+                        .map(|g| g.value.clone())
+                        .collect()
+                )
+            );
         }
         if !instance.labels.is_empty() {
-            let labels: Vec<String> = instance.labels.iter().map(|(k, v)| format!("{} = {}", q(k), q(v))).collect();
+            let labels: Vec<String> = instance
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{} = {}", q(k), q(v)))
+                .collect();
             let _ = writeln!(out, "labels = {{ {} }}", labels.join(", "));
         }
         out.push('\n');
@@ -311,7 +418,11 @@ pub fn render_rule(rule: &Rule) -> String {
         Service::Template(id) => {
             let _ = writeln!(out, "service = {}", q(id));
         }
-        Service::Ports { protocol, ports, icmp } => {
+        Service::Ports {
+            protocol,
+            ports,
+            icmp,
+        } => {
             let _ = writeln!(out, "protocol = {}", q(&protocol.to_string()));
             if protocol.has_ports() {
                 let _ = writeln!(out, "ports = {}", q(&ports.to_string()));

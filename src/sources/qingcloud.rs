@@ -22,11 +22,13 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 Some(group) => group,
                 None => super::group_id(&item, id, "the rule")?,
             };
-            let direction = item.get("direction").required("0 (inbound) or 1 (outbound)", |t| match t {
-                "0" => Some(Direction::Inbound),
-                "1" => Some(Direction::Outbound),
-                other => Direction::parse(other),
-            })?;
+            let direction = item
+                .get("direction")
+                .required("0 (inbound) or 1 (outbound)", |t| match t {
+                    "0" => Some(Direction::Inbound),
+                    "1" => Some(Direction::Outbound),
+                    other => Direction::parse(other),
+                })?;
             let counter = positions.entry((group_id.clone(), direction)).or_default();
             let index = *counter;
             *counter += 1;
@@ -64,13 +66,22 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             inv.address_sets.insert(set.id.clone(), set);
         }
     }
-    known_shape(root, recognised, "a QingCloud export: security_group_rule_set, instance_set or security_group_ipset_set")?;
+    known_shape(
+        root,
+        recognised,
+        "a QingCloud export: security_group_rule_set, instance_set or security_group_ipset_set",
+    )?;
     Ok(inv)
 }
 
 fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
-    let action = item.get("action").required("accept or drop", Action::parse)?;
-    let protocol = item.get("protocol").required("tcp, udp, icmp, gre, esp, ah, ipip or a number", Protocol::parse)?;
+    let action = item
+        .get("action")
+        .required("accept or drop", Action::parse)?;
+    let protocol = item.get("protocol").required(
+        "tcp, udp, icmp, gre, esp, ah, ipip or a number",
+        Protocol::parse,
+    )?;
     let number = |key: &str, max: i64| -> Result<Option<i64>, SourceError> {
         let node = item.get(key);
         match node.int()? {
@@ -85,7 +96,8 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
             let last = number("val2", 65535)?.or(first);
             let ports = match (first, last) {
                 (Some(first), Some(last)) => {
-                    let range = PortRange::new(first as u16, last as u16).ok_or_else(|| item.get("val2").error("an end port no lower than val1"))?;
+                    let range = PortRange::new(first as u16, last as u16)
+                        .ok_or_else(|| item.get("val2").error("an end port no lower than val1"))?;
                     Ports::from_ranges(vec![range])
                 }
                 _ => Ports::All,
@@ -124,16 +136,26 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
 
 fn instance(item: &Node) -> Result<Instance, SourceError> {
     let id = item.get("instance_id").required_text()?;
-    let name = item.get("instance_name").text()?.unwrap_or_else(|| id.clone());
+    let name = item
+        .get("instance_name")
+        .text()?
+        .unwrap_or_else(|| id.clone());
     let mut instance = Instance::new(name, item.place());
     instance.id = Some(id);
     for vxnet in item.get("vxnets").items()? {
-        instance.addresses.extend(vxnet.get("private_ip").address()?);
+        instance
+            .addresses
+            .extend(vxnet.get("private_ip").address()?);
     }
-    instance.addresses.extend(item.get("eip").get("eip_addr").address()?);
+    instance
+        .addresses
+        .extend(item.get("eip").get("eip_addr").address()?);
     let group = item.get("security_group").get("security_group_id");
     if let Some(value) = group.text()? {
-        instance.security_groups.push(Located { value, at: group.place() });
+        instance.security_groups.push(Located {
+            value,
+            at: group.place(),
+        });
     }
     Ok(instance)
 }

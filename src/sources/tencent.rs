@@ -24,8 +24,20 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         }
     }
     for (key, id_key, members_key, extra_key, include_key) in [
-        ("AddressTemplateSet", "AddressTemplateId", "AddressSet", "AddressExtraSet", None),
-        ("AddressTemplateGroupSet", "AddressTemplateGroupId", "", "", Some("AddressTemplateIdSet")),
+        (
+            "AddressTemplateSet",
+            "AddressTemplateId",
+            "AddressSet",
+            "AddressExtraSet",
+            None,
+        ),
+        (
+            "AddressTemplateGroupSet",
+            "AddressTemplateGroupId",
+            "",
+            "",
+            Some("AddressTemplateIdSet"),
+        ),
     ] {
         for item in root.get(key).items()? {
             recognised = true;
@@ -58,7 +70,10 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             entries.push(extra.get("Service"));
         }
         for entry in entries {
-            set.services.extend(entry.parsed("a service such as tcp:80 or udp:53-54 or icmp", service_entry)?);
+            set.services.extend(entry.parsed(
+                "a service such as tcp:80 or udp:53-54 or icmp",
+                service_entry,
+            )?);
         }
         inv.service_sets.insert(set.id.clone(), set);
     }
@@ -72,7 +87,11 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         };
         inv.service_sets.insert(set.id.clone(), set);
     }
-    known_shape(root, recognised, "a Tencent export: SecurityGroupPolicySet, InstanceSet, AddressTemplateSet, AddressTemplateGroupSet, ServiceTemplateSet or ServiceTemplateGroupSet")?;
+    known_shape(
+        root,
+        recognised,
+        "a Tencent export: SecurityGroupPolicySet, InstanceSet, AddressTemplateSet, AddressTemplateGroupSet, ServiceTemplateSet or ServiceTemplateGroupSet",
+    )?;
     Ok(inv)
 }
 
@@ -87,12 +106,16 @@ fn service_entry(text: &str) -> Option<(Protocol, Ports)> {
 fn policies(root: &Node, id: &str) -> Result<SecurityGroup, SourceError> {
     let set = root.get("SecurityGroupPolicySet");
     let mut group = SecurityGroup::new(id, Cloud::Tencent);
-    for (direction, key) in [(Direction::Inbound, "Ingress"), (Direction::Outbound, "Egress")] {
+    for (direction, key) in [
+        (Direction::Inbound, "Ingress"),
+        (Direction::Outbound, "Egress"),
+    ] {
         let mut items = Vec::new();
         for (position, item) in set.get(key).items()?.into_iter().enumerate() {
             let index = item.get("PolicyIndex").int()?;
             let index = match index {
-                Some(i) => usize::try_from(i).map_err(|_| item.get("PolicyIndex").error("an index 0 or more"))?,
+                Some(i) => usize::try_from(i)
+                    .map_err(|_| item.get("PolicyIndex").error("an index 0 or more"))?,
                 None => position,
             };
             items.push((index, item));
@@ -107,33 +130,56 @@ fn policies(root: &Node, id: &str) -> Result<SecurityGroup, SourceError> {
 }
 
 fn policy(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
-    let action = item.get("Action").required("ACCEPT or DROP", Action::parse)?;
+    let action = item
+        .get("Action")
+        .required("ACCEPT or DROP", Action::parse)?;
     let template = item.get("ServiceTemplate");
-    let service = match (template.get("ServiceId").text()?, template.get("ServiceGroupId").text()?) {
+    let service = match (
+        template.get("ServiceId").text()?,
+        template.get("ServiceGroupId").text()?,
+    ) {
         (Some(id), _) | (None, Some(id)) => Service::Template(id),
         (None, None) => {
             let protocol = item
                 .get("Protocol")
-                .parsed("TCP, UDP, ICMP, ICMPv6, ALL or a protocol number", Protocol::parse)?
+                .parsed(
+                    "TCP, UDP, ICMP, ICMPv6, ALL or a protocol number",
+                    Protocol::parse,
+                )?
                 .unwrap_or(Protocol::All);
-            let ports = item.get("Port").required("ALL, a port, a list or a range such as 3306-20000", |t| {
-                Ports::parse(t)
-            });
-            let ports = if protocol.has_ports() { ports? } else { Ports::All };
+            let ports = item
+                .get("Port")
+                .required("ALL, a port, a list or a range such as 3306-20000", |t| {
+                    Ports::parse(t)
+                });
+            let ports = if protocol.has_ports() {
+                ports?
+            } else {
+                Ports::All
+            };
             Service::ports(protocol, ports)
         }
     };
     let address = item.get("AddressTemplate");
     let peer = if let Some(cidr) = item.get("CidrBlock").parsed("an IPv4 CIDR", parse_net)? {
         Peer::Cidr(cidr)
-    } else if let Some(cidr) = item.get("Ipv6CidrBlock").parsed("an IPv6 CIDR", parse_net)? {
+    } else if let Some(cidr) = item
+        .get("Ipv6CidrBlock")
+        .parsed("an IPv6 CIDR", parse_net)?
+    {
         Peer::Cidr(cidr)
     } else if let Some(sg) = item.get("SecurityGroupId").text()? {
         Peer::Group(sg)
-    } else if let Some(set) = address.get("AddressId").text()?.or(address.get("AddressGroupId").text()?) {
+    } else if let Some(set) = address
+        .get("AddressId")
+        .text()?
+        .or(address.get("AddressGroupId").text()?)
+    {
         Peer::AddressSet(set)
     } else {
-        return Err(item.error("a source or destination: CidrBlock, Ipv6CidrBlock, SecurityGroupId or AddressTemplate"));
+        return Err(item.error(
+            "a source or destination: CidrBlock, Ipv6CidrBlock, SecurityGroupId or AddressTemplate",
+        ));
     };
     Ok(Rule {
         action,
@@ -151,7 +197,10 @@ fn policy(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
 
 fn instance(item: &Node) -> Result<Instance, SourceError> {
     let id = item.get("InstanceId").required_text()?;
-    let name = item.get("InstanceName").text()?.unwrap_or_else(|| id.clone());
+    let name = item
+        .get("InstanceName")
+        .text()?
+        .unwrap_or_else(|| id.clone());
     let mut instance = Instance::new(name, item.place());
     instance.id = Some(id);
     for key in ["PrivateIpAddresses", "PublicIpAddresses", "IPv6Addresses"] {
@@ -160,11 +209,16 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
         }
     }
     for group in item.get("SecurityGroupIds").items()? {
-        instance.security_groups.push(Located { value: group.required_text()?, at: group.place() });
+        instance.security_groups.push(Located {
+            value: group.required_text()?,
+            at: group.place(),
+        });
     }
     for tag in item.get("Tags").items()? {
         if let Some(key) = tag.get("Key").text()? {
-            instance.labels.insert(key, tag.get("Value").text()?.unwrap_or_default());
+            instance
+                .labels
+                .insert(key, tag.get("Value").text()?.unwrap_or_default());
         }
     }
     Ok(instance)

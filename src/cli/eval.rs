@@ -1,0 +1,323 @@
+//! `sgprobe eval`: verdicts for flows, no packets.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::ConfigArg;
+use super::output::{RuleJson, describe_rule, table};
+use crate::config::Config;
+use crate::model::catalog::{COMMON_PORTS, service_name};
+use crate::model::{Direction, Flow, FlowPeer, FlowSpec, Instance, parse_port_spec};
+use crate::policy::{Considered, Layer, Predicted, Verdict, evaluate, layers, remedy};
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Predict which flows the security groups open, and which rule decides (no packets)",
+    after_help = "Examples:\n  \
+sgprobe eval --config deploy/example/sgprobe.toml\n      \
+the console's common ports (ICMP, TCP 20, 21, 22, 80, 443, 3389 inbound; all outbound) for every instance\n  \
+sgprobe eval -c sgprobe.toml --instance web-1 --peer 203.0.113.10 --ports tcp:22\n      \
+is SSH to web-1 open from 203.0.113.10, and why?\n  \
+sgprobe eval -c sgprobe.toml --ports tcp:22,80,443,udp:53,icmp --json\n\n\
+Policy column: Opened, Not opened, Partially opened (open to some peers only: the peers are listed), \
+Unknown (a rule refers to something the exports lack, and it matters), Ambiguous (equal priorities, \
+different actions). For flows not opened, the rule to add is printed in the cloud's own terms and as native TOML."
+)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only this instance (name or cloud id); default every instance.
+    #[arg(long, short = 'i', value_name = "NAME")]
+    instance: Option<String>,
+    /// The other end of the flow: the source for inbound, the destination for outbound.
+    #[arg(long, alias = "from", value_name = "ADDR|all", default_value = "all", value_parser = parse_peer)]
+    peer: FlowPeer,
+    /// Flows to check, as tcp:22,80,udp:53,icmp; default the console's common ports plus the
+    /// instance's own `ports`.
+    #[arg(long, short = 'p', value_name = "SPEC", value_parser = parse_spec)]
+    ports: Option<PortList>,
+    /// Only this direction; with --ports the default is inbound.
+    #[arg(long, short = 'd', value_name = "inbound|outbound", value_parser = parse_direction)]
+    direction: Option<Direction>,
+    /// One JSON array, one object per flow.
+    #[arg(long)]
+    json: bool,
+    /// Show every rule considered for each flow.
+    #[arg(long)]
+    trace: bool,
+}
+
+fn parse_peer(text: &str) -> Result<FlowPeer, String> {
+    FlowPeer::parse(text).ok_or_else(|| format!("{text:?} is neither an IP address nor `all`"))
+}
+
+/// A parsed port spec (a newtype: clap reads a bare `Vec` as a repeated option).
+#[derive(Debug, Clone)]
+pub struct PortList(pub Vec<FlowSpec>);
+
+pub fn parse_spec(text: &str) -> Result<PortList, String> {
+    parse_port_spec(text)
+        .map(PortList)
+        .map_err(|e| e.to_string())
+}
+
+pub fn parse_direction(text: &str) -> Result<Direction, String> {
+    Direction::parse(text).ok_or_else(|| format!("{text:?}: expected inbound or outbound"))
+}
+
+/// One evaluated flow.
+pub struct Row<'a> {
+    pub instance: &'a Instance,
+    pub layers: &'a [Layer<'a>],
+    pub flow: Flow,
+    pub verdict: Verdict<'a>,
+}
+
+#[derive(Serialize)]
+struct RowJson<'a> {
+    instance: &'a str,
+    address: IpAddr,
+    direction: Direction,
+    protocol: &'static str,
+    port: Option<u16>,
+    peer: FlowPeer,
+    predicted: Predicted,
+    rule: Option<RuleJson<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_peers: Vec<IpNet>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace: Option<Vec<String>>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config.config).context("cannot load the config")?;
+    let inv = &config.inventory;
+    let instances: Vec<&Instance> = match &args.instance {
+        Some(name) => vec![inv.instance(name).with_context(|| {
+            let known: Vec<&str> = inv.instances.iter().map(|i| i.name.as_str()).collect();
+            format!(
+                "no instance {name:?} in {} (known: {})",
+                config.file.display(),
+                known.join(", ")
+            )
+        })?],
+        None => inv.instances.iter().collect(),
+    };
+    if instances.is_empty() {
+        bail!(
+            "{} defines no instance: add an [[instance]] or an inventory export as a [[source]]",
+            config.file.display()
+        );
+    }
+    let linked = instances
+        .iter()
+        .map(|i| Ok((*i, layers(inv, i)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut rows = Vec::new();
+    for (instance, layers) in &linked {
+        for flow in plan(instance, &args)? {
+            rows.push(Row {
+                instance,
+                layers,
+                flow,
+                verdict: evaluate(inv, layers, &flow),
+            });
+        }
+    }
+    if args.json {
+        print_json(&rows, args.trace)?;
+    } else {
+        print_table(&rows, args.trace);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The flows to check on one instance: per address of the peer's family, per spec.
+fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
+    let specs: Vec<(Direction, FlowSpec)> = match &args.ports {
+        Some(PortList(specs)) => specs
+            .iter()
+            .map(|s| (args.direction.unwrap_or(Direction::Inbound), *s))
+            .collect(),
+        None => {
+            let mut specs: Vec<(Direction, FlowSpec)> =
+                COMMON_PORTS.iter().map(|c| (c.direction, c.spec)).collect();
+            for spec in &instance.ports {
+                if !specs.contains(&(Direction::Inbound, *spec)) {
+                    specs.push((Direction::Inbound, *spec));
+                }
+            }
+            specs.retain(|(d, _)| args.direction.is_none_or(|wanted| wanted == *d));
+            specs
+        }
+    };
+    let addresses: Vec<IpAddr> = instance
+        .addresses
+        .iter()
+        .copied()
+        .filter(|a| match args.peer {
+            FlowPeer::Addr(peer) => peer.is_ipv6() == a.is_ipv6(),
+            FlowPeer::All => true,
+        })
+        .collect();
+    if addresses.is_empty() {
+        bail!(
+            "instance {:?} has no address of the peer's family ({})",
+            instance.name,
+            args.peer
+        );
+    }
+    Ok(addresses
+        .iter()
+        .flat_map(|address| {
+            specs.iter().map(|(direction, spec)| Flow {
+                address: *address,
+                direction: *direction,
+                spec: *spec,
+                peer: args.peer,
+            })
+        })
+        .collect())
+}
+
+/// The console's words for a verdict.
+pub fn policy_word(predicted: Predicted) -> &'static str {
+    match predicted {
+        Predicted::Open => "Opened",
+        Predicted::Closed => "Not opened",
+        Predicted::Partial => "Partially opened",
+        Predicted::Unknown => "Unknown",
+        Predicted::Ambiguous => "Ambiguous",
+    }
+}
+
+/// What decided, in one line.
+pub fn decided_by(layers: &[Layer], verdict: &Verdict) -> String {
+    match verdict.decider.rule {
+        Some(rule) => describe_rule(rule),
+        None => {
+            let layer = &layers[verdict.decider.layer];
+            format!(
+                "default {} of {} ({})",
+                verdict.decider.action,
+                layer.groups.join(","),
+                layer.cloud
+            )
+        }
+    }
+}
+
+fn trace_lines(layers: &[Layer], verdict: &Verdict) -> Vec<String> {
+    verdict
+        .trace
+        .iter()
+        .map(|step| {
+            let what = match step.rule {
+                Some(rule) => describe_rule(rule),
+                None => format!(
+                    "default {} of {}",
+                    step.action,
+                    layers[step.layer].groups.join(",")
+                ),
+            };
+            let how = match step.considered {
+                Considered::Matched => "matched",
+                Considered::Maybe => "may match (unresolved reference)",
+                Considered::Default => "no rule matched",
+            };
+            let reply = if step.reply { "reply: " } else { "" };
+            format!("{reply}{what}: {how}")
+        })
+        .collect()
+}
+
+fn print_json(rows: &[Row], with_trace: bool) -> anyhow::Result<()> {
+    let json: Vec<RowJson> = rows
+        .iter()
+        .map(|row| RowJson {
+            instance: &row.instance.name,
+            address: row.flow.address,
+            direction: row.flow.direction,
+            protocol: row.flow.protocol_label(),
+            port: row.flow.spec.port,
+            peer: row.flow.peer,
+            predicted: row.verdict.predicted,
+            rule: row.verdict.decider.rule.map(RuleJson::from),
+            allowed_peers: row.verdict.allowed_peers.clone(),
+            trace: with_trace.then(|| trace_lines(row.layers, &row.verdict)),
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+fn print_table(rows: &[Row], with_trace: bool) {
+    let mut out = table(&[
+        "INSTANCE",
+        "ADDRESS",
+        "PORT",
+        "DIRECTION",
+        "PEER",
+        "POLICY",
+        "DECIDED BY",
+    ]);
+    for row in rows {
+        let port = match service_name(row.flow.spec) {
+            Some(service) => format!("{} ({service})", row.flow.spec),
+            None => row.flow.spec.to_string(),
+        };
+        out.add_row(vec![
+            row.instance.name.clone(),
+            row.flow.address.to_string(),
+            port,
+            row.flow.direction.to_string(),
+            row.flow.peer.to_string(),
+            policy_word(row.verdict.predicted).to_string(),
+            decided_by(row.layers, &row.verdict),
+        ]);
+    }
+    println!("{out}");
+    for row in rows {
+        let (flow, layers) = (&row.flow, row.layers);
+        let title = format!(
+            "{} {} on {} ({}) from {}",
+            flow.spec, flow.direction, row.instance.name, flow.address, flow.peer
+        );
+        if with_trace {
+            println!("\n{title}:");
+            for line in trace_lines(layers, &row.verdict) {
+                println!("  {line}");
+            }
+        }
+        if !row.verdict.allowed_peers.is_empty() {
+            let peers: Vec<String> = row
+                .verdict
+                .allowed_peers
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            println!("\n{title}: open only to {}", peers.join(", "));
+        }
+        if let Some(fix) = remedy(layers, flow, &row.verdict) {
+            println!("\nTo open {title}: add a rule {}:", fix.placement);
+            println!("  {}", fix.command);
+            println!(
+                "  as native TOML ([[group.{}]] of {}):",
+                if flow.direction == Direction::Inbound {
+                    "ingress"
+                } else {
+                    "egress"
+                },
+                fix.group
+            );
+            for line in fix.native.lines() {
+                println!("    {line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! `sgprobe import`: cloud exports to native TOML.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::model::Inventory;
+use crate::sources::native::render;
+use crate::sources::{Format, load};
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Convert cloud exports to native TOML (on stdout)",
+    after_help = "Formats and the exports each reads (recognised by shape; raw API responses too):\n  \
+tencent    DescribeSecurityGroupPolicies (needs --id), DescribeInstances, DescribeAddressTemplates,\n             \
+DescribeAddressTemplateGroups, DescribeServiceTemplates, DescribeServiceTemplateGroups\n  \
+qingcloud  DescribeSecurityGroupRules, DescribeInstances, DescribeSecurityGroupIPSets\n  \
+aws        describe-security-groups, describe-security-group-rules, describe-instances,\n             \
+get-managed-prefix-list-entries (needs --id)\n\n\
+Example:\n  tccli vpc DescribeSecurityGroupPolicies --SecurityGroupId sg-2ykq3cxa > sg-web.json\n  \
+sgprobe import tencent sg-web.json --id sg-2ykq3cxa > sg-web.toml"
+)]
+pub struct ImportArgs {
+    /// The export format: tencent, qingcloud or aws.
+    #[arg(value_parser = parse_format)]
+    format: Format,
+    /// Export files (JSON), merged in order.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// The id of the object an export belongs to, where the export does not carry it.
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+}
+
+fn parse_format(text: &str) -> Result<Format, String> {
+    Format::parse(text)
+        .filter(|f| *f != Format::Native)
+        .ok_or_else(|| format!("{text:?}: expected tencent, qingcloud or aws"))
+}
+
+pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let mut inv = Inventory::default();
+    for file in &args.files {
+        inv.merge(load(args.format, file, args.id.as_deref())?);
+    }
+    print!("{}", render(&inv));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,65 @@
+//! The command line: clap definitions, one file per subcommand. The binary's edge: errors here
+//! are `anyhow` with context.
+
+mod eval;
+mod import;
+mod lint;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a finding that reaches `--fail-on` (lint).
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code for bad input: config, exports, arguments.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sgprobe",
+    version,
+    about = "Checks that cloud security groups do what they say",
+    long_about = "sgprobe reads an instance's security-group rules, predicts for each flow whether it \
+is open (and which rule decides), and reports every mismatch with what packets show.\n\n\
+Exit codes: 0 success, 1 lint findings at --fail-on severity, 2 bad input or usage."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Eval(eval::EvalArgs),
+    Lint(lint::LintArgs),
+    Import(import::ImportArgs),
+}
+
+/// Where the config comes from, shared by the subcommands that read one.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The config file (TOML): agent settings, [[source]] exports, [[instance]] targets.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Runs a parsed command line; the caller prints the error and exits with `EXIT_ERROR`.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Lint(args) => lint::run(args),
+        Command::Import(args) => import::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,53 @@
+//! Shared output pieces: plain tables and the JSON form of a rule.
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+
+use crate::model::{Action, Rule};
+
+/// A borderless table, as kubectl prints them.
+pub fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    table
+}
+
+/// The JSON contract's `rule`: null for a layer's default.
+#[derive(Debug, Serialize)]
+pub struct RuleJson<'a> {
+    pub group: &'a str,
+    pub index: usize,
+    pub id: Option<&'a str>,
+    pub action: Action,
+    pub description: Option<&'a str>,
+}
+
+impl<'a> From<&'a Rule> for RuleJson<'a> {
+    fn from(rule: &'a Rule) -> Self {
+        RuleJson {
+            group: &rule.origin.group,
+            index: rule.origin.index,
+            id: rule.origin.id.as_deref(),
+            action: rule.action,
+            description: rule.origin.description.as_deref(),
+        }
+    }
+}
+
+/// A rule in one line: `sg-web #2 drop tcp:22 from 0.0.0.0/0 "ssh"`.
+pub fn describe_rule(rule: &Rule) -> String {
+    let mut text = format!(
+        "{} #{} {} {} from {}",
+        rule.origin.group, rule.origin.index, rule.action, rule.service, rule.peer
+    );
+    if let Some(id) = &rule.origin.id {
+        text.push_str(&format!(" [{id}]"));
+    }
+    if let Some(description) = &rule.origin.description {
+        text.push_str(&format!(" {description:?}"));
+    }
+    text
+}

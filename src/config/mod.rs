@@ -1,0 +1,189 @@
+//! The config file: strict raw form -> validated `Config`. Unknown keys, bad values and
+//! dangling references are errors naming file, line and field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::model::Inventory;
+use crate::policy::{LinkError, layers};
+use crate::sources::native::{
+    RawAddressSet, RawGroup, RawInstance, RawServiceSet, Sections, Spans,
+};
+use crate::sources::{Format, SourceError, load};
+
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("{at}: {message}")]
+    Invalid { at: String, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    agent: Option<RawAgent>,
+    #[serde(default)]
+    source: Vec<RawSource>,
+    #[serde(default)]
+    group: Vec<RawGroup>,
+    #[serde(default)]
+    address_set: Vec<RawAddressSet>,
+    #[serde(default)]
+    service_set: Vec<RawServiceSet>,
+    #[serde(default)]
+    instance: Vec<RawInstance>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    interval: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
+    control_socket: Option<String>,
+    confirm_cycles: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    format: Spanned<String>,
+    path: Spanned<String>,
+    id: Option<String>,
+}
+
+/// The agent's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// One cycle over every instance.
+    pub interval: Duration,
+    pub metrics_listen: SocketAddr,
+    pub control_socket: PathBuf,
+    /// Cycles that must agree before drift is confirmed.
+    pub confirm_cycles: u32,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent {
+            interval: Duration::from_secs(30),
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().expect("valid literal"),
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            confirm_cycles: 2,
+        }
+    }
+}
+
+/// A validated config: every instance links to groups that exist.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub agent: Agent,
+    pub inventory: Inventory,
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| SourceError::Io {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Config::parse(file, &text)
+    }
+
+    /// Parses and validates; sources are read relative to the config file's folder.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let spans = Spans { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| spans.toml(&e))?;
+        let agent = agent(raw.agent.unwrap_or_default(), &spans)?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut inventory = Inventory::default();
+        for source in raw.source {
+            let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+            let format = Format::parse(source.format.get_ref()).ok_or_else(|| {
+                spans.at(
+                    source.format.span(),
+                    format!(
+                        "unknown format {:?}: one of {}",
+                        source.format.get_ref(),
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            let path = base.join(source.path.get_ref());
+            inventory.merge(load(format, &path, source.id.as_deref())?);
+        }
+        let inline = Sections {
+            group: raw.group,
+            address_set: raw.address_set,
+            service_set: raw.service_set,
+            instance: raw.instance,
+        };
+        inventory.merge(inline.into_inventory(&spans)?);
+        validate(&inventory)?;
+        Ok(Config {
+            file: file.to_path_buf(),
+            agent,
+            inventory,
+        })
+    }
+}
+
+/// An inventory is usable when every instance has an address and links to existing groups
+/// of one cloud.
+pub fn validate(inv: &Inventory) -> Result<(), ConfigError> {
+    for instance in &inv.instances {
+        if instance.addresses.is_empty() {
+            return Err(ConfigError::Invalid {
+                at: instance.at.clone(),
+                message: format!("instance {:?} has no address", instance.name),
+            });
+        }
+        layers(inv, instance)?;
+    }
+    Ok(())
+}
+
+fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
+    let mut agent = Agent::default();
+    if let Some(interval) = raw.interval {
+        agent.interval = humantime::parse_duration(interval.get_ref())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                spans.at(
+                    interval.span(),
+                    format!(
+                        "agent.interval: expected a duration such as \"30s\" or \"2m\", found {:?}",
+                        interval.get_ref()
+                    ),
+                )
+            })?;
+    }
+    if let Some(listen) = raw.metrics_listen {
+        agent.metrics_listen = listen
+            .get_ref()
+            .parse()
+            .map_err(|_| spans.at(listen.span(), format!("agent.metrics_listen: expected address:port such as \"127.0.0.1:9477\", found {:?}", listen.get_ref())))?;
+    }
+    if let Some(socket) = raw.control_socket {
+        agent.control_socket = PathBuf::from(socket);
+    }
+    if let Some(cycles) = raw.confirm_cycles {
+        agent.confirm_cycles = *cycles.get_ref();
+        if agent.confirm_cycles == 0 {
+            return Err(spans.at(cycles.span(), "agent.confirm_cycles: expected 1 or more"));
+        }
+    }
+    Ok(agent)
+}

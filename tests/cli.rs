@@ -1,0 +1,343 @@
+//! The built binary, run as a user would: contracts, errors, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+fn sgprobe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn eval_json_names_the_deciding_rule_with_exactly_the_contract_fields() {
+    let config = fixture("tencent/sgprobe.toml");
+    let out = sgprobe(&[
+        "eval",
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--instance",
+        "web-1",
+        "--from",
+        "198.51.100.5",
+        "--ports",
+        "tcp:22",
+        "--json",
+    ]);
+    let rows = json(&out);
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 1, "web-1 has one IPv4 address");
+    let row = rows[0].as_object().expect("an object");
+    let mut keys: Vec<&str> = row.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "address",
+            "direction",
+            "instance",
+            "peer",
+            "port",
+            "predicted",
+            "protocol",
+            "rule"
+        ]
+    );
+    assert_eq!(row["instance"], "web-1");
+    assert_eq!(row["address"], "10.0.0.10");
+    assert_eq!(row["direction"], "inbound");
+    assert_eq!(row["protocol"], "tcp");
+    assert_eq!(row["port"], 22);
+    assert_eq!(row["peer"], "198.51.100.5");
+    assert_eq!(row["predicted"], "closed");
+    assert_eq!(row["rule"]["group"], "sg-aaaaaaaa");
+    assert_eq!(row["rule"]["index"], 0);
+    assert_eq!(row["rule"]["action"], "drop");
+    assert_eq!(row["rule"]["description"], "block a bad network");
+}
+
+#[test]
+fn eval_without_ports_checks_the_console_common_ports_and_the_instance_extras() {
+    let config = fixture("../../deploy/example/sgprobe.toml");
+    let out = sgprobe(&[
+        "eval",
+        "-c",
+        config.to_str().expect("utf-8"),
+        "-i",
+        "db-1",
+        "--json",
+    ]);
+    let rows = json(&out);
+    let mut flows: Vec<(String, String, Option<u64>)> = rows
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| {
+            (
+                r["direction"].as_str().expect("s").to_string(),
+                r["protocol"].as_str().expect("s").to_string(),
+                r["port"].as_u64(),
+            )
+        })
+        .collect();
+    flows.sort();
+    let inbound = |p: &str, port: Option<u64>| ("inbound".to_string(), p.to_string(), port);
+    let mut expected = vec![
+        inbound("icmp", None),
+        inbound("tcp", Some(20)),
+        inbound("tcp", Some(21)),
+        inbound("tcp", Some(22)),
+        inbound("tcp", Some(80)),
+        inbound("tcp", Some(443)),
+        inbound("tcp", Some(3389)),
+        ("outbound".to_string(), "all".to_string(), None),
+        inbound("tcp", Some(3306)),
+    ];
+    expected.sort();
+    assert_eq!(flows, expected);
+
+    let table = sgprobe(&["eval", "-c", config.to_str().expect("utf-8"), "-i", "db-1"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    for word in [
+        "POLICY",
+        "TCP:22 (SSH)",
+        "Not opened",
+        "Partially opened",
+        "Opened",
+        "ALL",
+    ] {
+        assert!(text.contains(word), "table shows {word:?}:\n{text}");
+    }
+    assert!(
+        text.contains("tccli vpc CreateSecurityGroupPolicies --SecurityGroupId sg-5fh3tpmo"),
+        "a not-opened port gets its fix:\n{text}"
+    );
+}
+
+/// Broken inputs: exit 2, one line on stderr naming the file and the place, no panic.
+#[test]
+fn broken_inputs_give_one_clear_line_and_exit_2() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "broken/truncated-json.toml",
+            &["truncated.json:3:", "not valid JSON"],
+        ),
+        (
+            "broken/bad-port.toml",
+            &[
+                "bad-port.json: $.SecurityGroupPolicySet.Ingress[1].Port",
+                "\"80-70000\"",
+            ],
+        ),
+        (
+            "broken/unknown-key.toml",
+            &["unknown-key.toml:7:", "unknown field `security_group`"],
+        ),
+        (
+            "broken/unknown-group.toml",
+            &["unknown-group.toml:8", "\"sg-missing\""],
+        ),
+        (
+            "broken/bad-cidr.toml",
+            &["bad-cidr.toml:8:8:", "10.0.0.300/8"],
+        ),
+        ("broken/missing-id.toml", &["bad-port.json: $", "id"]),
+        (
+            "broken/bad-interval.toml",
+            &["bad-interval.toml:2:", "agent.interval"],
+        ),
+        (
+            "broken/does-not-exist.toml",
+            &["does-not-exist.toml", "cannot read"],
+        ),
+    ];
+    for (config, needles) in cases {
+        let out = sgprobe(&["eval", "-c", fixture(config).to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{config}: one line: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{config}: {stderr}");
+        for needle in *needles {
+            assert!(stderr.contains(needle), "{config}: {needle:?} in {stderr}");
+        }
+    }
+}
+
+#[test]
+fn unknown_instance_and_bad_arguments_exit_2() {
+    let config = fixture("tencent/sgprobe.toml");
+    let config = config.to_str().expect("utf-8");
+    let out = sgprobe(&["eval", "-c", config, "-i", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("known: web-1, app-1"));
+    let out = sgprobe(&["eval", "-c", config, "--ports", "tcp:99999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcp:99999"));
+}
+
+#[test]
+fn lint_reports_each_kind_and_exits_by_severity() {
+    let config = fixture("lint/sgprobe.toml");
+    let config = config.to_str().expect("utf-8");
+    let out = sgprobe(&["lint", "-c", config, "--json", "--fail-on", "never"]);
+    let findings = json(&out);
+    let mut got: Vec<(String, String, String, u64)> = findings
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().expect("s").to_string(),
+                f["check"].as_str().expect("s").to_string(),
+                f["group"].as_str().expect("s").to_string(),
+                f["rule"]["index"].as_u64().expect("a rule"),
+            )
+        })
+        .collect();
+    got.sort();
+    let f = |s: &str, c: &str, g: &str, i: u64| (s.to_string(), c.to_string(), g.to_string(), i);
+    let mut expected = vec![
+        f("critical", "all-ports-open", "sg-wide", 0),
+        f("high", "high-risk-open", "sg-wide", 0),
+        f("medium", "shadowed", "sg-wide", 1),
+        f("high", "high-risk-open", "sg-smb", 1),
+        f("medium", "shadowed", "sg-smb", 2),
+        f("info", "redundant", "sg-aws", 1),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+
+    assert_eq!(
+        sgprobe(&["lint", "-c", config]).status.code(),
+        Some(1),
+        "default --fail-on high"
+    );
+    let clean = fixture("../../deploy/example/sgprobe.toml");
+    assert_eq!(
+        sgprobe(&["lint", "-c", clean.to_str().expect("utf-8")])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn imported_native_toml_evaluates_exactly_like_the_exports() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tencent = fixture("tencent");
+    let import = |args: &[&str], name: &str| {
+        let out = sgprobe(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.path().join(name), &out.stdout).expect("write");
+    };
+    let file = |name: &str| tencent.join(name).to_str().expect("utf-8").to_string();
+    import(
+        &[
+            "import",
+            "tencent",
+            &file("sg-a.json"),
+            "--id",
+            "sg-aaaaaaaa",
+        ],
+        "a.toml",
+    );
+    import(
+        &[
+            "import",
+            "tencent",
+            &file("sg-b.json"),
+            "--id",
+            "sg-bbbbbbbb",
+        ],
+        "b.toml",
+    );
+    import(
+        &[
+            "import",
+            "tencent",
+            &file("templates.json"),
+            &file("service-templates.json"),
+            &file("instances.json"),
+        ],
+        "rest.toml",
+    );
+    let config = dir.path().join("sgprobe.toml");
+    let sources: String = ["a.toml", "b.toml", "rest.toml"]
+        .iter()
+        .map(|f| format!("[[source]]\nformat = \"native\"\npath = \"{f}\"\n"))
+        .collect();
+    std::fs::write(&config, sources).expect("write");
+
+    let ports = "tcp:22,80,443,3306,3389,8000,8100,8101,8443,8444,9000,9100,udp:53,4500,icmp,all";
+    for peer in [
+        "all",
+        "198.51.100.5",
+        "203.0.113.9",
+        "10.0.0.20",
+        "10.53.0.3",
+        "192.0.2.7",
+    ] {
+        for direction in ["inbound", "outbound"] {
+            let eval = |config: &Path| {
+                json(&sgprobe(&[
+                    "eval",
+                    "-c",
+                    config.to_str().expect("utf-8"),
+                    "--peer",
+                    peer,
+                    "--ports",
+                    ports,
+                    "-d",
+                    direction,
+                    "--json",
+                ]))
+            };
+            let original = eval(&fixture("tencent/sgprobe.toml"));
+            assert!(original.as_array().is_some_and(|a| !a.is_empty()));
+            assert_eq!(eval(&config), original, "peer {peer} {direction}");
+        }
+    }
+}
+
+#[test]
+fn every_subcommand_teaches_with_an_example() {
+    for sub in ["eval", "lint", "import"] {
+        let out = sgprobe(&[sub, "--help"]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Example"),
+            "{sub} --help has an example:\n{text}"
+        );
+        assert!(
+            text.contains("sgprobe "),
+            "{sub} --help shows a command line"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Property: no importer panics, whatever the input: arbitrary JSON built from the keys the
+//! importers look for (so the generator reaches deep code), and arbitrary text.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use sgprobe::sources::{Format, parse};
+
+const KEYS: &[&str] = &[
+    "Response",
+    "SecurityGroupPolicySet",
+    "Ingress",
+    "Egress",
+    "PolicyIndex",
+    "Protocol",
+    "Port",
+    "CidrBlock",
+    "Ipv6CidrBlock",
+    "SecurityGroupId",
+    "AddressTemplate",
+    "AddressId",
+    "AddressGroupId",
+    "ServiceTemplate",
+    "ServiceId",
+    "ServiceGroupId",
+    "Action",
+    "InstanceSet",
+    "InstanceId",
+    "PrivateIpAddresses",
+    "SecurityGroupIds",
+    "Tags",
+    "Key",
+    "Value",
+    "AddressTemplateSet",
+    "AddressTemplateId",
+    "AddressSet",
+    "AddressExtraSet",
+    "Address",
+    "AddressTemplateGroupSet",
+    "AddressTemplateGroupId",
+    "AddressTemplateIdSet",
+    "ServiceTemplateSet",
+    "ServiceTemplateId",
+    "ServiceSet",
+    "ServiceTemplateGroupSet",
+    "security_group_rule_set",
+    "security_group_id",
+    "direction",
+    "action",
+    "protocol",
+    "val1",
+    "val2",
+    "val3",
+    "priority",
+    "disabled",
+    "instance_set",
+    "instance_id",
+    "vxnets",
+    "private_ip",
+    "eip",
+    "eip_addr",
+    "security_group",
+    "security_group_ipset_set",
+    "security_group_ipset_id",
+    "ipset_type",
+    "val",
+    "SecurityGroups",
+    "GroupId",
+    "IpPermissions",
+    "IpPermissionsEgress",
+    "IpProtocol",
+    "FromPort",
+    "ToPort",
+    "IpRanges",
+    "CidrIp",
+    "Ipv6Ranges",
+    "CidrIpv6",
+    "PrefixListIds",
+    "PrefixListId",
+    "UserIdGroupPairs",
+    "SecurityGroupRules",
+    "IsEgress",
+    "CidrIpv4",
+    "ReferencedGroupInfo",
+    "Reservations",
+    "Instances",
+    "NetworkInterfaces",
+    "Entries",
+    "Cidr",
+];
+
+const TEXTS: &[&str] = &[
+    "",
+    "ALL",
+    "tcp",
+    "UDP",
+    "icmp",
+    "ICMPv6",
+    "-1",
+    "6",
+    "999",
+    "ACCEPT",
+    "drop",
+    "22",
+    "80,443",
+    "1-65535",
+    "70000",
+    "5-1",
+    "0.0.0.0/0",
+    "::/0",
+    "10.0.0.1",
+    "10.0.0.1-10.0.0.9",
+    "300.1.1.1/8",
+    "sg-1",
+    "ipset-1",
+    "ipm-1",
+    "tcp:80",
+    "udp:1-2",
+    "1",
+    "0",
+    "true",
+];
+
+fn value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        (-2i64..70000).prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        prop::sample::select(TEXTS).prop_map(|s| Value::String(s.to_string())),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(|pairs| {
+                Value::Object(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect::<Map<_, _>>(),
+                )
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn json_importers_never_panic(value in value(), id in prop::option::of("[a-z-]{1,8}")) {
+        let text = value.to_string();
+        for format in [Format::Tencent, Format::QingCloud, Format::Aws] {
+            let _ = parse(format, Path::new("x.json"), &text, id.as_deref());
+        }
+    }
+
+    #[test]
+    fn any_text_gives_a_result_not_a_panic(text in ".{0,200}") {
+        for format in Format::ALL {
+            let _ = parse(format, Path::new("x"), &text, Some("sg-1"));
+        }
+    }
+}
