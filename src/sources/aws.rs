@@ -5,7 +5,7 @@
 //! ICMP, FromPort is the type and ToPort the code, -1 any.
 
 use super::json::Node;
-use super::{SourceError, address_members, group_id, known_shape};
+use super::{FlatRules, SourceError, address_members, group_id, known_shape};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
     PortRange, Ports, Protocol, Rule, SecurityGroup, Service, parse_net,
@@ -23,7 +23,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     }
     if root.has("SecurityGroupRules") {
         recognised = true;
-        let mut positions = std::collections::BTreeMap::<(String, Direction), usize>::new();
+        let mut flat = FlatRules::new(Cloud::Aws);
         for item in root.get("SecurityGroupRules").items()? {
             let group_id = item.get("GroupId").required_text()?;
             let egress = item.get("IsEgress").required("true or false", |t| {
@@ -34,14 +34,12 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             } else {
                 Direction::Inbound
             };
-            let counter = positions.entry((group_id.clone(), direction)).or_default();
             let origin = Origin {
                 group: group_id.clone(),
-                index: *counter,
+                index: flat.next_index(&group_id, direction),
                 id: item.get("SecurityGroupRuleId").text()?,
                 description: item.get("Description").text()?,
             };
-            *counter += 1;
             let peer = if let Some(net) = item.get("CidrIpv4").parsed("an IPv4 CIDR", parse_net)? {
                 Peer::Cidr(net)
             } else if let Some(net) = item.get("CidrIpv6").parsed("an IPv6 CIDR", parse_net)? {
@@ -62,11 +60,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 priority: None,
                 origin,
             };
-            inv.groups
-                .entry(group_id.clone())
-                .or_insert_with(|| SecurityGroup::new(group_id, Cloud::Aws))
-                .rules_mut(direction)
-                .push(rule);
+            flat.add(&mut inv, direction, rule);
         }
     }
     if root.has("Reservations") {

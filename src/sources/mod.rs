@@ -16,7 +16,9 @@ use ipnet::IpNet;
 pub use error::{SourceError, line_column};
 use json::{Doc, Node};
 
-use crate::model::{Inventory, parse_net};
+use std::collections::BTreeMap;
+
+use crate::model::{Cloud, Direction, Inventory, Ports, Protocol, Rule, SecurityGroup, parse_net};
 
 /// The formats sources come in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +104,47 @@ fn known_shape(root: &Node, recognised: bool, expected: &str) -> Result<(), Sour
         Ok(())
     } else {
         Err(root.error(expected))
+    }
+}
+
+/// A service entry as templates spell it: `tcp:80`, `udp:53,54`, `tcp:1000-2000`, `icmp`, `ALL`.
+fn service_entry(text: &str) -> Option<(Protocol, Ports)> {
+    match text.split_once(':') {
+        Some((protocol, ports)) => Some((Protocol::parse(protocol)?, Ports::parse(ports)?)),
+        None => Some((Protocol::parse(text)?, Ports::All)),
+    }
+}
+
+/// Gathers rules that an export lists flat, each naming its group, into groups. A rule's
+/// index is its position among its group's rules of the same direction, as the export lists
+/// them (counting rules that are then left out, so indexes match the cloud's console).
+#[derive(Debug)]
+struct FlatRules {
+    cloud: Cloud,
+    seen: BTreeMap<(String, Direction), usize>,
+}
+
+impl FlatRules {
+    fn new(cloud: Cloud) -> Self {
+        FlatRules {
+            cloud,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn next_index(&mut self, group: &str, direction: Direction) -> usize {
+        let counter = self.seen.entry((group.to_string(), direction)).or_default();
+        *counter += 1;
+        *counter - 1
+    }
+
+    fn add(&self, inv: &mut Inventory, direction: Direction, rule: Rule) {
+        let id = rule.origin.group.clone();
+        inv.groups
+            .entry(id.clone())
+            .or_insert_with(|| SecurityGroup::new(id, self.cloud))
+            .rules_mut(direction)
+            .push(rule);
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{SourceError, line_column};
+use super::{SourceError, line_column, service_entry};
 use crate::model::{
     Action, AddressSet, Cloud, Decision, Direction, IcmpMatch, Instance, Inventory, Located,
     Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
@@ -199,13 +199,6 @@ impl Sections {
     }
 }
 
-fn service_entry(text: &str) -> Option<(Protocol, Ports)> {
-    match text.split_once(':') {
-        Some((protocol, ports)) => Some((Protocol::parse(protocol)?, Ports::parse(ports)?)),
-        None => Some((Protocol::parse(text)?, Ports::All)),
-    }
-}
-
 fn group(raw: RawGroup, spans: &Spans) -> Result<SecurityGroup, SourceError> {
     let names: Vec<&str> = Cloud::ALL.iter().map(|c| c.name()).collect();
     let cloud = spans.parse(
@@ -316,14 +309,13 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
 
 /// Writes an inventory as native TOML.
 pub fn render(inv: &Inventory) -> String {
-    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
     let mut out = String::new();
     for group in inv.groups.values() {
-        let _ = writeln!(out, "[[group]]\nid = {}", q(&group.id));
+        let _ = writeln!(out, "[[group]]\nid = {}", quote(&group.id));
         if let Some(name) = &group.name {
-            let _ = writeln!(out, "name = {}", q(name));
+            let _ = writeln!(out, "name = {}", quote(name));
         }
-        let _ = writeln!(out, "cloud = {}\n", q(group.cloud.name()));
+        let _ = writeln!(out, "cloud = {}\n", quote(group.cloud.name()));
         for (key, rules) in [("ingress", &group.ingress), ("egress", &group.egress)] {
             for rule in rules {
                 let _ = writeln!(out, "[[group.{key}]]\n{}", render_rule(rule));
@@ -331,77 +323,61 @@ pub fn render(inv: &Inventory) -> String {
         }
     }
     for set in inv.address_sets.values() {
-        let members: Vec<String> = set.members.iter().map(|m| q(&m.to_string())).collect();
-        let includes: Vec<String> = set.includes.iter().map(|i| q(i)).collect();
-        let _ = writeln!(out, "[[address_set]]\nid = {}", q(&set.id));
-        if let Some(name) = &set.name {
-            let _ = writeln!(out, "name = {}", q(name));
-        }
-        let _ = writeln!(
-            out,
-            "members = [{}]\nincludes = [{}]\n",
-            members.join(", "),
-            includes.join(", ")
+        let members = set.members.iter().map(ToString::to_string).collect();
+        render_set(
+            &mut out,
+            "address_set",
+            &set.id,
+            set.name.as_deref(),
+            ("members", members),
+            &set.includes,
         );
     }
     for set in inv.service_sets.values() {
-        let services: Vec<String> = set
+        let services = set
             .services
             .iter()
-            .map(|(p, ports)| q(&format!("{p}:{ports}")))
+            .map(|(p, ports)| format!("{p}:{ports}"))
             .collect();
-        let includes: Vec<String> = set.includes.iter().map(|i| q(i)).collect();
-        let _ = writeln!(out, "[[service_set]]\nid = {}", q(&set.id));
-        if let Some(name) = &set.name {
-            let _ = writeln!(out, "name = {}", q(name));
-        }
-        let _ = writeln!(
-            out,
-            "services = [{}]\nincludes = [{}]\n",
-            services.join(", "),
-            includes.join(", ")
+        render_set(
+            &mut out,
+            "service_set",
+            &set.id,
+            set.name.as_deref(),
+            ("services", services),
+            &set.includes,
         );
     }
     for instance in &inv.instances {
-        let list = |items: Vec<String>| items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ");
-        let _ = writeln!(out, "[[instance]]\nname = {}", q(&instance.name));
+        let ids = |ids: &[Located<String>]| {
+            quoted_list(&ids.iter().map(|g| g.value.clone()).collect::<Vec<_>>())
+        };
+        let _ = writeln!(out, "[[instance]]\nname = {}", quote(&instance.name));
         if let Some(id) = &instance.id {
-            let _ = writeln!(out, "id = {}", q(id));
+            let _ = writeln!(out, "id = {}", quote(id));
         }
-        let _ = writeln!(
-            out,
-            "addresses = [{}]",
-            list(instance.addresses.iter().map(ToString::to_string).collect())
-        );
+        let addresses: Vec<String> = instance.addresses.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "addresses = [{}]", quoted_list(&addresses));
         let _ = writeln!(
             out,
             "security_groups = [{}]",
-            list(
-                instance
-                    .security_groups
-                    .iter()
-                    .map(|g| g.value.clone())
-                    .collect()
-            )
+            ids(&instance.security_groups)
         );
         if !instance.subnet_layers.is_empty() {
-            let _ = writeln!(
-                out,
-                "subnet_layers = [{}]",
-                list(
-                    instance
-                        .subnet_layers
-                        .iter()
-                        .map(|g| g.value.clone())
-                        .collect()
-                )
-            );
+            let _ = writeln!(out, "subnet_layers = [{}]", ids(&instance.subnet_layers));
+        }
+        if !instance.ports.is_empty() {
+            let specs: Vec<String> = instance.ports.iter().map(ToString::to_string).collect();
+            let _ = writeln!(out, "ports = {}", quote(&specs.join(",")));
+        }
+        if instance.local {
+            let _ = writeln!(out, "local = true");
         }
         if !instance.labels.is_empty() {
             let labels: Vec<String> = instance
                 .labels
                 .iter()
-                .map(|(k, v)| format!("{} = {}", q(k), q(v)))
+                .map(|(k, v)| format!("{} = {}", quote(k), quote(v)))
                 .collect();
             let _ = writeln!(out, "labels = {{ {} }}", labels.join(", "));
         }
@@ -410,22 +386,53 @@ pub fn render(inv: &Inventory) -> String {
     out
 }
 
+fn quote(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| quote(i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn render_set(
+    out: &mut String,
+    table: &str,
+    id: &str,
+    name: Option<&str>,
+    (key, items): (&str, Vec<String>),
+    includes: &[String],
+) {
+    let _ = writeln!(out, "[[{table}]]\nid = {}", quote(id));
+    if let Some(name) = name {
+        let _ = writeln!(out, "name = {}", quote(name));
+    }
+    let _ = writeln!(
+        out,
+        "{key} = [{}]\nincludes = [{}]\n",
+        quoted_list(&items),
+        quoted_list(includes)
+    );
+}
+
 /// One rule's fields as native TOML lines (no table header).
 pub fn render_rule(rule: &Rule) -> String {
-    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let mut out = format!("action = {}\n", q(&rule.action.to_string()));
+    let mut out = format!("action = {}\n", quote(&rule.action.to_string()));
     match &rule.service {
         Service::Template(id) => {
-            let _ = writeln!(out, "service = {}", q(id));
+            let _ = writeln!(out, "service = {}", quote(id));
         }
         Service::Ports {
             protocol,
             ports,
             icmp,
         } => {
-            let _ = writeln!(out, "protocol = {}", q(&protocol.to_string()));
+            let _ = writeln!(out, "protocol = {}", quote(&protocol.to_string()));
             if protocol.has_ports() {
-                let _ = writeln!(out, "ports = {}", q(&ports.to_string()));
+                let _ = writeln!(out, "ports = {}", quote(&ports.to_string()));
             }
             if let Some(t) = icmp.icmp_type {
                 let _ = writeln!(out, "icmp_type = {t}");
@@ -435,15 +442,15 @@ pub fn render_rule(rule: &Rule) -> String {
             }
         }
     }
-    let _ = writeln!(out, "peer = {}", q(&rule.peer.to_string()));
+    let _ = writeln!(out, "peer = {}", quote(&rule.peer.to_string()));
     if let Some(priority) = rule.priority {
         let _ = writeln!(out, "priority = {priority}");
     }
     if let Some(id) = &rule.origin.id {
-        let _ = writeln!(out, "id = {}", q(id));
+        let _ = writeln!(out, "id = {}", quote(id));
     }
     if let Some(description) = &rule.origin.description {
-        let _ = writeln!(out, "description = {}", q(description));
+        let _ = writeln!(out, "description = {}", quote(description));
     }
     out
 }

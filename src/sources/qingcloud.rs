@@ -5,10 +5,10 @@
 //! `disabled` 1 leaves the rule out.
 
 use super::json::Node;
-use super::{SourceError, address_members, known_shape};
+use super::{FlatRules, SourceError, address_members, known_shape};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
-    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, parse_net,
+    PortRange, Ports, Protocol, Rule, Service, parse_net,
 };
 
 pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
@@ -16,7 +16,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     let mut recognised = false;
     if root.has("security_group_rule_set") {
         recognised = true;
-        let mut positions = std::collections::BTreeMap::<(String, Direction), usize>::new();
+        let mut flat = FlatRules::new(Cloud::QingCloud);
         for item in root.get("security_group_rule_set").items()? {
             let group_id = match item.get("security_group_id").text()? {
                 Some(group) => group,
@@ -29,18 +29,11 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                     "1" => Some(Direction::Outbound),
                     other => Direction::parse(other),
                 })?;
-            let counter = positions.entry((group_id.clone(), direction)).or_default();
-            let index = *counter;
-            *counter += 1;
+            let index = flat.next_index(&group_id, direction);
             if item.get("disabled").int()?.unwrap_or(0) != 0 {
                 continue;
             }
-            let rule = rule(&item, &group_id, index)?;
-            inv.groups
-                .entry(group_id.clone())
-                .or_insert_with(|| SecurityGroup::new(group_id, Cloud::QingCloud))
-                .rules_mut(direction)
-                .push(rule);
+            flat.add(&mut inv, direction, rule(&item, &group_id, index)?);
         }
     }
     if root.has("instance_set") {

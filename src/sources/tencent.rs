@@ -3,7 +3,7 @@
 //! and template groups, service templates and template groups.
 
 use super::json::Node;
-use super::{SourceError, address_members, group_id, known_shape};
+use super::{SourceError, address_members, group_id, known_shape, service_entry};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, Ports,
     Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
@@ -93,14 +93,6 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         "a Tencent export: SecurityGroupPolicySet, InstanceSet, AddressTemplateSet, AddressTemplateGroupSet, ServiceTemplateSet or ServiceTemplateGroupSet",
     )?;
     Ok(inv)
-}
-
-/// `tcp:80`, `udp:53,54`, `tcp:1000-2000`, `icmp`, `ALL`.
-fn service_entry(text: &str) -> Option<(Protocol, Ports)> {
-    match text.split_once(':') {
-        Some((protocol, ports)) => Some((Protocol::parse(protocol)?, Ports::parse(ports)?)),
-        None => Some((Protocol::parse(text)?, Ports::All)),
-    }
 }
 
 fn policies(root: &Node, id: &str) -> Result<SecurityGroup, SourceError> {
