@@ -2,6 +2,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod lab;
 pub mod model;
+pub mod net;
+pub mod packet;
 pub mod policy;
 pub mod sources;

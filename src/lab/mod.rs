@@ -1,0 +1,330 @@
+//! The lab: instances and their security groups as network namespaces, veth pairs and
+//! nftables rulesets, so real probes meet a real kernel playing the cloud (DESIGN §6).
+//!
+//! One prober namespace, joined by a veth pair to each target namespace; instance addresses
+//! live on the targets' loopback and are routed through one gateway address per target.
+//! Nothing touches the host's interfaces or routes, and there is no default route: packets
+//! cannot leave. Namespaces go on drop; ones left by a killed run are swept on the next build.
+
+mod netns;
+pub mod nft;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+pub use netns::Netns;
+pub use nft::{HostEffect, HostRule};
+
+use crate::model::{Inventory, Protocol};
+use crate::policy::LinkError;
+
+#[derive(Debug, Error)]
+pub enum LabError {
+    #[error("the lab needs root (network namespaces, veth pairs and nftables); run it with sudo")]
+    NotRoot,
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("listener {addr}: {message}")]
+    Listener { addr: SocketAddr, message: String },
+    #[error("no instance {0:?} in the lab")]
+    UnknownInstance(String),
+}
+
+/// Ports an instance listens on, on every one of its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub instance: String,
+    /// `Tcp` accepts connections; `Udp` echoes datagrams back from the probed address.
+    pub protocol: Protocol,
+    pub ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LabSpec {
+    /// Groups and instances; instance addresses are the lab's own (10.77.x.y, fd77::...).
+    pub inventory: Inventory,
+    pub listen: Vec<Listen>,
+    pub host: Vec<HostRule>,
+    /// Packets dropped at random on the way into the targets, in percent.
+    pub loss_percent: u8,
+    /// One target namespace (one kernel, one ICMP rate limit) per instance; otherwise all
+    /// instances share one.
+    pub namespace_per_instance: bool,
+}
+
+struct Listeners {
+    stop: oneshot::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+struct Target {
+    ns: Netns,
+    listeners: Option<Listeners>,
+}
+
+/// A running lab. Dropping it stops the listeners and removes every namespace.
+pub struct Lab {
+    // Field order is drop order: targets (and their listeners) before the prober.
+    targets: Vec<Target>,
+    prober: Netns,
+    /// Instance name -> (target index, chain index within that target's ruleset).
+    placement: BTreeMap<String, (usize, usize)>,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab")
+            .field("prober", &self.prober.name)
+            .field("targets", &self.targets.len())
+            .finish()
+    }
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    pub fn build(spec: &LabSpec) -> Result<Lab, LabError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(LabError::NotRoot);
+        }
+        netns::sweep_stale();
+        let id = format!(
+            "{}{}-{}",
+            netns::PREFIX,
+            std::process::id(),
+            LABS.fetch_add(1, Ordering::Relaxed)
+        );
+        let prober = Netns::create(format!("{id}-p"))?;
+        let mut lab = Lab {
+            targets: Vec::new(),
+            prober,
+            placement: BTreeMap::new(),
+        };
+        quiet_sysctls(&lab.prober)?;
+
+        let inv = &spec.inventory;
+        let groups: Vec<Vec<&crate::model::Instance>> = if spec.namespace_per_instance {
+            inv.instances.iter().map(|i| vec![i]).collect()
+        } else {
+            vec![inv.instances.iter().collect()]
+        };
+        for (t, instances) in groups.iter().enumerate() {
+            let ns = Netns::create(format!("{id}-t{t}"))?;
+            quiet_sysctls(&ns)?;
+            let (link, peer) = (format!("t{t}"), "p0");
+            lab.prober.ip(&[
+                "link", "add", &link, "type", "veth", "peer", "name", peer, "netns", &ns.name,
+            ])?;
+            let (v4_near, v4_far) = (format!("10.76.{t}.1"), format!("10.76.{t}.2"));
+            let (v6_near, v6_far) = (format!("fd76:{t:x}::1"), format!("fd76:{t:x}::2"));
+            lab.prober
+                .ip(&["addr", "add", &format!("{v4_near}/24"), "dev", &link])?;
+            lab.prober.ip(&[
+                "addr",
+                "add",
+                &format!("{v6_near}/64"),
+                "dev",
+                &link,
+                "nodad",
+            ])?;
+            ns.ip(&["addr", "add", &format!("{v4_far}/24"), "dev", peer])?;
+            ns.ip(&["addr", "add", &format!("{v6_far}/64"), "dev", peer, "nodad"])?;
+            lab.prober.ip(&["link", "set", &link, "up"])?;
+            ns.ip(&["link", "set", peer, "up"])?;
+            // Packets sent before the carrier is up lose their first neighbour solicitation,
+            // and IPv6 retries it only after a second: wait for both ends.
+            lab.prober.wait_up(&link)?;
+            ns.wait_up(peer)?;
+            for (n, instance) in instances.iter().enumerate() {
+                lab.placement.insert(instance.name.clone(), (t, n));
+                for address in &instance.addresses {
+                    let (host, via) = match address {
+                        IpAddr::V4(_) => (format!("{address}/32"), &v4_far),
+                        IpAddr::V6(_) => (format!("{address}/128"), &v6_far),
+                    };
+                    ns.ip(&["addr", "add", &host, "dev", "lo"])?;
+                    lab.prober.ip(&["route", "add", &host, "via", via])?;
+                }
+            }
+            let ruleset = nft::ruleset(inv, instances, &spec.host, spec.loss_percent)?;
+            ns.exec("nft", &["-f", "-"], Some(&ruleset))?;
+            let sockets: Vec<(Protocol, SocketAddr)> = spec
+                .listen
+                .iter()
+                .filter(|l| instances.iter().any(|i| i.name == l.instance))
+                .flat_map(|l| {
+                    let instance = instances
+                        .iter()
+                        .find(|i| i.name == l.instance)
+                        .expect("filtered above");
+                    instance.addresses.iter().flat_map(move |a| {
+                        l.ports
+                            .iter()
+                            .map(move |p| (l.protocol, SocketAddr::new(*a, *p)))
+                    })
+                })
+                .collect();
+            let listeners = if sockets.is_empty() {
+                None
+            } else {
+                Some(listen(&ns, sockets)?)
+            };
+            lab.targets.push(Target { ns, listeners });
+        }
+        Ok(lab)
+    }
+
+    /// The namespace probes are sent from.
+    pub fn prober(&self) -> &Netns {
+        &self.prober
+    }
+
+    /// Runs `f` on a thread inside the prober namespace and waits for it.
+    pub fn in_prober<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, LabError> {
+        let handle = self.prober.spawn(f)?;
+        handle.join().map_err(|_| LabError::Io {
+            what: "run in the prober namespace".into(),
+            source: std::io::Error::other("the thread panicked"),
+        })
+    }
+
+    /// Opens a port on an instance behind its security groups' back: a rule added by hand.
+    pub fn expose(&self, instance: &str, protocol: Protocol, port: u16) -> Result<(), LabError> {
+        let (ns, chain) = self.manual_chain(instance)?;
+        ns.exec(
+            "nft",
+            &[
+                "add",
+                "rule",
+                "inet",
+                nft::TABLE,
+                &chain,
+                "meta",
+                "l4proto",
+                &protocol.to_string(),
+                "th",
+                "dport",
+                &port.to_string(),
+                "accept",
+            ],
+            None,
+        )
+    }
+
+    /// Takes back every rule `expose` added on the instance.
+    pub fn unexpose(&self, instance: &str) -> Result<(), LabError> {
+        let (ns, chain) = self.manual_chain(instance)?;
+        ns.exec("nft", &["flush", "chain", "inet", nft::TABLE, &chain], None)
+    }
+
+    fn manual_chain(&self, instance: &str) -> Result<(&Netns, String), LabError> {
+        let (t, n) = self
+            .placement
+            .get(instance)
+            .ok_or_else(|| LabError::UnknownInstance(instance.to_string()))?;
+        Ok((&self.targets[*t].ns, format!("i{n}_in_manual")))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for target in &mut self.targets {
+            if let Some(listeners) = target.listeners.take() {
+                let _ = listeners.stop.send(());
+                let _ = listeners.thread.join();
+            }
+        }
+    }
+}
+
+/// Reverse-path filtering copied from the host would drop replies routed asymmetrically, and
+/// duplicate address detection would hold new IPv6 link-local addresses tentative. Set
+/// before the veths exist, so they inherit it.
+fn quiet_sysctls(ns: &Netns) -> Result<(), LabError> {
+    let settings = [
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+        "net.ipv6.conf.all.accept_dad=0",
+        "net.ipv6.conf.default.accept_dad=0",
+    ];
+    let mut args = vec!["-qw"];
+    args.extend(settings);
+    ns.exec("sysctl", &args, None)
+}
+
+/// Binds the listeners inside the namespace and serves them on a thread there until stopped:
+/// TCP accepts (and closes), UDP echoes back from the probed address (the socket is bound to it).
+fn listen(ns: &Netns, sockets: Vec<(Protocol, SocketAddr)>) -> Result<Listeners, LabError> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), LabError>>();
+    let thread = ns.spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(source) => {
+                let _ = ready_tx.send(Err(LabError::Io {
+                    what: "start the listener runtime".into(),
+                    source,
+                }));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (protocol, addr) in sockets {
+                let failed = |e: std::io::Error| LabError::Listener {
+                    addr,
+                    message: e.to_string(),
+                };
+                if protocol == Protocol::Tcp {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(listener) => tasks.spawn(async move {
+                            while let Ok((stream, _)) = listener.accept().await {
+                                drop(stream);
+                            }
+                        }),
+                        Err(e) => return drop(ready_tx.send(Err(failed(e)))),
+                    };
+                } else {
+                    match tokio::net::UdpSocket::bind(addr).await {
+                        Ok(socket) => tasks.spawn(async move {
+                            let mut buf = [0u8; 2048];
+                            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                                let _ = socket.send_to(&buf[..n], from).await;
+                            }
+                        }),
+                        Err(e) => return drop(ready_tx.send(Err(failed(e)))),
+                    };
+                }
+            }
+            let _ = ready_tx.send(Ok(()));
+            let _ = stopped.await;
+            tasks.abort_all();
+        });
+    })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(Listeners { stop, thread }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(LabError::Io {
+            what: "start listeners".into(),
+            source: std::io::Error::other("the listener thread ended"),
+        }),
+    }
+}

@@ -1,0 +1,153 @@
+//! Named network namespaces: created, entered by a thread, removed on drop.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use nix::sched::{CloneFlags, setns};
+
+use super::LabError;
+
+/// A network namespace this process created; deleted (with its interfaces) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+/// Namespaces are named `sgp-<pid>-<lab>-<role>`, so a later run can tell which ones a dead
+/// process left behind.
+pub const PREFIX: &str = "sgp-";
+
+impl Netns {
+    pub fn create(name: String) -> Result<Netns, LabError> {
+        run("ip", &["netns", "add", &name], None)?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> Result<(), LabError> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all, None)
+    }
+
+    /// Waits (up to 5 s) until an interface's operational state is UP.
+    pub fn wait_up(&self, interface: &str) -> Result<(), LabError> {
+        for _ in 0..100 {
+            let output = Command::new("ip")
+                .args(["-n", &self.name, "-o", "link", "show", "dev", interface])
+                .output()
+                .map_err(|source| LabError::Io {
+                    what: format!("ask {interface}'s state"),
+                    source,
+                })?;
+            if String::from_utf8_lossy(&output.stdout).contains(" state UP ") {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(LabError::Command {
+            command: format!("ip -n {} link show dev {interface}", self.name),
+            stderr: "not UP after 5 s".into(),
+        })
+    }
+
+    /// Runs a program inside the namespace, feeding it `stdin`.
+    pub fn exec(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), LabError> {
+        let mut all = vec!["netns", "exec", &self.name, program];
+        all.extend_from_slice(args);
+        run("ip", &all, stdin)
+    }
+
+    /// Runs `f` on a new thread inside the namespace: sockets it opens belong to the namespace
+    /// and stay there whichever thread uses them later.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<T>, LabError> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path).map_err(|source| LabError::Io {
+            what: format!("open {path}"),
+            source,
+        })?;
+        let name = self.name.clone();
+        std::thread::Builder::new()
+            .name(format!("netns {name}"))
+            .spawn(move || {
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns into {name}: {e}"));
+                f()
+            })
+            .map_err(|source| LabError::Io {
+                what: "spawn a thread".into(),
+                source,
+            })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = run("ip", &["netns", "del", &self.name], None) {
+            eprintln!("sgprobe lab: {e}");
+        }
+    }
+}
+
+pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), LabError> {
+    let command_line = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| LabError::Io {
+            what: format!("run {command_line}"),
+            source,
+        })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|source| LabError::Io {
+                what: format!("feed {command_line}"),
+                source,
+            })?;
+    }
+    let output = child.wait_with_output().map_err(|source| LabError::Io {
+        what: format!("wait for {command_line}"),
+        source,
+    })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Command {
+            command: command_line,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Removes namespaces left by processes that are gone (killed before their drop ran).
+pub fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = run("ip", &["netns", "del", &name], None);
+        }
+    }
+}

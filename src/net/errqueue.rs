@@ -1,0 +1,76 @@
+//! The socket error queue: which ICMP error a UDP probe drew. errno alone cannot tell
+//! admin-prohibited from host-unreachable; the queued `sock_extended_err` can.
+
+use std::io::{self, IoSliceMut};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+
+/// An ICMP error the kernel queued for a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpReport {
+    pub v6: bool,
+    pub icmp_type: u8,
+    pub code: u8,
+    /// Who sent it.
+    pub offender: Option<IpAddr>,
+}
+
+impl IcmpReport {
+    pub fn is_port_unreachable(&self) -> bool {
+        if self.v6 {
+            (self.icmp_type, self.code) == (1, 4)
+        } else {
+            (self.icmp_type, self.code) == (3, 3)
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "icmp{} {}/{}",
+            if self.v6 { "v6" } else { "" },
+            self.icmp_type,
+            self.code
+        )
+    }
+}
+
+const SO_EE_ORIGIN_ICMP: u8 = 2;
+const SO_EE_ORIGIN_ICMP6: u8 = 3;
+
+/// Takes one queued error, if any (never blocks).
+pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
+    let mut data = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut data)];
+    let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+    let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+    let message =
+        match recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+            Ok(message) => message,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+    for control in message.cmsgs()? {
+        let (error, offender, v6) = match control {
+            ControlMessageOwned::Ipv4RecvErr(error, addr) => (
+                error,
+                addr.map(|a| IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes())),
+                false,
+            ),
+            ControlMessageOwned::Ipv6RecvErr(error, addr) => {
+                (error, addr.map(|a| IpAddr::from(a.sin6_addr.s6_addr)), true)
+            }
+            _ => continue,
+        };
+        if error.ee_origin == SO_EE_ORIGIN_ICMP || error.ee_origin == SO_EE_ORIGIN_ICMP6 {
+            return Ok(Some(IcmpReport {
+                v6,
+                icmp_type: error.ee_type,
+                code: error.ee_code,
+                offender,
+            }));
+        }
+    }
+    Ok(None)
+}

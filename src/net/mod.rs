@@ -1,0 +1,53 @@
+//! Sockets: raw TCP and ICMP sockets, UDP with the error queue, source lookup, privileges.
+
+mod errqueue;
+mod raw;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+
+use thiserror::Error;
+
+pub use errqueue::{IcmpReport, read_error};
+pub use raw::{Family, raw_icmp, raw_tcp, udp_probe};
+
+/// A socket operation that failed, naming what it was for.
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error(
+        "cannot open a raw {what} socket: {source} (raw sockets need CAP_NET_RAW: run as root, or `setcap cap_net_raw+ep` on the binary)"
+    )]
+    Raw {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot {what} for {addr}: {source}")]
+    Socket {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("no route to {addr}: {source}")]
+    NoRoute { addr: IpAddr, source: io::Error },
+}
+
+/// The local address the kernel would send from to reach `remote`: a connected UDP socket's
+/// name (connecting a UDP socket sends nothing).
+pub fn source_for(remote: IpAddr) -> Result<IpAddr, NetError> {
+    let unspecified: IpAddr = match remote {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let route = |source| NetError::NoRoute {
+        addr: remote,
+        source,
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(unspecified, 0)).map_err(route)?;
+    socket.connect(SocketAddr::new(remote, 9)).map_err(route)?;
+    Ok(socket.local_addr().map_err(route)?.ip())
+}
+
+/// Whether this process may open raw sockets (CAP_NET_RAW).
+pub fn has_raw_sockets() -> bool {
+    raw_tcp(Family::V4).is_ok()
+}

@@ -1,0 +1,35 @@
+//! Shared by the lab tests: root or skip (never skip under CI), and a runtime in the prober.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use sgprobe::engine::{Counters, Report, Settings, Target, probe};
+use sgprobe::lab::{Lab, LabSpec};
+
+/// The lab, or `None` with a printed reason on a machine without root. Under `CI=true` a
+/// missing privilege fails the test instead: CI must run them.
+pub fn lab(spec: &LabSpec) -> Option<Lab> {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "lab tests need root, and CI=true: run them as root"
+        );
+        eprintln!("SKIPPED: lab tests need root (network namespaces and nftables)");
+        return None;
+    }
+    Some(Lab::build(spec).expect("the lab builds"))
+}
+
+/// Runs the engine from inside the lab's prober namespace.
+pub fn probe_in(lab: &Lab, settings: Settings, targets: Vec<Target>) -> Report {
+    lab.in_prober(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(probe(&settings, &targets, Arc::new(Counters::default())))
+            .expect("probes run")
+    })
+    .expect("the prober thread runs")
+}
