@@ -5,6 +5,7 @@ mod eval;
 mod import;
 mod lint;
 mod output;
+mod probe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ pub enum Command {
     Eval(eval::EvalArgs),
     Lint(lint::LintArgs),
     Import(import::ImportArgs),
+    Probe(probe::ProbeArgs),
 }
 
 /// Where the config comes from, shared by the subcommands that read one.
@@ -51,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(args),
         Command::Lint(args) => lint::run(args),
         Command::Import(args) => import::run(args),
+        Command::Probe(args) => probe::run(args),
     }
 }
 
