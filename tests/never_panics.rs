@@ -165,3 +165,51 @@ proptest! {
         }
     }
 }
+
+mod packets {
+    use proptest::prelude::*;
+    use sgprobe::packet::{icmp, tcp};
+
+    /// A valid ICMPv4 admin-prohibited error quoting a TCP SYN: mutations of it reach the
+    /// parser's inner paths, which random bytes rarely do.
+    fn icmp_error() -> Vec<u8> {
+        let ip = |protocol: u8| {
+            vec![
+                0x45, 0, 0, 0, 0, 0, 0, 0, 64, protocol, 0, 0, 10, 77, 1, 5, 10, 77, 0, 1,
+            ]
+        };
+        let mut packet = ip(1);
+        packet.extend_from_slice(&[3, 13, 0, 0, 0, 0, 0, 0]);
+        packet.extend_from_slice(&ip(6));
+        packet.extend_from_slice(&[0xee, 0x49, 0, 22, 1, 2, 3, 4]);
+        packet
+    }
+
+    fn parse_all(bytes: &[u8]) {
+        let from = "fd77::1".parse().expect("address");
+        let _ = tcp::parse_v4(bytes);
+        let _ = tcp::parse_v6(bytes, from);
+        let _ = icmp::parse_v4(bytes);
+        let _ = icmp::parse_v6(bytes, from);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn parsers_never_panic_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            parse_all(&bytes);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_mutated_packets(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in any::<usize>()) {
+            let mut packet = icmp_error();
+            for (at, value) in edits {
+                let at = at % packet.len();
+                packet[at] = value;
+            }
+            packet.truncate(cut % (packet.len() + 1));
+            parse_all(&packet);
+        }
+    }
+}

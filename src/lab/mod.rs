@@ -113,6 +113,13 @@ impl Lab {
             placement: BTreeMap::new(),
         };
         quiet_sysctls(&lab.prober)?;
+        // Unprivileged ICMP echo sockets for every group, as distributions allow on hosts: a
+        // prober without CAP_NET_RAW can still ping.
+        lab.prober.exec(
+            "sysctl",
+            &["-qw", "net.ipv4.ping_group_range=0 2147483647"],
+            None,
+        )?;
 
         let inv = &spec.inventory;
         let groups: Vec<Vec<&crate::model::Instance>> = if spec.namespace_per_instance {
