@@ -198,6 +198,17 @@ impl Lab {
         &self.prober
     }
 
+    /// The prober's side of the link to target namespace `index`: interface, address, and the
+    /// far end's MAC (the next hop, for tools that build frames themselves, as masscan does).
+    pub fn link(&self, index: usize) -> Result<(String, IpAddr, String), LabError> {
+        let target = self
+            .targets
+            .get(index)
+            .ok_or_else(|| LabError::UnknownInstance(format!("target namespace {index}")))?;
+        let address: IpAddr = format!("10.76.{index}.1").parse().expect("valid literal");
+        Ok((format!("t{index}"), address, target.ns.mac("p0")?))
+    }
+
     /// Runs `f` on a thread inside the prober namespace and waits for it.
     pub fn in_prober<T: Send + 'static>(
         &self,

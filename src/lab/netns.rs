@@ -54,6 +54,26 @@ impl Netns {
         })
     }
 
+    /// An interface's MAC address.
+    pub fn mac(&self, interface: &str) -> Result<String, LabError> {
+        let output = Command::new("ip")
+            .args(["-n", &self.name, "-o", "link", "show", "dev", interface])
+            .output()
+            .map_err(|source| LabError::Io {
+                what: format!("ask {interface}'s address"),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .map(str::to_string)
+            .ok_or_else(|| LabError::Command {
+                command: format!("ip -n {} link show dev {interface}", self.name),
+                stderr: "no MAC address".into(),
+            })
+    }
+
     /// Runs a program inside the namespace, feeding it `stdin`.
     pub fn exec(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), LabError> {
         let mut all = vec!["netns", "exec", &self.name, program];

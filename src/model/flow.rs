@@ -82,6 +82,7 @@ pub struct PortSpecError {
 /// and the order is kept.
 pub fn parse_port_spec(spec: &str) -> Result<Vec<FlowSpec>, PortSpecError> {
     let mut specs: Vec<FlowSpec> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut protocol = FlowProtocol::Tcp;
     for token in spec.split(',').map(str::trim) {
         let error = |reason| PortSpecError {
@@ -119,11 +120,7 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<FlowSpec>, PortSpecError> {
                 port: None,
             }],
         };
-        for flow in new {
-            if !specs.contains(&flow) {
-                specs.push(flow);
-            }
-        }
+        specs.extend(new.into_iter().filter(|flow| seen.insert(*flow)));
     }
     Ok(specs)
 }

@@ -1,0 +1,580 @@
+//! sgprobe against nmap and masscan, in one lab, in one run: wall time, probes/s, peak RSS
+//! and accuracy against the lab's truth. Run with `bench/run.sh` (root).
+//!
+//! Every packet stays inside namespaces this program creates; every tool run is bounded by
+//! `timeout`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use sgprobe::lab::{HostEffect, HostRule, Lab, LabSpec, Listen};
+use sgprobe::model::Protocol;
+use sgprobe::sources::native;
+
+/// The state a port is in, as the lab built it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Truth {
+    Open,
+    Closed,
+    Filtered,
+}
+
+struct Workload {
+    name: &'static str,
+    spec: LabSpec,
+    /// (address, port or 0 for ICMP) -> truth.
+    truth: BTreeMap<(IpAddr, u16), Truth>,
+    sgprobe: Vec<String>,
+    nmap: Vec<String>,
+    masscan: Vec<String>,
+}
+
+struct Run {
+    tool: &'static str,
+    seconds: f64,
+    rss_kib: u64,
+    /// (address, port) -> state the tool reported; ports it did not report are absent.
+    found: BTreeMap<(IpAddr, u16), Truth>,
+    /// The state of a host's ports the tool summarised rather than listed (nmap's extraports).
+    rest: BTreeMap<IpAddr, Truth>,
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("the benchmarks build a lab: run bench/run.sh as root");
+        std::process::exit(2);
+    }
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let mut report = String::new();
+    for workload in [
+        one_host_all_ports(),
+        hosts_by_100_ports(),
+        udp_hosts(),
+        echo_hosts(),
+    ] {
+        if filter
+            .as_deref()
+            .is_some_and(|f| !workload.name.contains(f))
+        {
+            continue;
+        }
+        let lab = Lab::build(&workload.spec).expect("the lab builds");
+        let runs: Vec<Run> = [
+            ("sgprobe", &workload.sgprobe),
+            ("nmap", &workload.nmap),
+            ("masscan", &workload.masscan),
+        ]
+        .into_iter()
+        .filter(|(_, args)| !args.is_empty())
+        .map(|(tool, args)| run(&lab, tool, &with_adapter(&lab, tool, args)))
+        .collect();
+        report.push_str(&table(&workload, &runs));
+        drop(lab);
+    }
+    println!("{report}");
+}
+
+fn run(lab: &Lab, tool: &'static str, args: &[String]) -> Run {
+    let program = if tool == "sgprobe" {
+        env!("CARGO_BIN_EXE_sgprobe").to_string()
+    } else {
+        tool.to_string()
+    };
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "%M",
+            "timeout",
+            "300",
+            "ip",
+            "netns",
+            "exec",
+            &lab.prober().name,
+            &program,
+        ])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    let seconds = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        eprintln!(
+            "--- {tool} stdout (head)\n{}\n--- {tool} stderr (tail)\n{}",
+            stdout.chars().take(1500).collect::<String>(),
+            stderr.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        );
+    }
+    // GNU time's line comes last, but may share it with a tool's unterminated status line.
+    let rss_kib = stderr
+        .split_whitespace()
+        .last()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let (found, rest) = match tool {
+        "sgprobe" => (parse_sgprobe(&stdout), BTreeMap::new()),
+        "nmap" => parse_nmap(&stdout),
+        _ => (parse_masscan(&stdout), BTreeMap::new()),
+    };
+    Run {
+        tool,
+        seconds,
+        rss_kib,
+        found,
+        rest,
+    }
+}
+
+/// masscan builds frames itself: with no default route it must be told the interface, its
+/// address and the next hop's MAC.
+fn with_adapter(lab: &Lab, tool: &str, args: &[String]) -> Vec<String> {
+    let mut args = args.to_vec();
+    if tool == "masscan" {
+        let (interface, address, mac) = lab.link(0).expect("the lab has a target");
+        args.extend([
+            "--adapter".into(),
+            interface,
+            "--adapter-ip".into(),
+            address.to_string(),
+            "--router-mac".into(),
+            mac,
+        ]);
+    }
+    args
+}
+
+fn table(workload: &Workload, runs: &[Run]) -> String {
+    let total = workload.truth.len();
+    let open = workload
+        .truth
+        .values()
+        .filter(|t| **t == Truth::Open)
+        .count();
+    let mut out = format!("\n{} ({total} probes, {open} open)\n", workload.name);
+    let _ = writeln!(
+        out,
+        "| tool | wall s | probes/s | peak RSS MiB | accuracy | open found | vs sgprobe (time) |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
+    let base = runs.first().map_or(1.0, |r| r.seconds);
+    for run in runs {
+        // A tool that reports only open ports (masscan) is scored on open vs not open.
+        let reports_closed = run.found.values().any(|s| *s != Truth::Open);
+        let seen =
+            |key: &(IpAddr, u16)| run.found.get(key).or_else(|| run.rest.get(&key.0)).copied();
+        let correct = workload
+            .truth
+            .iter()
+            .filter(|(key, truth)| match seen(key) {
+                Some(seen) => {
+                    seen == **truth
+                        || (!reports_closed && **truth != Truth::Open && seen != Truth::Open)
+                }
+                None => !reports_closed && **truth != Truth::Open,
+            })
+            .count();
+        let open_found = workload
+            .truth
+            .iter()
+            .filter(|(k, t)| **t == Truth::Open && run.found.get(k) == Some(&Truth::Open))
+            .count();
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.0} | {:.1} | {:.2}% | {open_found}/{open} | {:.2}x |",
+            run.tool,
+            run.seconds,
+            total as f64 / run.seconds,
+            run.rss_kib as f64 / 1024.0,
+            100.0 * correct as f64 / total as f64,
+            run.seconds / base
+        );
+    }
+    out
+}
+
+fn parse_sgprobe(stdout: &str) -> BTreeMap<(IpAddr, u16), Truth> {
+    let rows: serde_json::Value = serde_json::from_str(stdout).unwrap_or(serde_json::Value::Null);
+    let mut found = BTreeMap::new();
+    for row in rows.as_array().into_iter().flatten() {
+        let (Some(addr), port) = (
+            row["address"].as_str().and_then(|a| a.parse().ok()),
+            row["port"].as_u64().unwrap_or(0) as u16,
+        ) else {
+            continue;
+        };
+        let state = match row["state"].as_str() {
+            Some("open") => Truth::Open,
+            Some("closed") => Truth::Closed,
+            _ => Truth::Filtered,
+        };
+        found.insert((addr, port), state);
+    }
+    found
+}
+
+/// nmap's XML: listed ports, plus `extraports` for the rest of each host when only one kind
+/// of state was summarised.
+fn parse_nmap(stdout: &str) -> (BTreeMap<(IpAddr, u16), Truth>, BTreeMap<IpAddr, Truth>) {
+    let mut found = BTreeMap::new();
+    let mut rest = BTreeMap::new();
+    // Each chunk up to `</host>` holds one whole host element.
+    for host in stdout.split("</host>") {
+        let Some(addr) = attr(host, "<address addr=").and_then(|a| a.parse::<IpAddr>().ok()) else {
+            continue;
+        };
+        let up = host.contains("<status state=\"up\"");
+        for port in host.split("<port ").skip(1) {
+            let number: u16 = attr(port, "portid=")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let state = match attr(port, "<state state=").as_deref() {
+                Some("open") => Truth::Open,
+                Some("closed") => Truth::Closed,
+                _ => Truth::Filtered,
+            };
+            found.insert((addr, number), state);
+        }
+        if !host.contains("<ports>") && !host.contains("<port ") {
+            // A ping scan: the host itself.
+            found.insert((addr, 0), if up { Truth::Open } else { Truth::Filtered });
+        }
+        if let Some(extra) = attr(host, "<extraports state=") {
+            rest.insert(
+                addr,
+                if extra == "closed" {
+                    Truth::Closed
+                } else {
+                    Truth::Filtered
+                },
+            );
+        }
+    }
+    (found, rest)
+}
+
+fn attr(text: &str, key: &str) -> Option<String> {
+    let start = text.find(key)? + key.len() + 1;
+    let end = text[start..].find('"')? + start;
+    Some(text[start..end].to_string())
+}
+
+/// masscan's list output: `open tcp 22 10.77.1.5 1700000000`, open ports only.
+fn parse_masscan(stdout: &str) -> BTreeMap<(IpAddr, u16), Truth> {
+    let mut found = BTreeMap::new();
+    for line in stdout.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let ["open", _protocol, port, addr, ..] = fields.as_slice()
+            && let (Ok(port), Ok(addr)) = (port.parse::<u16>(), addr.parse::<IpAddr>())
+        {
+            found.insert((addr, port), Truth::Open);
+        }
+    }
+    found
+}
+
+fn groups(extra: &str) -> String {
+    format!(
+        "[[group]]\nid = \"sg\"\ncloud = \"aws\"\n[[group.ingress]]\naction = \"accept\"\npeer = \"all\"\n[[group.egress]]\naction = \"accept\"\npeer = \"all\"\n{extra}"
+    )
+}
+
+fn workload(
+    name: &'static str,
+    toml: String,
+    listen: Vec<Listen>,
+    host: Vec<HostRule>,
+    per_instance: bool,
+) -> (Workload, LabSpec) {
+    let inventory = native::parse(Path::new("bench.toml"), &toml).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen,
+        host,
+        namespace_per_instance: per_instance,
+        ..LabSpec::default()
+    };
+    let w = Workload {
+        name,
+        spec: spec.clone(),
+        truth: BTreeMap::new(),
+        sgprobe: Vec::new(),
+        nmap: Vec::new(),
+        masscan: Vec::new(),
+    };
+    (w, spec)
+}
+
+/// Deterministic "random" open ports: a multiplicative hash, so every run builds the same lab.
+fn scattered(count: usize, modulo: u32, salt: u32) -> BTreeSet<u16> {
+    (0..count as u32)
+        .map(|i| {
+            (1 + (i
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(salt.wrapping_mul(40_503))
+                % modulo)) as u16
+        })
+        .collect()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+fn one_host_all_ports() -> Workload {
+    let open = scattered(100, 65_535, 1);
+    let toml = groups(
+        "[[instance]]\nname = \"h\"\naddresses = [\"10.77.1.5\"]\nsecurity_groups = [\"sg\"]\n",
+    );
+    let listen = vec![Listen {
+        instance: "h".into(),
+        protocol: Protocol::Tcp,
+        ports: open.iter().copied().collect(),
+    }];
+    let (mut w, _) = workload("1 host x 65,535 TCP ports", toml, listen, Vec::new(), false);
+    let addr: IpAddr = "10.77.1.5".parse().expect("address");
+    for port in 1..=65_535u16 {
+        w.truth.insert(
+            (addr, port),
+            if open.contains(&port) {
+                Truth::Open
+            } else {
+                Truth::Closed
+            },
+        );
+    }
+    w.sgprobe = strings(&[
+        "probe",
+        "10.77.1.5",
+        "--ports",
+        "tcp:1-65535",
+        "--rate",
+        "200000",
+        "--timeout",
+        "500ms",
+        "--retries",
+        "1",
+        "--json",
+    ]);
+    w.nmap = strings(&[
+        "-sS",
+        "-n",
+        "-Pn",
+        "-T4",
+        "--min-rate",
+        "10000",
+        "-p",
+        "1-65535",
+        "-oX",
+        "-",
+        "10.77.1.5",
+    ]);
+    w.masscan = strings(&[
+        "-p1-65535",
+        "10.77.1.5",
+        "--rate",
+        "200000",
+        "--wait",
+        "1",
+        "-oL",
+        "-",
+    ]);
+    w
+}
+
+fn hosts_by_100_ports() -> Workload {
+    let mut toml = groups("");
+    let mut listen = Vec::new();
+    let mut truth = BTreeMap::new();
+    for host in 1..=254u32 {
+        let _ = writeln!(
+            toml,
+            "[[instance]]\nname = \"h{host}\"\naddresses = [\"10.77.2.{host}\"]\nsecurity_groups = [\"sg\"]"
+        );
+        let open = scattered(4, 100, host);
+        listen.push(Listen {
+            instance: format!("h{host}"),
+            protocol: Protocol::Tcp,
+            ports: open.iter().copied().collect(),
+        });
+        let addr: IpAddr = format!("10.77.2.{host}").parse().expect("address");
+        for port in 1..=100u16 {
+            truth.insert(
+                (addr, port),
+                if open.contains(&port) {
+                    Truth::Open
+                } else {
+                    Truth::Closed
+                },
+            );
+        }
+    }
+    let (mut w, _) = workload("254 hosts x 100 TCP ports", toml, listen, Vec::new(), false);
+    w.truth = truth;
+    w.sgprobe = strings(&[
+        "probe",
+        "10.77.2.1-254",
+        "--ports",
+        "tcp:1-100",
+        "--rate",
+        "200000",
+        "--timeout",
+        "500ms",
+        "--retries",
+        "1",
+        "--json",
+    ]);
+    w.nmap = strings(&[
+        "-sS",
+        "-n",
+        "-Pn",
+        "-T4",
+        "--min-rate",
+        "10000",
+        "-p",
+        "1-100",
+        "-oX",
+        "-",
+        "10.77.2.1-254",
+    ]);
+    w.masscan = strings(&[
+        "-p1-100",
+        "10.77.2.1-10.77.2.254",
+        "--rate",
+        "200000",
+        "--wait",
+        "1",
+        "-oL",
+        "-",
+    ]);
+    w
+}
+
+fn udp_hosts() -> Workload {
+    // Each host its own kernel (its own ICMP rate limit), as in a cloud.
+    let ports = [53u16, 67, 123, 161, 500, 1194, 4500, 5353];
+    let mut extra = String::from(
+        "[[group]]\nid = \"sg-half\"\ncloud = \"aws\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"udp\"\nports = \"53-500\"\npeer = \"all\"\n[[group.egress]]\naction = \"accept\"\npeer = \"all\"\n",
+    );
+    let mut listen = Vec::new();
+    let mut truth = BTreeMap::new();
+    for host in 1..=16u32 {
+        let _ = writeln!(
+            extra,
+            "[[instance]]\nname = \"u{host}\"\naddresses = [\"10.77.3.{host}\"]\nsecurity_groups = [\"sg-half\"]"
+        );
+        let open: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| (u32::from(*p) + host) % 3 == 0)
+            .collect();
+        listen.push(Listen {
+            instance: format!("u{host}"),
+            protocol: Protocol::Udp,
+            ports: open.clone(),
+        });
+        let addr: IpAddr = format!("10.77.3.{host}").parse().expect("address");
+        for port in ports {
+            let state = if port > 500 {
+                Truth::Filtered
+            } else if open.contains(&port) {
+                Truth::Open
+            } else {
+                Truth::Closed
+            };
+            truth.insert((addr, port), state);
+        }
+    }
+    let (mut w, _) = workload("16 hosts x 8 UDP ports", extra, listen, Vec::new(), true);
+    w.truth = truth;
+    let list = ports
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    w.sgprobe = strings(&[
+        "probe",
+        "10.77.3.1-16",
+        "--ports",
+        &format!("udp:{list}"),
+        "--timeout",
+        "500ms",
+        "--retries",
+        "1",
+        "--json",
+    ]);
+    w.nmap = strings(&[
+        "-sU",
+        "-n",
+        "-Pn",
+        "-T4",
+        "-p",
+        &list,
+        "-oX",
+        "-",
+        "10.77.3.1-16",
+    ]);
+    // masscan is left out: one adapter, and these hosts sit behind 16 links.
+    w
+}
+
+fn echo_hosts() -> Workload {
+    let mut toml = groups("");
+    let mut host_rules = Vec::new();
+    let mut truth = BTreeMap::new();
+    for host in 1..=254u32 {
+        let _ = writeln!(
+            toml,
+            "[[instance]]\nname = \"e{host}\"\naddresses = [\"10.77.4.{host}\"]\nsecurity_groups = [\"sg\"]"
+        );
+        let silent = host % 5 == 0;
+        if silent {
+            host_rules.push(HostRule {
+                instance: format!("e{host}"),
+                protocol: Protocol::Icmp,
+                port: None,
+                effect: HostEffect::Drop,
+            });
+        }
+        truth.insert(
+            (format!("10.77.4.{host}").parse().expect("address"), 0),
+            if silent { Truth::Filtered } else { Truth::Open },
+        );
+    }
+    let (mut w, _) = workload(
+        "ICMP echo to 254 hosts",
+        toml,
+        Vec::new(),
+        host_rules,
+        false,
+    );
+    w.truth = truth;
+    w.sgprobe = strings(&[
+        "probe",
+        "10.77.4.1-254",
+        "--ports",
+        "icmp",
+        "--timeout",
+        "500ms",
+        "--retries",
+        "1",
+        "--json",
+    ]);
+    w.nmap = strings(&[
+        "-sn",
+        "-PE",
+        "-n",
+        "-T4",
+        "--min-rate",
+        "10000",
+        "-oX",
+        "-",
+        "10.77.4.1-254",
+    ]);
+    w.masscan = Vec::new();
+    w
+}
