@@ -24,7 +24,7 @@ enum Truth {
 }
 
 struct Workload {
-    name: &'static str,
+    name: String,
     spec: LabSpec,
     /// (address, port or 0 for ICMP) -> truth.
     truth: BTreeMap<(IpAddr, u16), Truth>,
@@ -41,6 +41,8 @@ struct Run {
     found: BTreeMap<(IpAddr, u16), Truth>,
     /// The state of a host's ports the tool summarised rather than listed (nmap's extraports).
     rest: BTreeMap<IpAddr, Truth>,
+    /// Why the tool failed, if it did: its last line of error output.
+    failed: Option<String>,
 }
 
 fn main() {
@@ -50,12 +52,15 @@ fn main() {
     }
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let mut report = String::new();
-    for workload in [
-        one_host_all_ports(),
-        hosts_by_100_ports(),
-        udp_hosts(),
-        echo_hosts(),
-    ] {
+    let workloads = [false, true].into_iter().flat_map(|v6| {
+        [
+            one_host_all_ports(v6),
+            hosts_by_100_ports(v6),
+            udp_hosts(v6),
+            echo_hosts(v6),
+        ]
+    });
+    for workload in workloads {
         if filter
             .as_deref()
             .is_some_and(|f| !workload.name.contains(f))
@@ -63,6 +68,9 @@ fn main() {
             continue;
         }
         let lab = Lab::build(&workload.spec).expect("the lab builds");
+        // The previous lab's namespaces are torn down by kernel workers: let them finish
+        // before anything is timed.
+        std::thread::sleep(std::time::Duration::from_secs(2));
         let runs: Vec<Run> = [
             ("sgprobe", &workload.sgprobe),
             ("nmap", &workload.nmap),
@@ -121,12 +129,21 @@ fn run(lab: &Lab, tool: &'static str, args: &[String]) -> Run {
         "nmap" => parse_nmap(&stdout),
         _ => (parse_masscan(&stdout), BTreeMap::new()),
     };
+    let failed = (!output.status.success()).then(|| {
+        let last = stderr.lines().rev().find(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with("Command exited")
+                && l.trim().parse::<u64>().is_err()
+        });
+        last.unwrap_or("").trim().to_string()
+    });
     Run {
         tool,
         seconds,
         rss_kib,
         found,
         rest,
+        failed,
     }
 }
 
@@ -163,6 +180,10 @@ fn table(workload: &Workload, runs: &[Run]) -> String {
     let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
     let base = runs.first().map_or(1.0, |r| r.seconds);
     for run in runs {
+        if let Some(reason) = &run.failed {
+            let _ = writeln!(out, "| {} | failed: {reason} | | | | | |", run.tool);
+            continue;
+        }
         // A tool that reports only open ports (masscan) is scored on open vs not open.
         let reports_closed = run.found.values().any(|s| *s != Truth::Open);
         let seen =
@@ -284,7 +305,7 @@ fn groups(extra: &str) -> String {
 }
 
 fn workload(
-    name: &'static str,
+    name: String,
     toml: String,
     listen: Vec<Listen>,
     host: Vec<HostRule>,
@@ -321,22 +342,51 @@ fn scattered(count: usize, modulo: u32, salt: u32) -> BTreeSet<u16> {
         .collect()
 }
 
+/// An instance address: 10.77.NET.HOST, or fd77:NET::HOST.
+fn address(v6: bool, net: u32, host: u32) -> String {
+    if v6 {
+        format!("fd77:{net:x}::{host:x}")
+    } else {
+        format!("10.77.{net}.{host}")
+    }
+}
+
+fn family(v6: bool) -> &'static str {
+    if v6 { "IPv6" } else { "IPv4" }
+}
+
+/// The targets of hosts 1..=count on NET: a range where every tool reads one, else a list.
+fn host_args(v6: bool, net: u32, count: u32, masscan: bool) -> Vec<String> {
+    match (v6, masscan) {
+        (false, false) => vec![format!("10.77.{net}.1-{count}")],
+        (false, true) => vec![format!("10.77.{net}.1-10.77.{net}.{count}")],
+        (true, _) => (1..=count).map(|h| address(true, net, h)).collect(),
+    }
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
-fn one_host_all_ports() -> Workload {
+fn one_host_all_ports(v6: bool) -> Workload {
     let open = scattered(100, 65_535, 1);
-    let toml = groups(
-        "[[instance]]\nname = \"h\"\naddresses = [\"10.77.1.5\"]\nsecurity_groups = [\"sg\"]\n",
-    );
+    let host = address(v6, 1, 5);
+    let toml = groups(&format!(
+        "[[instance]]\nname = \"h\"\naddresses = [\"{host}\"]\nsecurity_groups = [\"sg\"]\n"
+    ));
     let listen = vec![Listen {
         instance: "h".into(),
         protocol: Protocol::Tcp,
         ports: open.iter().copied().collect(),
     }];
-    let (mut w, _) = workload("1 host x 65,535 TCP ports", toml, listen, Vec::new(), false);
-    let addr: IpAddr = "10.77.1.5".parse().expect("address");
+    let (mut w, _) = workload(
+        format!("1 host x 65,535 TCP ports, {}", family(v6)),
+        toml,
+        listen,
+        Vec::new(),
+        false,
+    );
+    let addr: IpAddr = host.parse().expect("address");
     for port in 1..=65_535u16 {
         w.truth.insert(
             (addr, port),
@@ -349,7 +399,7 @@ fn one_host_all_ports() -> Workload {
     }
     w.sgprobe = strings(&[
         "probe",
-        "10.77.1.5",
+        &host,
         "--ports",
         "tcp:1-65535",
         "--rate",
@@ -371,11 +421,11 @@ fn one_host_all_ports() -> Workload {
         "1-65535",
         "-oX",
         "-",
-        "10.77.1.5",
+        &host,
     ]);
     w.masscan = strings(&[
         "-p1-65535",
-        "10.77.1.5",
+        &host,
         "--rate",
         "200000",
         "--wait",
@@ -383,17 +433,22 @@ fn one_host_all_ports() -> Workload {
         "-oL",
         "-",
     ]);
+    if v6 {
+        w.nmap.insert(0, "-6".into());
+        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
+    }
     w
 }
 
-fn hosts_by_100_ports() -> Workload {
+fn hosts_by_100_ports(v6: bool) -> Workload {
     let mut toml = groups("");
     let mut listen = Vec::new();
     let mut truth = BTreeMap::new();
     for host in 1..=254u32 {
         let _ = writeln!(
             toml,
-            "[[instance]]\nname = \"h{host}\"\naddresses = [\"10.77.2.{host}\"]\nsecurity_groups = [\"sg\"]"
+            "[[instance]]\nname = \"h{host}\"\naddresses = [\"{}\"]\nsecurity_groups = [\"sg\"]",
+            address(v6, 2, host)
         );
         let open = scattered(4, 100, host);
         listen.push(Listen {
@@ -401,7 +456,7 @@ fn hosts_by_100_ports() -> Workload {
             protocol: Protocol::Tcp,
             ports: open.iter().copied().collect(),
         });
-        let addr: IpAddr = format!("10.77.2.{host}").parse().expect("address");
+        let addr: IpAddr = address(v6, 2, host).parse().expect("address");
         for port in 1..=100u16 {
             truth.insert(
                 (addr, port),
@@ -413,48 +468,59 @@ fn hosts_by_100_ports() -> Workload {
             );
         }
     }
-    let (mut w, _) = workload("254 hosts x 100 TCP ports", toml, listen, Vec::new(), false);
+    let (mut w, _) = workload(
+        format!("254 hosts x 100 TCP ports, {}", family(v6)),
+        toml,
+        listen,
+        Vec::new(),
+        false,
+    );
     w.truth = truth;
-    w.sgprobe = strings(&[
-        "probe",
-        "10.77.2.1-254",
-        "--ports",
-        "tcp:1-100",
-        "--rate",
-        "200000",
-        "--timeout",
-        "500ms",
-        "--retries",
-        "1",
-        "--json",
-    ]);
-    w.nmap = strings(&[
-        "-sS",
-        "-n",
-        "-Pn",
-        "-T4",
-        "--min-rate",
-        "10000",
-        "-p",
-        "1-100",
-        "-oX",
-        "-",
-        "10.77.2.1-254",
-    ]);
-    w.masscan = strings(&[
-        "-p1-100",
-        "10.77.2.1-10.77.2.254",
-        "--rate",
-        "200000",
-        "--wait",
-        "1",
-        "-oL",
-        "-",
-    ]);
+    w.sgprobe = [
+        strings(&[
+            "probe",
+            "--ports",
+            "tcp:1-100",
+            "--rate",
+            "200000",
+            "--timeout",
+            "500ms",
+            "--retries",
+            "1",
+            "--json",
+        ]),
+        host_args(v6, 2, 254, false),
+    ]
+    .concat();
+    w.nmap = [
+        strings(&[
+            "-sS",
+            "-n",
+            "-Pn",
+            "-T4",
+            "--min-rate",
+            "10000",
+            "-p",
+            "1-100",
+            "-oX",
+            "-",
+        ]),
+        host_args(v6, 2, 254, false),
+    ]
+    .concat();
+    w.masscan = [
+        strings(&["-p1-100", "--rate", "200000", "--wait", "1", "-oL", "-"]),
+        host_args(v6, 2, 254, true),
+    ]
+    .concat();
+    if v6 {
+        w.nmap.insert(0, "-6".into());
+        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
+    }
     w
 }
 
-fn udp_hosts() -> Workload {
+fn udp_hosts(v6: bool) -> Workload {
     // Each host its own kernel (its own ICMP rate limit), as in a cloud.
     let ports = [53u16, 67, 123, 161, 500, 1194, 4500, 5353];
     let mut extra = String::from(
@@ -465,7 +531,8 @@ fn udp_hosts() -> Workload {
     for host in 1..=16u32 {
         let _ = writeln!(
             extra,
-            "[[instance]]\nname = \"u{host}\"\naddresses = [\"10.77.3.{host}\"]\nsecurity_groups = [\"sg-half\"]"
+            "[[instance]]\nname = \"u{host}\"\naddresses = [\"{}\"]\nsecurity_groups = [\"sg-half\"]",
+            address(v6, 3, host)
         );
         let open: Vec<u16> = ports
             .iter()
@@ -477,7 +544,7 @@ fn udp_hosts() -> Workload {
             protocol: Protocol::Udp,
             ports: open.clone(),
         });
-        let addr: IpAddr = format!("10.77.3.{host}").parse().expect("address");
+        let addr: IpAddr = address(v6, 3, host).parse().expect("address");
         for port in ports {
             let state = if port > 500 {
                 Truth::Filtered
@@ -489,47 +556,54 @@ fn udp_hosts() -> Workload {
             truth.insert((addr, port), state);
         }
     }
-    let (mut w, _) = workload("16 hosts x 8 UDP ports", extra, listen, Vec::new(), true);
+    let (mut w, _) = workload(
+        format!("16 hosts x 8 UDP ports, {}", family(v6)),
+        extra,
+        listen,
+        Vec::new(),
+        true,
+    );
     w.truth = truth;
     let list = ports
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    w.sgprobe = strings(&[
-        "probe",
-        "10.77.3.1-16",
-        "--ports",
-        &format!("udp:{list}"),
-        "--timeout",
-        "500ms",
-        "--retries",
-        "1",
-        "--json",
-    ]);
-    w.nmap = strings(&[
-        "-sU",
-        "-n",
-        "-Pn",
-        "-T4",
-        "-p",
-        &list,
-        "-oX",
-        "-",
-        "10.77.3.1-16",
-    ]);
+    w.sgprobe = [
+        strings(&[
+            "probe",
+            "--ports",
+            &format!("udp:{list}"),
+            "--timeout",
+            "500ms",
+            "--retries",
+            "1",
+            "--json",
+        ]),
+        host_args(v6, 3, 16, false),
+    ]
+    .concat();
+    w.nmap = [
+        strings(&["-sU", "-n", "-Pn", "-T4", "-p", &list, "-oX", "-"]),
+        host_args(v6, 3, 16, false),
+    ]
+    .concat();
+    if v6 {
+        w.nmap.insert(0, "-6".into());
+    }
     // masscan is left out: one adapter, and these hosts sit behind 16 links.
     w
 }
 
-fn echo_hosts() -> Workload {
+fn echo_hosts(v6: bool) -> Workload {
     let mut toml = groups("");
     let mut host_rules = Vec::new();
     let mut truth = BTreeMap::new();
     for host in 1..=254u32 {
         let _ = writeln!(
             toml,
-            "[[instance]]\nname = \"e{host}\"\naddresses = [\"10.77.4.{host}\"]\nsecurity_groups = [\"sg\"]"
+            "[[instance]]\nname = \"e{host}\"\naddresses = [\"{}\"]\nsecurity_groups = [\"sg\"]",
+            address(v6, 4, host)
         );
         let silent = host % 5 == 0;
         if silent {
@@ -541,40 +615,39 @@ fn echo_hosts() -> Workload {
             });
         }
         truth.insert(
-            (format!("10.77.4.{host}").parse().expect("address"), 0),
+            (address(v6, 4, host).parse().expect("address"), 0),
             if silent { Truth::Filtered } else { Truth::Open },
         );
     }
     let (mut w, _) = workload(
-        "ICMP echo to 254 hosts",
+        format!("ICMP echo to 254 hosts, {}", family(v6)),
         toml,
         Vec::new(),
         host_rules,
         false,
     );
     w.truth = truth;
-    w.sgprobe = strings(&[
-        "probe",
-        "10.77.4.1-254",
-        "--ports",
-        "icmp",
-        "--timeout",
-        "500ms",
-        "--retries",
-        "1",
-        "--json",
-    ]);
-    w.nmap = strings(&[
-        "-sn",
-        "-PE",
-        "-n",
-        "-T4",
-        "--min-rate",
-        "10000",
-        "-oX",
-        "-",
-        "10.77.4.1-254",
-    ]);
-    w.masscan = Vec::new();
+    w.sgprobe = [
+        strings(&[
+            "probe",
+            "--ports",
+            "icmp",
+            "--timeout",
+            "500ms",
+            "--retries",
+            "1",
+            "--json",
+        ]),
+        host_args(v6, 4, 254, false),
+    ]
+    .concat();
+    w.nmap = [
+        strings(&["-sn", "-PE", "-n", "-T4", "--min-rate", "10000", "-oX", "-"]),
+        host_args(v6, 4, 254, false),
+    ]
+    .concat();
+    if v6 {
+        w.nmap.insert(0, "-6".into());
+    }
     w
 }

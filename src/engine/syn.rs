@@ -47,7 +47,8 @@ pub async fn scan(
     let (events, mut inbox) = mpsc::unbounded_channel();
     let mut sockets: HashMap<Family, Arc<UdpSocket>> = HashMap::new();
     let mut receivers = tokio::task::JoinSet::new();
-    let mut sources: HashMap<IpAddr, IpAddr> = HashMap::new();
+    // A target we cannot route to is answered at once, as filtered, not an error for all.
+    let mut sources: HashMap<IpAddr, Result<IpAddr, String>> = HashMap::new();
     for (_, target) in targets {
         let family = Family::of(target.addr);
         if let std::collections::hash_map::Entry::Vacant(slot) = sockets.entry(family) {
@@ -58,7 +59,7 @@ pub async fn scan(
             slot.insert(tcp_socket);
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = sources.entry(target.addr) {
-            slot.insert(source_for(target.addr)?);
+            slot.insert(source_for(target.addr).map_err(|e| e.to_string()));
         }
     }
     drop(events);
@@ -117,19 +118,24 @@ pub async fn scan(
                 .wrapping_mul(2_654_435_761)
                 .wrapping_add(attempt)
                 % span;
-            let local_ip = sources[&target.addr];
+            let local_ip = match &sources[&target.addr] {
+                Ok(ip) => *ip,
+                Err(error) => {
+                    done.insert(slot, unsendable(target, attempt, error.clone()));
+                    continue;
+                }
+            };
             let local = SocketAddr::new(local_ip, PROBE_SOURCE_PORTS.first + port_offset as u16);
             let syn = build_syn(local, remote, cookie.seq(local, remote));
             let socket = &sockets[&Family::of(target.addr)];
             // Port 0: IPv6 raw sockets refuse any port but 0 or their protocol.
-            socket
-                .send_to(&syn, SocketAddr::new(remote.ip(), 0))
-                .await
-                .map_err(|source| crate::net::NetError::Socket {
-                    what: "send a SYN",
-                    addr: remote,
-                    source,
-                })?;
+            if let Err(error) = socket.send_to(&syn, SocketAddr::new(remote.ip(), 0)).await {
+                done.insert(
+                    slot,
+                    unsendable(target, attempt, format!("send failed: {error}")),
+                );
+                continue;
+            }
             Counters::add(&counters.sent, 1);
             let sent_at = Instant::now();
             pending.insert(
@@ -163,6 +169,18 @@ pub async fn scan(
         .collect();
     found.sort_by_key(|(index, _)| *index);
     Ok(found)
+}
+
+/// A probe that could not leave this host: the network is unreachable from here.
+fn unsendable(target: Target, attempts: u32, evidence: String) -> Observation {
+    Observation {
+        target,
+        state: PortState::Filtered,
+        rtt: None,
+        evidence,
+        attempts,
+        method: Method::Syn,
+    }
 }
 
 /// Matches a reply to its pending probe by the cookie, and decides the probe.

@@ -52,11 +52,25 @@ async fn host(
     counters: &Counters,
 ) -> Result<Vec<(usize, Observation)>, EngineError> {
     let mut sockets = Vec::with_capacity(ports.len());
-    for (_, target) in &ports {
-        let remote = SocketAddr::new(target.addr, target.port.unwrap_or(0));
-        sockets.push(udp_probe(remote)?);
-    }
     let mut results: Vec<Option<Observation>> = vec![None; ports.len()];
+    for (i, (_, target)) in ports.iter().enumerate() {
+        let remote = SocketAddr::new(target.addr, target.port.unwrap_or(0));
+        match udp_probe(remote) {
+            Ok(socket) => sockets.push(Some(socket)),
+            // No route from here: answered at once, as filtered, not an error for all.
+            Err(error) => {
+                sockets.push(None);
+                results[i] = Some(Observation {
+                    target: *target,
+                    state: PortState::Filtered,
+                    rtt: None,
+                    evidence: error.to_string(),
+                    attempts: 0,
+                    method: Method::Udp,
+                });
+            }
+        }
+    }
     let mut attempts = vec![0u32; ports.len()];
     let mut budget = ICMP_BURST;
     let mut refilled = Instant::now();
@@ -84,7 +98,10 @@ async fn host(
             pacer.one().await;
             attempts[*i] += 1;
             Counters::add(&counters.sent, 1);
-            answers.push(once(&sockets[*i], settings.timeout));
+            let socket = sockets[*i]
+                .as_ref()
+                .expect("ports without a socket are decided already");
+            answers.push(once(socket, settings.timeout));
         }
         for (i, answer) in round.iter().zip(join_all(answers).await) {
             let Some((answer, rtt)) = answer else {

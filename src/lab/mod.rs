@@ -4,7 +4,8 @@
 //! One prober namespace, joined by a veth pair to each target namespace; instance addresses
 //! live on the targets' loopback and are routed through one gateway address per target.
 //! Nothing touches the host's interfaces or routes, and there is no default route: packets
-//! cannot leave. Namespaces go on drop; ones left by a killed run are swept on the next build.
+//! cannot leave. Namespaces go on drop and on SIGINT/SIGTERM; ones left by a killed run
+//! (SIGKILL) are swept on the next build.
 
 mod netns;
 pub mod nft;
@@ -100,6 +101,7 @@ impl Lab {
             return Err(LabError::NotRoot);
         }
         netns::sweep_stale();
+        netns::remove_on_interrupt();
         let id = format!(
             "{}{}-{}",
             netns::PREFIX,

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use nix::sched::{CloneFlags, setns};
 
@@ -18,9 +19,32 @@ pub struct Netns {
 /// process left behind.
 pub const PREFIX: &str = "sgp-";
 
+/// Namespaces alive in this process, for the interrupt handler: Drop does not run on Ctrl-C.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// On SIGINT or SIGTERM, removes every namespace still alive, then exits with 130. Installed
+/// once per process; a process that has its own handler keeps it (and cleans up itself).
+pub fn remove_on_interrupt() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            for name in live().drain(..) {
+                let _ = run("ip", &["netns", "del", &name], None);
+            }
+            std::process::exit(130);
+        });
+    });
+}
+
 impl Netns {
     pub fn create(name: String) -> Result<Netns, LabError> {
         run("ip", &["netns", "add", &name], None)?;
+        live().push(name.clone());
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -109,6 +133,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        live().retain(|n| *n != self.name);
         if let Err(e) = run("ip", &["netns", "del", &self.name], None) {
             eprintln!("sgprobe lab: {e}");
         }
