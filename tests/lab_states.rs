@@ -175,3 +175,35 @@ fn icmp(addr: IpAddr) -> Target {
         port: None,
     }
 }
+
+#[test]
+fn the_kernel_drop_counter_of_a_raw_socket_is_found() {
+    let inventory = native::parse(Path::new("lab.toml"), LAB).expect("valid");
+    let Some(lab) = common::lab(&LabSpec {
+        inventory,
+        ..LabSpec::default()
+    }) else {
+        return;
+    };
+    let found = lab
+        .in_prober(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let v4 = sgprobe::net::raw_tcp(sgprobe::net::Family::V4).expect("raw socket");
+                let v6 = sgprobe::net::raw_tcp(sgprobe::net::Family::V6).expect("raw socket");
+                (
+                    sgprobe::net::kernel_drops(&v4, sgprobe::net::Family::V4),
+                    sgprobe::net::kernel_drops(&v6, sgprobe::net::Family::V6),
+                )
+            })
+        })
+        .expect("runs");
+    assert_eq!(
+        found,
+        (Some(0), Some(0)),
+        "each socket's own line is found, and nothing was dropped yet"
+    );
+}

@@ -104,11 +104,26 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     for warning in &report.warnings {
         eprintln!("sgprobe: warning: {warning}");
     }
+    let dropped = Counters::get(&counters.dropped);
+    if dropped > 0 {
+        eprintln!(
+            "sgprobe: warning: the kernel dropped {dropped} replies before sgprobe read them (receive buffer full): some ports may read filtered; lower --rate"
+        );
+    }
     if args.json {
         let json: Vec<ObservationJson> = report.observations.iter().map(to_json).collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_table(&report.observations, started.elapsed());
+        let (duplicates, strays) = (
+            Counters::get(&counters.duplicates),
+            Counters::get(&counters.strays),
+        );
+        if duplicates + strays > 0 {
+            println!(
+                "{duplicates} duplicate or late replies and {strays} replies that were not ours were ignored"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

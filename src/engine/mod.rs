@@ -126,6 +126,8 @@ pub struct Counters {
     pub duplicates: AtomicU64,
     /// Replies whose cookie did not match: not ours, or forged.
     pub strays: AtomicU64,
+    /// Packets the kernel dropped before we read them (receive buffer full).
+    pub dropped: AtomicU64,
 }
 
 impl Counters {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::{Counters, EngineError, Method, Observation, Pacer, PortState, Settings, Target};
 use crate::model::catalog::PROBE_SOURCE_PORTS;
-use crate::net::{Family, raw_icmp, raw_tcp, source_for};
+use crate::net::{Family, kernel_drops, raw_icmp, raw_tcp, source_for};
 use crate::packet::Cookie;
 use crate::packet::icmp::{self, Unreachable};
 use crate::packet::tcp::{self, TcpReply, build_syn};
@@ -161,6 +161,12 @@ pub async fn scan(
             Some(event) = inbox.recv() => settle(event, &cookie, &mut pending, &mut done, targets, counters),
             () = tokio::time::sleep_until(wake) => {}
         }
+    }
+    for (family, socket) in &sockets {
+        Counters::add(
+            &counters.dropped,
+            kernel_drops(socket, *family).unwrap_or(0),
+        );
     }
     receivers.abort_all();
     let mut found: Vec<(usize, Observation)> = done

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use thiserror::Error;
 
 pub use errqueue::{IcmpReport, read_error};
-pub use raw::{Family, raw_icmp, raw_tcp, udp_probe};
+pub use raw::{Family, kernel_drops, raw_icmp, raw_tcp, udp_probe};
 
 /// A socket operation that failed, naming what it was for.
 #[derive(Debug, Error)]

@@ -158,3 +158,43 @@ pub fn udp_probe(remote: SocketAddr) -> Result<UdpSocket, NetError> {
         .map_err(fail("set non-blocking"))?;
     UdpSocket::from_std(socket.into()).map_err(fail("register"))
 }
+
+/// Packets the kernel dropped for a raw socket because its receive buffer was full: the
+/// `drops` column of /proc/net/raw (or raw6), found by the socket's inode. `None` if unknown.
+pub fn kernel_drops(socket: &UdpSocket, family: Family) -> Option<u64> {
+    let inode = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(socket))
+        .ok()?
+        .st_ino;
+    let table = std::fs::read_to_string(match family {
+        // thread-self: this thread may have entered another network namespace than the main one.
+        Family::V4 => "/proc/thread-self/net/raw",
+        Family::V6 => "/proc/thread-self/net/raw6",
+    })
+    .ok()?;
+    parse_drops(&table, inode)
+}
+
+fn parse_drops(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        (fields.get(9)?.parse::<u64>().ok()? == inode)
+            .then(|| fields.last()?.parse().ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_read_from_the_line_of_our_inode() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  6: 00000000:0006 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0\n\
+  6: 00000000:0006 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4343 2 0000000000000000 17\n";
+        assert_eq!(parse_drops(table, 4343), Some(17));
+        assert_eq!(parse_drops(table, 4242), Some(0));
+        assert_eq!(parse_drops(table, 1), None);
+    }
+}
