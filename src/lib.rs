@@ -2,10 +2,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod drift;
 pub mod engine;
 pub mod lab;
 pub mod model;
 pub mod net;
 pub mod packet;
+pub mod plan;
 pub mod policy;
 pub mod sources;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one file per subcommand. The binary's edge: errors here
 //! are `anyhow` with context.
 
+mod agent;
 mod eval;
 mod import;
 mod lint;
@@ -37,6 +38,10 @@ pub enum Command {
     Lint(lint::LintArgs),
     Import(import::ImportArgs),
     Probe(probe::ProbeArgs),
+    Run(agent::RunArgs),
+    Check(agent::CheckArgs),
+    Status(agent::StatusArgs),
+    Drift(agent::DriftArgs),
 }
 
 /// Where the config comes from, shared by the subcommands that read one.
@@ -54,6 +59,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lint(args) => lint::run(args),
         Command::Import(args) => import::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Run(args) => agent::run(args),
+        Command::Check(args) => agent::check(args),
+        Command::Status(args) => agent::status(args),
+        Command::Drift(args) => agent::drift(args),
     }
 }
 

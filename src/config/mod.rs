@@ -52,6 +52,11 @@ struct RawAgent {
     metrics_listen: Option<Spanned<String>>,
     control_socket: Option<String>,
     confirm_cycles: Option<Spanned<u32>>,
+    rate: Option<u32>,
+    timeout: Option<Spanned<String>>,
+    retries: Option<u32>,
+    export: Option<Spanned<String>>,
+    max_flow_series: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +76,14 @@ pub struct Agent {
     pub control_socket: PathBuf,
     /// Cycles that must agree before drift is confirmed.
     pub confirm_cycles: u32,
+    /// Probe packets per second, all protocols together.
+    pub rate: u32,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Export per-flow series only for drifting flows.
+    pub drifting_only: bool,
+    /// Past this many planned flows, per-flow series are exported for drifting flows only.
+    pub max_flow_series: usize,
 }
 
 impl Default for Agent {
@@ -80,6 +93,11 @@ impl Default for Agent {
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().expect("valid literal"),
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             confirm_cycles: 2,
+            rate: 1000,
+            timeout: Duration::from_secs(1),
+            retries: 2,
+            drifting_only: false,
+            max_flow_series: 10_000,
         }
     }
 }
@@ -178,6 +196,27 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
     }
     if let Some(socket) = raw.control_socket {
         agent.control_socket = PathBuf::from(socket);
+    }
+    agent.rate = raw.rate.unwrap_or(agent.rate).max(1);
+    agent.retries = raw.retries.unwrap_or(agent.retries);
+    agent.max_flow_series = raw.max_flow_series.unwrap_or(agent.max_flow_series);
+    if let Some(timeout) = raw.timeout {
+        agent.timeout = humantime::parse_duration(timeout.get_ref())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| spans.at(timeout.span(), format!("agent.timeout: expected a duration such as \"1s\" or \"500ms\", found {:?}", timeout.get_ref())))?;
+    }
+    if let Some(export) = raw.export {
+        agent.drifting_only = match export.get_ref().as_str() {
+            "all" => false,
+            "drifting" => true,
+            other => {
+                return Err(spans.at(
+                    export.span(),
+                    format!("agent.export: expected \"all\" or \"drifting\", found {other:?}"),
+                ));
+            }
+        };
     }
     if let Some(cycles) = raw.confirm_cycles {
         agent.confirm_cycles = *cycles.get_ref();

@@ -1,0 +1,274 @@
+//! The daemon: a scheduler around the same plan/evaluate/probe/compare functions the CLI
+//! uses, with Prometheus metrics and a control socket.
+
+mod control;
+pub mod cycle;
+mod metrics;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+
+use crate::config::{Agent, Config};
+use crate::drift::{Drift, Tracker};
+use crate::engine::Settings;
+use cycle::{FlowKey, FlowResult, Selection, check};
+use metrics::Metrics;
+
+/// The daemon's state, shared by the scheduler, the metrics server and the control socket.
+#[derive(Debug)]
+pub struct Shared {
+    config_path: PathBuf,
+    config: Mutex<Arc<Config>>,
+    metrics: Mutex<Metrics>,
+    tracker: Mutex<Tracker<FlowKey>>,
+    /// The last cycle's flows with their confirmed drift.
+    latest: Mutex<Vec<(FlowResult, Drift)>>,
+    status: Mutex<Status>,
+    /// On-demand checks at once: more are refused, not queued.
+    checks: Semaphore,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub config: PathBuf,
+    pub instances: usize,
+    pub cycles: u64,
+    pub last_cycle_unix: Option<f64>,
+    pub cycle_seconds: Option<f64>,
+    pub flows: usize,
+    pub drifting: usize,
+    pub raw_sockets: bool,
+    pub reload_ok: bool,
+    pub reload_error: Option<String>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub fn settings(agent: &Agent) -> Settings {
+    Settings {
+        rate: agent.rate,
+        timeout: agent.timeout,
+        retries: agent.retries,
+        force_connect: false,
+    }
+}
+
+impl Shared {
+    fn config(&self) -> Arc<Config> {
+        lock(&self.config).clone()
+    }
+
+    /// Loads the config file again. It cannot half-apply: the new config replaces the old only
+    /// once it has loaded and validated whole; otherwise the old one keeps running.
+    pub fn reload(&self) -> Result<(), String> {
+        match Config::load(&self.config_path) {
+            Ok(config) => {
+                let old = self.config();
+                if config.agent.metrics_listen != old.agent.metrics_listen
+                    || config.agent.control_socket != old.agent.control_socket
+                {
+                    tracing::warn!("metrics_listen and control_socket change on restart only");
+                }
+                *lock(&self.tracker) = Tracker::new(config.agent.confirm_cycles);
+                *lock(&self.config) = Arc::new(config);
+                let metrics = lock(&self.metrics);
+                metrics.reload_ok.set(1.0);
+                metrics.reload_time.set(unix_now());
+                let mut status = lock(&self.status);
+                status.reload_ok = true;
+                status.reload_error = None;
+                tracing::info!(config = %self.config_path.display(), "config reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                lock(&self.metrics).reload_ok.set(0.0);
+                let mut status = lock(&self.status);
+                status.reload_ok = false;
+                status.reload_error = Some(message.clone());
+                tracing::error!(error = %message, "config reload failed; the previous config keeps running");
+                Err(message)
+            }
+        }
+    }
+
+    /// One cycle over every instance.
+    async fn cycle(&self) -> anyhow::Result<()> {
+        let config = self.config();
+        let started = std::time::Instant::now();
+        let instances: Vec<&crate::model::Instance> = config.inventory.instances.iter().collect();
+        let checked = check(
+            &config,
+            &instances,
+            &Selection::default(),
+            &settings(&config.agent),
+        )
+        .await?;
+        for warning in &checked.warnings {
+            tracing::warn!("{warning}");
+        }
+        let confirmed: BTreeMap<FlowKey, Drift> =
+            lock(&self.tracker).update(checked.results.iter().map(|r| (r.key.clone(), r.drift)));
+        let elapsed = started.elapsed().as_secs_f64();
+        {
+            let mut metrics = lock(&self.metrics);
+            metrics.record(
+                &checked.results,
+                &confirmed,
+                config.agent.drifting_only,
+                config.agent.max_flow_series,
+            );
+            metrics.cycle_duration.set(elapsed);
+            metrics.last_cycle.set(unix_now());
+            metrics.raw_sockets.set(
+                if checked
+                    .warnings
+                    .contains(&crate::engine::Warning::NoRawSockets)
+                {
+                    0.0
+                } else {
+                    1.0
+                },
+            );
+        }
+        let mut latest = lock(&self.latest);
+        let before: BTreeMap<FlowKey, Drift> =
+            latest.iter().map(|(r, d)| (r.key.clone(), *d)).collect();
+        for (key, drift) in &confirmed {
+            if before.get(key).copied().unwrap_or(Drift::None) != *drift {
+                match drift {
+                    Drift::Exposed | Drift::Blocked => {
+                        tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, drift = drift.name(), "drift confirmed")
+                    }
+                    _ => {
+                        tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, "drift cleared")
+                    }
+                }
+            }
+        }
+        *latest = checked
+            .results
+            .into_iter()
+            .map(|r| {
+                let drift = confirmed.get(&r.key).copied().unwrap_or(Drift::None);
+                (r, drift)
+            })
+            .collect();
+        let drifting = latest
+            .iter()
+            .filter(|(_, d)| matches!(d, Drift::Exposed | Drift::Blocked))
+            .count();
+        let mut status = lock(&self.status);
+        status.instances = instances.len();
+        status.cycles += 1;
+        status.last_cycle_unix = Some(unix_now());
+        status.cycle_seconds = Some(elapsed);
+        status.flows = latest.len();
+        status.drifting = drifting;
+        status.raw_sockets = crate::net::has_raw_sockets();
+        tracing::debug!(
+            flows = latest.len(),
+            drifting,
+            seconds = elapsed,
+            "cycle done"
+        );
+        Ok(())
+    }
+}
+
+/// Runs until SIGTERM or SIGINT: a cycle every `interval` (jittered by up to 10% so agents do
+/// not fall into step), SIGHUP reloads.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path).context("cannot load the config")?;
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    metrics.reload_ok.set(1.0);
+    metrics.reload_time.set(unix_now());
+    let agent = config.agent.clone();
+    let shared = Arc::new(Shared {
+        config_path: config_path.to_path_buf(),
+        tracker: Mutex::new(Tracker::new(agent.confirm_cycles)),
+        config: Mutex::new(Arc::new(config)),
+        metrics: Mutex::new(metrics),
+        latest: Mutex::new(Vec::new()),
+        status: Mutex::new(Status {
+            config: config_path.to_path_buf(),
+            reload_ok: true,
+            ..Status::default()
+        }),
+        checks: Semaphore::new(2),
+    });
+
+    let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for /metrics", agent.metrics_listen))?;
+    let web = shared.clone();
+    let metrics_app = Router::new()
+        .route(
+            "/metrics",
+            get(move || async move { lock(&web.metrics).render() }),
+        )
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(|| async { "OK\n" }));
+    tokio::spawn(async move { axum::serve(listener, metrics_app).await });
+    let socket = control::bind(&agent.control_socket)?;
+    let control_app = control::router(shared.clone());
+    tokio::spawn(control::serve(socket, control_app));
+    tracing::info!(metrics = %agent.metrics_listen, control = %agent.control_socket.display(), "sgprobe agent started");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut watchdog_usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_micros(watchdog_usec / 2)).await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+
+    let (mut hangup, mut terminate, mut interrupt) = (
+        signal(SignalKind::hangup())?,
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
+    let mut next = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {
+                if let Err(e) = shared.cycle().await {
+                    tracing::error!(error = %format!("{e:#}"), "cycle failed");
+                }
+                let interval = shared.config().agent.interval;
+                let jitter = interval.mul_f64(rand::random::<f64>() * 0.1);
+                next = tokio::time::Instant::now() + interval - interval / 20 + jitter;
+            }
+            _ = hangup.recv() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                let _ = shared.reload();
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = std::fs::remove_file(&agent.control_socket);
+    tracing::info!("sgprobe agent stopped");
+    Ok(())
+}

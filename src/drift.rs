@@ -1,0 +1,166 @@
+//! Verdict x observation -> drift, confirmed over K agreeing cycles. Pure: knows neither
+//! sockets nor Prometheus.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use serde::Serialize;
+
+use crate::engine::PortState;
+use crate::policy::Predicted;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Drift {
+    None,
+    /// The rules say closed; packets got through: a security problem.
+    Exposed,
+    /// The rules say open; packets were dropped: an outage, a host firewall, a network ACL.
+    Blocked,
+    /// The packets cannot tell (UDP silence), or the rules cannot (unknown, ambiguous).
+    Inconclusive,
+}
+
+impl Drift {
+    pub fn name(self) -> &'static str {
+        match self {
+            Drift::None => "none",
+            Drift::Exposed => "exposed",
+            Drift::Blocked => "blocked",
+            Drift::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// What a prediction and an observation say together. "Closed" (RST, port unreachable) means
+/// the packet reached the host: the rules let it through, nothing listens.
+pub fn classify(predicted: Predicted, observed: PortState) -> Drift {
+    let reached = observed.reachable();
+    match predicted {
+        Predicted::Open => match reached {
+            Some(true) => Drift::None,
+            Some(false) => Drift::Blocked,
+            None => Drift::Inconclusive,
+        },
+        Predicted::Closed => match reached {
+            Some(true) => Drift::Exposed,
+            _ => Drift::None,
+        },
+        Predicted::Partial | Predicted::Unknown | Predicted::Ambiguous => Drift::Inconclusive,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Streak {
+    last: Drift,
+    cycles: u32,
+    confirmed: Drift,
+}
+
+/// Confirms drift only after `cycles` consecutive cycles agree, so one lost packet never pages
+/// anyone; clears it as soon as a cycle sees none. Flows that leave the plan are forgotten.
+#[derive(Debug, Clone)]
+pub struct Tracker<K> {
+    cycles: u32,
+    flows: BTreeMap<K, Streak>,
+}
+
+impl<K: Ord + Clone> Tracker<K> {
+    pub fn new(cycles: u32) -> Self {
+        Tracker {
+            cycles: cycles.max(1),
+            flows: BTreeMap::new(),
+        }
+    }
+
+    /// Records one cycle's drift for every planned flow; returns the confirmed drift of each.
+    pub fn update(&mut self, cycle: impl IntoIterator<Item = (K, Drift)>) -> BTreeMap<K, Drift> {
+        let mut next = BTreeMap::new();
+        for (key, drift) in cycle {
+            let mut streak = self.flows.get(&key).copied().unwrap_or(Streak {
+                last: Drift::None,
+                cycles: 0,
+                confirmed: Drift::None,
+            });
+            streak.cycles = if streak.last == drift {
+                streak.cycles + 1
+            } else {
+                1
+            };
+            streak.last = drift;
+            if drift == Drift::None {
+                streak.confirmed = Drift::None;
+            } else if streak.cycles >= self.cycles {
+                streak.confirmed = drift;
+            }
+            next.insert(key, streak);
+        }
+        self.flows = next;
+        self.flows
+            .iter()
+            .map(|(k, s)| (k.clone(), s.confirmed))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_prediction_meets_every_observation() {
+        use Drift::*;
+        use PortState::*;
+        let table = [
+            (Predicted::Open, Open, None),
+            (Predicted::Open, Closed, None),
+            (Predicted::Open, Filtered, Blocked),
+            (Predicted::Open, OpenFiltered, Inconclusive),
+            (Predicted::Closed, Open, Exposed),
+            (Predicted::Closed, Closed, Exposed),
+            (Predicted::Closed, Filtered, None),
+            (Predicted::Closed, OpenFiltered, None),
+            (Predicted::Unknown, Open, Inconclusive),
+            (Predicted::Ambiguous, Filtered, Inconclusive),
+        ];
+        for (predicted, observed, drift) in table {
+            assert_eq!(
+                classify(predicted, observed),
+                drift,
+                "{predicted:?} x {observed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn drift_is_confirmed_after_k_agreeing_cycles_and_cleared_at_once() {
+        let mut tracker = Tracker::new(2);
+        assert_eq!(
+            tracker.update([("a", Drift::Exposed)])["a"],
+            Drift::None,
+            "one cycle is not enough"
+        );
+        assert_eq!(
+            tracker.update([("a", Drift::Exposed)])["a"],
+            Drift::Exposed,
+            "two agreeing cycles confirm"
+        );
+        assert_eq!(tracker.update([("a", Drift::Exposed)])["a"], Drift::Exposed);
+        assert_eq!(
+            tracker.update([("a", Drift::None)])["a"],
+            Drift::None,
+            "cleared by the first clean cycle"
+        );
+        assert_eq!(tracker.update([("a", Drift::Blocked)])["a"], Drift::None);
+        assert_eq!(
+            tracker.update([("a", Drift::Exposed)])["a"],
+            Drift::None,
+            "a change of kind starts over"
+        );
+        let next = tracker.update([("b", Drift::Blocked)]);
+        assert!(
+            !next.contains_key("a"),
+            "flows that leave the plan are forgotten"
+        );
+    }
+}

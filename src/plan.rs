@@ -1,0 +1,150 @@
+//! Which flows to check on an instance each cycle. Pure.
+//!
+//! The console's common inbound ports, the instance's own `ports`, and the boundaries of its
+//! rules: the first and last port of every range and the ports just outside, where an
+//! off-by-one in a rule (or in its enforcement) shows. Outbound flows need the agent on the
+//! instance itself (`local = true`): from elsewhere, only inbound can be probed.
+
+use std::collections::BTreeSet;
+
+use crate::model::catalog::COMMON_PORTS;
+use crate::model::{Direction, FlowProtocol, FlowSpec, Instance, Ports, Protocol, Service};
+use crate::policy::Layer;
+
+/// The flows to probe on every address of the instance, in a stable order.
+pub fn plan(instance: &Instance, layers: &[Layer]) -> Vec<(Direction, FlowSpec)> {
+    let mut flows: BTreeSet<(Direction, FlowSpec)> = COMMON_PORTS
+        .iter()
+        .filter(|c| c.direction == Direction::Inbound || instance.local)
+        // "All traffic" is a verdict, not a probe.
+        .filter(|c| c.spec.protocol != FlowProtocol::All)
+        .map(|c| (c.direction, c.spec))
+        .collect();
+    flows.extend(
+        instance
+            .ports
+            .iter()
+            .filter(|s| s.protocol != FlowProtocol::All)
+            .map(|s| (Direction::Inbound, *s)),
+    );
+    for layer in layers {
+        for rule in layer.rules(Direction::Inbound) {
+            let Service::Ports {
+                protocol,
+                ports: Ports::Ranges(ranges),
+                ..
+            } = &rule.service
+            else {
+                continue;
+            };
+            let protocols: &[FlowProtocol] = match protocol {
+                Protocol::Tcp => &[FlowProtocol::Tcp],
+                Protocol::Udp => &[FlowProtocol::Udp],
+                Protocol::All => &[FlowProtocol::Tcp, FlowProtocol::Udp],
+                _ => &[],
+            };
+            for range in ranges {
+                let edges = [
+                    range.first.checked_sub(1),
+                    Some(range.first),
+                    Some(range.last),
+                    range.last.checked_add(1),
+                ];
+                for port in edges.into_iter().flatten().filter(|p| *p > 0) {
+                    for protocol in protocols {
+                        flows.insert((
+                            Direction::Inbound,
+                            FlowSpec {
+                                protocol: *protocol,
+                                port: Some(port),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    flows.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::layers;
+    use crate::sources::native;
+
+    #[test]
+    fn common_ports_own_ports_and_rule_boundaries() {
+        let inv = native::parse(
+            std::path::Path::new("t.toml"),
+            r#"
+[[group]]
+id = "g"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "8000-8100"
+peer = "all"
+[[group.ingress]]
+action = "accept"
+protocol = "udp"
+ports = "1"
+peer = "all"
+[[instance]]
+name = "i"
+addresses = ["10.0.0.1"]
+security_groups = ["g"]
+ports = "udp:53,all"
+"#,
+        )
+        .expect("valid");
+        let instance = &inv.instances[0];
+        let flows = plan(instance, &layers(&inv, instance).expect("links"));
+        let tcp = |p| {
+            (
+                Direction::Inbound,
+                FlowSpec {
+                    protocol: FlowProtocol::Tcp,
+                    port: Some(p),
+                },
+            )
+        };
+        let udp = |p| {
+            (
+                Direction::Inbound,
+                FlowSpec {
+                    protocol: FlowProtocol::Udp,
+                    port: Some(p),
+                },
+            )
+        };
+        for expected in [
+            tcp(22),
+            tcp(3389),
+            tcp(7999),
+            tcp(8000),
+            tcp(8100),
+            tcp(8101),
+            udp(53),
+            udp(1),
+            udp(2),
+        ] {
+            assert!(flows.contains(&expected), "{expected:?} in {flows:?}");
+        }
+        assert!(!flows.contains(&udp(0)), "port 0 is no port");
+        assert!(
+            flows
+                .iter()
+                .all(|(d, s)| *d == Direction::Inbound && s.protocol != FlowProtocol::All),
+            "remote: inbound probes only"
+        );
+        assert!(flows.contains(&(
+            Direction::Inbound,
+            FlowSpec {
+                protocol: FlowProtocol::Icmp,
+                port: None
+            }
+        )));
+    }
+}

@@ -1,0 +1,269 @@
+//! The agent against a lab: drift confirmed over K cycles, metrics, the control socket, a
+//! reload that cannot half-apply, garbage refused, a graceful stop.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use sgprobe::lab::{HostEffect, HostRule, Lab, LabSpec, Listen};
+use sgprobe::model::Protocol;
+use sgprobe::sources::native;
+
+const GROUPS: &str = r#"
+[[group]]
+id = "sg-web"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22,80"
+peer = "0.0.0.0/0"
+[[group.ingress]]
+action = "accept"
+protocol = "icmp"
+peer = "0.0.0.0/0"
+[[group.egress]]
+action = "accept"
+peer = "all"
+
+[[instance]]
+name = "web"
+addresses = ["10.77.1.10"]
+security_groups = ["sg-web"]
+ports = "tcp:8080"
+"#;
+
+/// A raw HTTP/1.1 exchange over the control socket (what `curl --unix-socket` does).
+fn raw(socket: &Path, request: &str) -> String {
+    let mut stream = UnixStream::connect(socket).expect("the socket answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply
+}
+
+fn get(socket: &Path, path: &str) -> Value {
+    let reply = raw(
+        socket,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    serde_json::from_str(reply.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON")
+}
+
+fn metrics(lab: &Lab, port: u16) -> String {
+    lab.in_prober(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listen");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read");
+        text
+    })
+    .expect("runs")
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // Only our own child, by PID.
+        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
+    let inventory = native::parse(Path::new("lab.toml"), GROUPS).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen: vec![Listen {
+            instance: "web".into(),
+            protocol: Protocol::Tcp,
+            ports: vec![22, 80, 8080],
+        }],
+        host: vec![HostRule {
+            instance: "web".into(),
+            protocol: Protocol::Tcp,
+            port: Some(22),
+            effect: HostEffect::Drop,
+        }],
+        ..LabSpec::default()
+    };
+    let Some(lab) = common::lab(&spec) else {
+        return;
+    };
+    lab.expose("web", Protocol::Tcp, 8080)
+        .expect("a rule added by hand");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = dir.path().join("sgprobe.toml");
+    let port = 19477;
+    let agent_section = format!(
+        "[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n",
+        socket.display()
+    );
+    std::fs::write(&config, format!("{agent_section}{GROUPS}")).expect("write config");
+    let agent = Agent(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.prober().name,
+                env!("CARGO_BIN_EXE_sgprobe"),
+                "run",
+                "--config",
+            ])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the agent starts"),
+    );
+    wait_for("the control socket", Duration::from_secs(10), || {
+        socket.exists()
+    });
+    wait_for("two cycles", Duration::from_secs(20), || {
+        get(&socket, "/v1/status")["cycles"].as_u64() >= Some(2)
+    });
+
+    // Confirmed drift, exactly where the lab disagrees with the groups.
+    let drift = get(&socket, "/v1/drift");
+    let mut seen: Vec<(u64, String)> = drift
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            (
+                r["port"].as_u64().expect("port"),
+                r["drift"].as_str().expect("drift").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [(22, "blocked".to_string()), (8080, "exposed".to_string())]
+    );
+
+    let text = metrics(&lab, port);
+    let series = |port: &str, kind: &str| {
+        format!(
+            "sgprobe_flow_drift{{address=\"10.77.1.10\",direction=\"inbound\",instance=\"web\",kind=\"{kind}\",port=\"{port}\",protocol=\"tcp\"}} "
+        )
+    };
+    assert!(
+        text.contains(&format!("{}1", series("8080", "exposed"))),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}1", series("22", "blocked"))));
+    assert!(
+        text.contains(&format!("{}0", series("80", "exposed"))),
+        "every planned flow has both series"
+    );
+    assert!(text.contains("sgprobe_config_last_reload_successful 1"));
+    assert!(text.contains("sgprobe_build_info{version="));
+
+    // `sgprobe check` through the socket: probes now, answers with the deciding rule.
+    let out = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args([
+            "check",
+            "web",
+            "--ports",
+            "tcp:80,8080",
+            "--json",
+            "--socket",
+        ])
+        .arg(&socket)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0]["port"].as_u64(),
+            rows[0]["predicted"].as_str(),
+            rows[0]["observed"].as_str(),
+            rows[0]["drift"].as_str()
+        ),
+        (Some(80), Some("open"), Some("open"), Some("none"))
+    );
+    assert_eq!(rows[0]["rule"]["group"], "sg-web");
+    assert_eq!(
+        (
+            rows[1]["port"].as_u64(),
+            rows[1]["predicted"].as_str(),
+            rows[1]["observed"].as_str(),
+            rows[1]["drift"].as_str()
+        ),
+        (Some(8080), Some("closed"), Some("open"), Some("exposed"))
+    );
+    let unknown = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["check", "db-9", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("runs");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no instance \"db-9\""));
+
+    // Garbage gets a JSON error, and the agent lives on.
+    for request in [
+        "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot json!",
+        "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "\x00\x01garbage\r\n\r\n",
+    ] {
+        let reply = raw(&socket, request);
+        assert!(!reply.starts_with("HTTP/1.1 2"), "{reply}");
+    }
+    assert!(raw(&socket, "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot json!").contains("\"error\""));
+
+    // A broken config does not half-apply: the old one keeps running, the gauge says so.
+    std::fs::write(&config, format!("{agent_section}{GROUPS}\n[[instance]]\nname = \"broken\"\naddresses = [\"10.77.1.11\"]\nsecurity_groups = [\"sg-missing\"]\n")).expect("write");
+    let reply = raw(
+        &socket,
+        "POST /v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 422") && reply.contains("sg-missing"),
+        "{reply}"
+    );
+    assert!(metrics(&lab, port).contains("sgprobe_config_last_reload_successful 0"));
+    let cycles = get(&socket, "/v1/status")["cycles"]
+        .as_u64()
+        .expect("cycles");
+    wait_for("a cycle on the old config", Duration::from_secs(10), || {
+        get(&socket, "/v1/status")["cycles"].as_u64() > Some(cycles)
+    });
+    assert_eq!(get(&socket, "/v1/status")["instances"], 1);
+
+    // SIGTERM: a graceful stop that removes the socket.
+    let mut agent = agent;
+    kill(Pid::from_raw(agent.0.id() as i32), Signal::SIGTERM).expect("signal our child");
+    let status = agent.0.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the socket is removed on stop");
+}
