@@ -14,11 +14,18 @@ fn the_systemd_unit_is_exposed_at_most_2_0() {
     if !common::tool("systemd-analyze") {
         return;
     }
-    let output = Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(root().join("systemd/sgprobe.service")).output().expect("runs");
+    let output = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(root().join("systemd/sgprobe.service"))
+        .output()
+        .expect("runs");
     let text = String::from_utf8_lossy(&output.stdout);
     let exposure: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for sgprobe.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for sgprobe.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
@@ -31,27 +38,50 @@ fn the_alert_rules_load_and_their_tests_pass() {
         return;
     }
     let dir = root().join("deploy/prometheus");
-    for args in [&["check", "rules", "sgprobe-alerts.yml"][..], &["test", "rules", "sgprobe-alerts.test.yml"][..], &["check", "config", "prometheus.yml"][..]] {
-        let output = Command::new("promtool").args(args).current_dir(&dir).output().expect("runs");
-        assert!(output.status.success(), "promtool {args:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    for args in [
+        &["check", "rules", "sgprobe-alerts.yml"][..],
+        &["test", "rules", "sgprobe-alerts.test.yml"][..],
+        &["check", "config", "prometheus.yml"][..],
+    ] {
+        let output = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("runs");
+        assert!(
+            output.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
 #[test]
 fn the_dashboard_queries_only_metrics_the_agent_exports() {
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root().join("deploy/grafana/sgprobe-dashboard.json")).expect("read")).expect("JSON");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/sgprobe-dashboard.json"))
+            .expect("read"),
+    )
+    .expect("JSON");
     let source = std::fs::read_to_string(root().join("src/daemon/metrics.rs")).expect("read");
     let mut names = Vec::new();
     for panel in dashboard["panels"].as_array().expect("panels") {
         for target in panel["targets"].as_array().expect("targets") {
             let expr = target["expr"].as_str().expect("expr");
-            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("sgprobe_")) {
+            for word in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("sgprobe_"))
+            {
                 names.push(word.trim_end_matches("_bucket").to_string());
             }
         }
     }
     assert!(names.len() >= 8, "{names:?}");
     for name in names {
-        assert!(source.contains(&format!("\"{name}\"")), "the dashboard queries {name}, which the agent does not register");
+        assert!(
+            source.contains(&format!("\"{name}\"")),
+            "the dashboard queries {name}, which the agent does not register"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! are `anyhow` with context.
 
 mod agent;
+mod demo;
 mod eval;
 mod import;
 mod lint;
@@ -42,6 +43,7 @@ pub enum Command {
     Check(agent::CheckArgs),
     Status(agent::StatusArgs),
     Drift(agent::DriftArgs),
+    Demo(demo::DemoArgs),
 }
 
 /// Where the config comes from, shared by the subcommands that read one.
@@ -63,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => agent::check(args),
         Command::Status(args) => agent::status(args),
         Command::Drift(args) => agent::drift(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-pub use netns::Netns;
+pub use netns::{Netns, interrupted, stop_on_interrupt};
 pub use nft::{HostEffect, HostRule};
 
 use crate::model::{Inventory, Protocol};

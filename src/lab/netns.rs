@@ -27,12 +27,44 @@ fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// On SIGINT or SIGTERM, removes every namespace still alive, then exits with 130. Installed
+/// Processes this process started inside a namespace, stopped before the namespaces go: a
+/// process keeps a deleted namespace alive.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether SIGINT or SIGTERM arrived: the handler is removing the lab and will end the process.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Registers a child (by PID) to be stopped on SIGINT or SIGTERM.
+pub fn stop_on_interrupt(pid: u32) {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(pid);
+}
+
+/// On SIGINT or SIGTERM, stops registered children, removes every namespace still alive, then
+/// exits with 130. Installed
 /// once per process; a process that has its own handler keeps it (and cleans up itself).
 pub fn remove_on_interrupt() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            for pid in CHILDREN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .drain(..)
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
             for name in live().drain(..) {
                 let _ = run("ip", &["netns", "del", &name], None);
             }

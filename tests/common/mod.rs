@@ -36,9 +36,15 @@ pub fn probe_in(lab: &Lab, settings: Settings, targets: Vec<Target>) -> Report {
 
 /// Whether a tool the test needs is installed; under `CI=true` a missing one fails the test.
 pub fn tool(name: &str) -> bool {
-    let found = std::process::Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success());
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{name} is missing, and CI=true: .ci/run installs it");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is missing, and CI=true: .ci/run installs it"
+        );
         eprintln!("SKIPPED: {name} is not installed");
     }
     found
