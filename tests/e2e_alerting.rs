@@ -1,0 +1,229 @@
+//! End to end, nothing mocked: lab + agent + a real Prometheus with the shipped alert rules +
+//! a real Alertmanager delivering to a webhook receiver inside this test. A hand-added rule
+//! opens a port the groups close: the exposed alert must fire, and resolve once reverted.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use sgprobe::lab::{Lab, LabSpec, Listen};
+use sgprobe::model::Protocol;
+use sgprobe::sources::native;
+
+const GROUPS: &str = r#"
+[[group]]
+id = "sg-web"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "80"
+peer = "0.0.0.0/0"
+[[group.egress]]
+action = "accept"
+peer = "all"
+
+[[instance]]
+name = "web"
+addresses = ["10.77.1.10"]
+security_groups = ["sg-web"]
+ports = "tcp:8080"
+"#;
+
+/// Processes this test started, stopped by PID when it ends, however it ends.
+struct Started(Vec<Child>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+fn in_prober(lab: &Lab, program: &str, args: &[String]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.prober().name, program])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// The webhook receiver: an HTTP listener inside the prober namespace that forwards each
+/// notification's (status, alertname, port) to the test.
+fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<(String, String, String)> {
+    let listener = lab
+        .in_prober(move || TcpListener::bind(("127.0.0.1", port)))
+        .expect("runs")
+        .expect("the webhook listens");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+                continue;
+            };
+            for alert in payload["alerts"].as_array().into_iter().flatten() {
+                let field = |v: &Value| v.as_str().unwrap_or("").to_string();
+                let _ = tx.send((
+                    field(&alert["status"]),
+                    field(&alert["labels"]["alertname"]),
+                    field(&alert["labels"]["port"]),
+                ));
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(
+    rx: &mpsc::Receiver<(String, String, String)>,
+    wanted: (&str, &str, &str),
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let left = limit
+            .checked_sub(start.elapsed())
+            .unwrap_or_else(|| panic!("no {wanted:?} notification within {limit:?}"));
+        let (status, name, port) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {wanted:?} notification within {limit:?}"));
+        if (status.as_str(), name.as_str(), port.as_str()) == wanted {
+            return start.elapsed();
+        }
+    }
+}
+
+#[test]
+fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resolves() {
+    if !common::tool("prometheus") || !common::tool("prometheus-alertmanager") {
+        return;
+    }
+    let inventory = native::parse(Path::new("lab.toml"), GROUPS).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen: vec![Listen {
+            instance: "web".into(),
+            protocol: Protocol::Tcp,
+            ports: vec![80, 8080],
+        }],
+        ..LabSpec::default()
+    };
+    let Some(lab) = common::lab(&spec) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/sgprobe-alerts.yml");
+
+    std::fs::write(
+        path("sgprobe.toml"),
+        format!("[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:19478\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n{GROUPS}", path("sgprobe.sock")),
+    )
+    .expect("write");
+    std::fs::write(
+        path("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:19093\"]\nscrape_configs:\n  - job_name: sgprobe\n    static_configs:\n      - targets: [\"127.0.0.1:19478\"]\n",
+            rules.display()
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        path("alertmanager.yml"),
+        "route:\n  receiver: test\n  group_by: [alertname, port]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: http://127.0.0.1:19099/hook\n        send_resolved: true\n",
+    )
+    .expect("write");
+
+    let notifications = webhook(&lab, 19099);
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let _started = Started(vec![
+        in_prober(
+            &lab,
+            env!("CARGO_BIN_EXE_sgprobe"),
+            &s(&["run", "--config", &path("sgprobe.toml")]),
+        ),
+        in_prober(
+            &lab,
+            "prometheus-alertmanager",
+            &s(&[
+                "--config.file",
+                &path("alertmanager.yml"),
+                "--storage.path",
+                &path("am"),
+                "--web.listen-address",
+                "127.0.0.1:19093",
+                "--cluster.listen-address=",
+            ]),
+        ),
+        in_prober(
+            &lab,
+            "prometheus",
+            &s(&[
+                "--config.file",
+                &path("prometheus.yml"),
+                "--storage.tsdb.path",
+                &path("tsdb"),
+                "--web.listen-address",
+                "127.0.0.1:19090",
+            ]),
+        ),
+    ]);
+    // A quiet start: the groups and the lab agree, so nothing may fire.
+    std::thread::sleep(Duration::from_secs(8));
+    let early: Vec<_> = notifications.try_iter().collect();
+    assert!(
+        early.is_empty(),
+        "nothing fires while all is well: {early:?}"
+    );
+
+    lab.expose("web", Protocol::Tcp, 8080)
+        .expect("a rule added by hand");
+    let fired = wait_for(
+        &notifications,
+        ("firing", "SgprobeFlowExposed", "8080"),
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "rule change to firing alert at the webhook: {:.1} s",
+        fired.as_secs_f64()
+    );
+
+    lab.unexpose("web").expect("reverted");
+    let resolved = wait_for(
+        &notifications,
+        ("resolved", "SgprobeFlowExposed", "8080"),
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "revert to resolved notification: {:.1} s",
+        resolved.as_secs_f64()
+    );
+}
