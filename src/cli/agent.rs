@@ -106,24 +106,9 @@ pub struct CheckArgs {
     socket: SocketArgs,
 }
 
+/// `status` and `drift`: a question to the running agent.
 #[derive(Debug, Args)]
-#[command(
-    about = "Show the running agent's status",
-    after_help = "Example:\n  sgprobe status --json"
-)]
-pub struct StatusArgs {
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    socket: SocketArgs,
-}
-
-#[derive(Debug, Args)]
-#[command(
-    about = "List the flows whose drift the running agent has confirmed",
-    after_help = "Example:\n  sgprobe drift --json"
-)]
-pub struct DriftArgs {
+pub struct QueryArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -137,12 +122,12 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     print_rows(&rows, args.json, "observed")
 }
 
-pub fn drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
+pub fn drift(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let rows = call(&args.socket.path()?, Method::GET, "/v1/drift", None)?;
     print_rows(&rows, args.json, "observed")
 }
 
-pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub fn status(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let status = call(&args.socket.path()?, Method::GET, "/v1/status", None)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -41,8 +41,12 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     Run(agent::RunArgs),
     Check(agent::CheckArgs),
-    Status(agent::StatusArgs),
-    Drift(agent::DriftArgs),
+    /// Show the running agent's status.
+    #[command(after_help = "Example:\n  sgprobe status --socket /run/sgprobe/sgprobe.sock")]
+    Status(agent::QueryArgs),
+    /// List the flows whose drift the running agent has confirmed.
+    #[command(after_help = "Example:\n  sgprobe drift --json")]
+    Drift(agent::QueryArgs),
     Demo(demo::DemoArgs),
 }
 

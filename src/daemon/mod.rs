@@ -201,9 +201,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     metrics.reload_ok.set(1.0);
     metrics.reload_time.set(unix_now());
     let agent = config.agent.clone();
-    let remote = config.inventory.instances.iter().filter(|i| !i.local).count();
+    let remote = config
+        .inventory
+        .instances
+        .iter()
+        .filter(|i| !i.local)
+        .count();
     if remote > 0 {
-        tracing::info!(remote, "remote instances get inbound checks only: the agent probes from where it runs (mark the instance it runs on with local = true)");
+        tracing::info!(
+            remote,
+            "remote instances get inbound checks only: the agent probes from where it runs (mark the instance it runs on with local = true)"
+        );
     }
     let shared = Arc::new(Shared {
         config_path: config_path.to_path_buf(),

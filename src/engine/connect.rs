@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{Counters, Method, Observation, Pacer, PortState, Settings, Target};
+use super::{Attempt, Counters, Method, Observation, Pacer, PortState, Settings, Target, attempt};
 
 /// Connections in flight at once: far below the default fd limit of 1024.
 const IN_FLIGHT: usize = 256;
@@ -28,32 +28,24 @@ pub async fn scan(
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            let mut attempts = 0;
-            let mut outcome = (PortState::Filtered, None, "no reply".to_string());
-            while attempts <= settings.retries {
-                pacer.one().await;
-                attempts += 1;
-                Counters::add(&counters.sent, 1);
-                if let Some((state, evidence, rtt)) = once(*target, settings).await {
-                    Counters::add(&counters.answered, 1);
-                    outcome = (state, Some(rtt), evidence);
-                    if state != PortState::Filtered {
-                        break;
+            let observation = attempt(
+                *target,
+                Method::Connect,
+                settings,
+                pacer,
+                counters,
+                |_| async {
+                    match once(*target, settings).await {
+                        Some((PortState::Filtered, evidence, rtt)) => {
+                            Attempt::Tentative(PortState::Filtered, rtt, evidence)
+                        }
+                        Some((state, evidence, rtt)) => Attempt::Decided(state, rtt, evidence),
+                        None => Attempt::Silent(None),
                     }
-                }
-            }
-            let (state, rtt, evidence) = outcome;
-            (
-                *index,
-                Observation {
-                    target: *target,
-                    state,
-                    rtt,
-                    evidence,
-                    attempts,
-                    method: Method::Connect,
                 },
             )
+            .await;
+            (*index, observation)
         }
     });
     join_all(probes).await

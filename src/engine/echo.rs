@@ -7,7 +7,10 @@ use pnet_packet::icmp::IcmpTypes;
 use pnet_packet::icmpv6::Icmpv6Types;
 use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
 
-use super::{Counters, EngineError, Method, Observation, Pacer, PortState, Settings, Target};
+use super::{
+    Attempt, Counters, EngineError, Method, Observation, Pacer, PortState, Settings, Target,
+    attempt,
+};
 
 pub async fn scan(
     targets: &[(usize, Target)],
@@ -53,41 +56,37 @@ pub async fn scan(
                 )
                 .await;
             pinger.timeout(settings.timeout);
-            let mut attempts = 0;
-            let mut outcome = (PortState::Filtered, None, "no reply".to_string());
-            while attempts <= settings.retries {
-                pacer.one().await;
-                attempts += 1;
-                Counters::add(&counters.sent, 1);
-                match pinger.ping(PingSequence(attempts as u16), &[0; 16]).await {
-                    Ok((reply, rtt)) => {
-                        Counters::add(&counters.answered, 1);
+            let pinger = &tokio::sync::Mutex::new(pinger);
+            let observation = attempt(
+                *target,
+                Method::Icmp,
+                settings,
+                pacer,
+                counters,
+                |n| async move {
+                    match pinger
+                        .lock()
+                        .await
+                        .ping(PingSequence(n as u16), &[0; 16])
+                        .await
+                    {
                         // surge-ping also returns the errors that quote our echo request.
-                        outcome = match error_label(&reply) {
-                            None => (PortState::Open, Some(rtt), "echo reply".to_string()),
-                            Some(error) => (PortState::Filtered, Some(rtt), error),
-                        };
-                        break;
+                        Ok((reply, rtt)) => match error_label(&reply) {
+                            None => {
+                                Attempt::Decided(PortState::Open, rtt, "echo reply".to_string())
+                            }
+                            Some(error) => Attempt::Decided(PortState::Filtered, rtt, error),
+                        },
+                        Err(SurgeError::Timeout { .. }) => Attempt::Silent(None),
+                        Err(e) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            Attempt::Silent(Some(format!("no reply ({e})")))
+                        }
                     }
-                    Err(SurgeError::Timeout { .. }) => {}
-                    Err(e) => {
-                        outcome.2 = format!("no reply ({e})");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-            let (state, rtt, evidence) = outcome;
-            (
-                *index,
-                Observation {
-                    target: *target,
-                    state,
-                    rtt,
-                    evidence,
-                    attempts,
-                    method: Method::Icmp,
                 },
             )
+            .await;
+            (*index, observation)
         }
     });
     Ok(join_all(probes).await)

@@ -180,6 +180,63 @@ pub struct Report {
     pub warnings: Vec<Warning>,
 }
 
+/// What one attempt of a probe drew.
+pub(crate) enum Attempt {
+    /// An answer that decides the probe.
+    Decided(PortState, std::time::Duration, String),
+    /// An answer worth trying again (an unreachable error on the way may be transient).
+    Tentative(PortState, std::time::Duration, String),
+    /// Nothing, optionally with why.
+    Silent(Option<String>),
+}
+
+/// Tries a probe up to `1 + retries` times, each paced and counted, until an answer decides.
+/// Unanswered, it is filtered.
+pub(crate) async fn attempt<F, Fut>(
+    target: Target,
+    method: Method,
+    settings: &Settings,
+    pacer: &Pacer,
+    counters: &Counters,
+    mut once: F,
+) -> Observation
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Attempt>,
+{
+    let mut attempts = 0;
+    let (mut state, mut rtt, mut evidence) = (PortState::Filtered, None, "no reply".to_string());
+    while attempts <= settings.retries {
+        pacer.one().await;
+        attempts += 1;
+        Counters::add(&counters.sent, 1);
+        match once(attempts).await {
+            Attempt::Decided(s, r, e) => {
+                Counters::add(&counters.answered, 1);
+                (state, rtt, evidence) = (s, Some(r), e);
+                break;
+            }
+            Attempt::Tentative(s, r, e) => {
+                Counters::add(&counters.answered, 1);
+                (state, rtt, evidence) = (s, Some(r), e);
+            }
+            Attempt::Silent(why) => {
+                if let Some(why) = why {
+                    evidence = why;
+                }
+            }
+        }
+    }
+    Observation {
+        target,
+        state,
+        rtt,
+        evidence,
+        attempts,
+        method,
+    }
+}
+
 /// Probes every target and reports what the packets showed.
 pub async fn probe(
     settings: &Settings,

@@ -222,11 +222,11 @@ fn settle(
             )
         }
         Event::Icmp(error, at) => {
-            if error.quoted.protocol != 6 || !error.filters_tcp() {
+            if error.quoted.protocol != 6 || !error.kind.filters_tcp() {
                 return;
             }
             let remote = SocketAddr::new(error.quoted.dst, error.quoted.dst_port);
-            let evidence = format!("{} from {}", error.label(), error.from);
+            let evidence = format!("{} from {}", error.kind.label(), error.from);
             (
                 remote,
                 error.quoted.src_port,

@@ -110,7 +110,7 @@ async fn host(
             Counters::add(&counters.answered, 1);
             let (state, evidence) = match answer {
                 Answer::Data => (PortState::Open, "udp reply".to_string()),
-                Answer::Icmp(report) if report.is_port_unreachable() => {
+                Answer::Icmp(report) if report.kind.is_port_unreachable() => {
                     (PortState::Closed, from(&report))
                 }
                 Answer::Icmp(report) => (PortState::Filtered, from(&report)),
@@ -144,8 +144,8 @@ async fn host(
 
 fn from(report: &IcmpReport) -> String {
     match report.offender {
-        Some(addr) => format!("{} from {addr}", report.label()),
-        None => report.label(),
+        Some(addr) => format!("{} from {addr}", report.kind.label()),
+        None => report.kind.label(),
     }
 }
 

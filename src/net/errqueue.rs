@@ -7,33 +7,14 @@ use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
 
+use crate::packet::icmp::IcmpKind;
+
 /// An ICMP error the kernel queued for a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpReport {
-    pub v6: bool,
-    pub icmp_type: u8,
-    pub code: u8,
+    pub kind: IcmpKind,
     /// Who sent it.
     pub offender: Option<IpAddr>,
-}
-
-impl IcmpReport {
-    pub fn is_port_unreachable(&self) -> bool {
-        if self.v6 {
-            (self.icmp_type, self.code) == (1, 4)
-        } else {
-            (self.icmp_type, self.code) == (3, 3)
-        }
-    }
-
-    pub fn label(&self) -> String {
-        format!(
-            "icmp{} {}/{}",
-            if self.v6 { "v6" } else { "" },
-            self.icmp_type,
-            self.code
-        )
-    }
 }
 
 const SO_EE_ORIGIN_ICMP: u8 = 2;
@@ -65,9 +46,11 @@ pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
         };
         if error.ee_origin == SO_EE_ORIGIN_ICMP || error.ee_origin == SO_EE_ORIGIN_ICMP6 {
             return Ok(Some(IcmpReport {
-                v6,
-                icmp_type: error.ee_type,
-                code: error.ee_code,
+                kind: IcmpKind {
+                    v6,
+                    icmp_type: error.ee_type,
+                    code: error.ee_code,
+                },
                 offender,
             }));
         }

@@ -4,14 +4,51 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::tcp::ipv4_header;
 
+/// An ICMP or ICMPv6 message's type and code, and what they mean for a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpKind {
+    pub v6: bool,
+    pub icmp_type: u8,
+    pub code: u8,
+}
+
+impl IcmpKind {
+    /// Port unreachable: the host was reached and nothing listens (a UDP `closed`).
+    pub fn is_port_unreachable(&self) -> bool {
+        if self.v6 {
+            (self.icmp_type, self.code) == (1, 4)
+        } else {
+            (self.icmp_type, self.code) == (3, 3)
+        }
+    }
+
+    /// The codes that mean a filter stopped a TCP probe (DESIGN §3): v4 3/1,2,3,9,10,13; v6
+    /// any destination-unreachable.
+    pub fn filters_tcp(&self) -> bool {
+        if self.v6 {
+            self.icmp_type == DEST_UNREACHABLE_V6
+        } else {
+            self.icmp_type == DEST_UNREACHABLE_V4 && matches!(self.code, 1 | 2 | 3 | 9 | 10 | 13)
+        }
+    }
+
+    /// `icmp 3/13`, `icmpv6 1/4`: for evidence strings.
+    pub fn label(&self) -> String {
+        format!(
+            "icmp{} {}/{}",
+            if self.v6 { "v6" } else { "" },
+            self.icmp_type,
+            self.code
+        )
+    }
+}
+
 /// An ICMP destination-unreachable error and the probe it quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unreachable {
     /// Who sent the error (the target, or a router on the way).
     pub from: IpAddr,
-    pub v6: bool,
-    pub icmp_type: u8,
-    pub code: u8,
+    pub kind: IcmpKind,
     pub quoted: Quoted,
 }
 
@@ -30,33 +67,6 @@ pub struct Quoted {
 
 const DEST_UNREACHABLE_V4: u8 = 3;
 const DEST_UNREACHABLE_V6: u8 = 1;
-
-impl Unreachable {
-    /// Port unreachable: the host was reached and nothing listens (a UDP `closed`).
-    pub fn is_port_unreachable(&self) -> bool {
-        if self.v6 {
-            self.code == 4
-        } else {
-            self.code == 3
-        }
-    }
-
-    /// The codes that mean a filter stopped a TCP probe (DESIGN §3): v4 3/1,2,3,9,10,13; v6
-    /// any destination-unreachable.
-    pub fn filters_tcp(&self) -> bool {
-        self.v6 || matches!(self.code, 1 | 2 | 3 | 9 | 10 | 13)
-    }
-
-    /// `3/13`, `1/4`: for evidence strings.
-    pub fn label(&self) -> String {
-        format!(
-            "icmp{} {}/{}",
-            if self.v6 { "v6" } else { "" },
-            self.icmp_type,
-            self.code
-        )
-    }
-}
 
 /// An IPv4 packet as a raw ICMP socket delivers it: IP header, ICMP header, quoted IP header,
 /// quoted transport bytes.
@@ -77,9 +87,11 @@ pub fn parse_v4(buf: &[u8]) -> Option<Unreachable> {
     );
     Some(Unreachable {
         from,
-        v6: false,
-        icmp_type: DEST_UNREACHABLE_V4,
-        code,
+        kind: IcmpKind {
+            v6: false,
+            icmp_type: DEST_UNREACHABLE_V4,
+            code,
+        },
         quoted,
     })
 }
@@ -102,9 +114,11 @@ pub fn parse_v6(buf: &[u8], from: IpAddr) -> Option<Unreachable> {
     let quoted = quoted(*inner.get(6)?, addr(8)?, addr(24)?, inner.get(40..48)?);
     Some(Unreachable {
         from,
-        v6: true,
-        icmp_type: DEST_UNREACHABLE_V6,
-        code,
+        kind: IcmpKind {
+            v6: true,
+            icmp_type: DEST_UNREACHABLE_V6,
+            code,
+        },
         quoted,
     })
 }
@@ -139,8 +153,8 @@ mod tests {
         packet.extend_from_slice(&v4_header(6, [10, 77, 0, 1], [10, 77, 1, 5]));
         packet.extend_from_slice(&[0xee, 0x49, 0, 22, 0xde, 0xad, 0xbe, 0xef]);
         let error = parse_v4(&packet).expect("parses");
-        assert_eq!(error.code, 13);
-        assert!(error.filters_tcp() && !error.is_port_unreachable());
+        assert_eq!(error.kind.code, 13);
+        assert!(error.kind.filters_tcp() && !error.kind.is_port_unreachable());
         assert_eq!(
             (
                 error.quoted.src_port,
@@ -153,7 +167,7 @@ mod tests {
             error.quoted.dst,
             "10.77.1.5".parse::<IpAddr>().expect("addr")
         );
-        assert_eq!(error.label(), "icmp 3/13");
+        assert_eq!(error.kind.label(), "icmp 3/13");
         // Cut anywhere, it is refused, never a panic.
         for len in 0..packet.len() {
             assert_eq!(parse_v4(&packet[..len]), None, "cut at {len}");
@@ -169,7 +183,7 @@ mod tests {
         inner.extend_from_slice(&[0xee, 0x49, 0, 53, 0, 8, 0, 0]);
         packet.extend_from_slice(&inner);
         let error = parse_v6(&packet, "fd77:1::5".parse().expect("v6")).expect("parses");
-        assert!(error.v6 && error.is_port_unreachable() && error.filters_tcp());
+        assert!(error.kind.v6 && error.kind.is_port_unreachable() && error.kind.filters_tcp());
         assert_eq!((error.quoted.protocol, error.quoted.dst_port), (17, 53));
         for len in 0..packet.len() {
             assert_eq!(parse_v6(&packet[..len], error.from), None, "cut at {len}");
