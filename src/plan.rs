@@ -6,27 +6,53 @@
 //! instance itself (`local = true`): from elsewhere, only inbound can be probed.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use crate::model::catalog::COMMON_PORTS;
 use crate::model::{Direction, FlowProtocol, FlowSpec, Instance, Ports, Protocol, Service};
 use crate::policy::Layer;
 
-/// The flows to probe on every address of the instance, in a stable order.
-pub fn plan(instance: &Instance, layers: &[Layer]) -> Vec<(Direction, FlowSpec)> {
-    let mut flows: BTreeSet<(Direction, FlowSpec)> = COMMON_PORTS
+/// One flow to probe: inbound to every address of the instance, or outbound to a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Planned {
+    pub direction: Direction,
+    pub spec: FlowSpec,
+    /// Where an outbound flow goes; `None` inbound.
+    pub destination: Option<IpAddr>,
+}
+
+impl Planned {
+    pub fn inbound(spec: FlowSpec) -> Self {
+        Planned {
+            direction: Direction::Inbound,
+            spec,
+            destination: None,
+        }
+    }
+}
+
+/// The flows to probe on the instance, in a stable order.
+pub fn plan(instance: &Instance, layers: &[Layer]) -> Vec<Planned> {
+    let mut flows: BTreeSet<Planned> = COMMON_PORTS
         .iter()
-        .filter(|c| c.direction == Direction::Inbound || instance.local)
-        // "All traffic" is a verdict, not a probe.
-        .filter(|c| c.spec.protocol != FlowProtocol::All)
-        .map(|c| (c.direction, c.spec))
+        // "All traffic" (the console's outbound check) is a verdict, not a probe.
+        .filter(|c| c.direction == Direction::Inbound && c.spec.protocol != FlowProtocol::All)
+        .map(|c| Planned::inbound(c.spec))
         .collect();
     flows.extend(
         instance
             .ports
             .iter()
             .filter(|s| s.protocol != FlowProtocol::All)
-            .map(|s| (Direction::Inbound, *s)),
+            .map(|s| Planned::inbound(*s)),
     );
+    if instance.local {
+        flows.extend(instance.outbound.iter().map(|(spec, destination)| Planned {
+            direction: Direction::Outbound,
+            spec: *spec,
+            destination: Some(*destination),
+        }));
+    }
     for layer in layers {
         for rule in layer.rules(Direction::Inbound) {
             let Service::Ports {
@@ -52,13 +78,10 @@ pub fn plan(instance: &Instance, layers: &[Layer]) -> Vec<(Direction, FlowSpec)>
                 ];
                 for port in edges.into_iter().flatten().filter(|p| *p > 0) {
                     for protocol in protocols {
-                        flows.insert((
-                            Direction::Inbound,
-                            FlowSpec {
-                                protocol: *protocol,
-                                port: Some(port),
-                            },
-                        ));
+                        flows.insert(Planned::inbound(FlowSpec {
+                            protocol: *protocol,
+                            port: Some(port),
+                        }));
                     }
                 }
             }
@@ -102,22 +125,16 @@ ports = "udp:53,all"
         let instance = &inv.instances[0];
         let flows = plan(instance, &layers(&inv, instance).expect("links"));
         let tcp = |p| {
-            (
-                Direction::Inbound,
-                FlowSpec {
-                    protocol: FlowProtocol::Tcp,
-                    port: Some(p),
-                },
-            )
+            Planned::inbound(FlowSpec {
+                protocol: FlowProtocol::Tcp,
+                port: Some(p),
+            })
         };
         let udp = |p| {
-            (
-                Direction::Inbound,
-                FlowSpec {
-                    protocol: FlowProtocol::Udp,
-                    port: Some(p),
-                },
-            )
+            Planned::inbound(FlowSpec {
+                protocol: FlowProtocol::Udp,
+                port: Some(p),
+            })
         };
         for expected in [
             tcp(22),
@@ -136,15 +153,12 @@ ports = "udp:53,all"
         assert!(
             flows
                 .iter()
-                .all(|(d, s)| *d == Direction::Inbound && s.protocol != FlowProtocol::All),
+                .all(|p| p.direction == Direction::Inbound && p.spec.protocol != FlowProtocol::All),
             "remote: inbound probes only"
         );
-        assert!(flows.contains(&(
-            Direction::Inbound,
-            FlowSpec {
-                protocol: FlowProtocol::Icmp,
-                port: None
-            }
-        )));
+        assert!(flows.contains(&Planned::inbound(FlowSpec {
+            protocol: FlowProtocol::Icmp,
+            port: None
+        })));
     }
 }

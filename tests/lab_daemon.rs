@@ -267,3 +267,177 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "the socket is removed on stop");
 }
+
+const LOCAL: &str = r#"
+[[group]]
+id = "sg-app"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22"
+peer = "10.76.0.0/16"
+[[group.egress]]
+action = "accept"
+protocol = "tcp"
+ports = "443"
+peer = "10.76.0.0/16"
+[[group.egress]]
+action = "accept"
+protocol = "udp"
+ports = "53"
+peer = "10.76.0.1"
+
+[[instance]]
+name = "app"
+addresses = ["10.77.1.30"]
+security_groups = ["sg-app"]
+local = true
+[[instance.outbound]]
+ports = "tcp:443,8443,udp:53"
+destination = "10.76.0.1"
+"#;
+
+#[test]
+fn an_agent_on_the_instance_checks_its_egress_against_the_egress_rules() {
+    let inventory = native::parse(Path::new("lab.toml"), LOCAL).expect("valid");
+    let Some(lab) = common::lab(&LabSpec {
+        inventory,
+        namespace_per_instance: true,
+        ..LabSpec::default()
+    }) else {
+        return;
+    };
+    // The destinations listen on the prober's side of the link.
+    let (tcp, udp) = lab
+        .in_prober(|| {
+            let tcp: Vec<std::net::TcpListener> = [443, 8443]
+                .iter()
+                .map(|p| std::net::TcpListener::bind(("10.76.0.1", *p)).expect("listen"))
+                .collect();
+            (
+                tcp,
+                std::net::UdpSocket::bind(("10.76.0.1", 53)).expect("bind"),
+            )
+        })
+        .expect("runs");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(&buf[..n], from);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!("[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:19479\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n{LOCAL}", socket.display()),
+    )
+    .expect("write");
+    let _agent = Agent(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.namespace_of("app").expect("placed").name,
+                env!("CARGO_BIN_EXE_sgprobe"),
+                "run",
+                "--config",
+            ])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    wait_for("the control socket", Duration::from_secs(10), || {
+        socket.exists()
+    });
+    let check = || -> Vec<(u64, String, String, String, String)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+            .args([
+                "check",
+                "app",
+                "--direction",
+                "outbound",
+                "--json",
+                "--socket",
+            ])
+            .arg(&socket)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let text = |r: &Value, k: &str| r[k].as_str().unwrap_or("").to_string();
+        rows.as_array()
+            .expect("array")
+            .iter()
+            .map(|r| {
+                (
+                    r["port"].as_u64().expect("port"),
+                    text(r, "protocol"),
+                    text(r, "predicted"),
+                    text(r, "observed"),
+                    text(r, "drift"),
+                )
+            })
+            .collect()
+    };
+    let row = |port: u64, protocol: &str, predicted: &str, observed: &str, drift: &str| {
+        (
+            port,
+            protocol.to_string(),
+            predicted.to_string(),
+            observed.to_string(),
+            drift.to_string(),
+        )
+    };
+    let mut seen = check();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            row(53, "udp", "open", "open", "none"),
+            row(443, "tcp", "open", "open", "none"),
+            row(8443, "tcp", "closed", "filtered", "none")
+        ]
+    );
+
+    // Egress rules added by hand: 8443 let out (exposed), 443 stopped (blocked).
+    lab.manual(
+        "app",
+        sgprobe::model::Direction::Outbound,
+        Protocol::Tcp,
+        8443,
+        "accept",
+    )
+    .expect("rule");
+    lab.manual(
+        "app",
+        sgprobe::model::Direction::Outbound,
+        Protocol::Tcp,
+        443,
+        "drop",
+    )
+    .expect("rule");
+    let mut seen = check();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            row(53, "udp", "open", "open", "none"),
+            row(443, "tcp", "open", "filtered", "blocked"),
+            row(8443, "tcp", "closed", "open", "exposed")
+        ]
+    );
+    wait_for("confirmed outbound drift", Duration::from_secs(15), || {
+        get(&socket, "/v1/drift")
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    });
+    drop(tcp);
+}

@@ -1,6 +1,7 @@
 //! One pass over instances: plan, predict, probe, compare. Scheduled cycles and on-demand
 //! checks both run this.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::engine::{
 };
 use crate::model::{Action, Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, Rule};
 use crate::net::source_for;
+use crate::plan::{Planned, plan};
 use crate::policy::{Predicted, evaluate, layers};
 
 /// A flow's identity across cycles: its metric labels.
@@ -95,52 +97,105 @@ pub async fn check(
         let Ok(layers) = layers(inv, instance) else {
             continue;
         };
-        let specs: Vec<(Direction, FlowSpec)> = match &selection.ports {
-            Some(ports) => ports
-                .iter()
-                .map(|s| (selection.direction.unwrap_or(Direction::Inbound), *s))
-                .collect(),
-            None => crate::plan::plan(instance, &layers)
+        let items: Vec<Planned> = match (
+            &selection.ports,
+            selection.direction.unwrap_or(Direction::Inbound),
+        ) {
+            (Some(ports), Direction::Inbound) => {
+                ports.iter().map(|s| Planned::inbound(*s)).collect()
+            }
+            // Outbound ports go to the destinations the instance's egress checks name.
+            (Some(ports), Direction::Outbound) => {
+                let destinations: BTreeSet<IpAddr> =
+                    instance.outbound.iter().map(|(_, d)| *d).collect();
+                ports
+                    .iter()
+                    .flat_map(|s| {
+                        destinations.iter().map(|d| Planned {
+                            direction: Direction::Outbound,
+                            spec: *s,
+                            destination: Some(*d),
+                        })
+                    })
+                    .collect()
+            }
+            (None, _) => plan(instance, &layers)
                 .into_iter()
-                .filter(|(d, _)| selection.direction.is_none_or(|w| w == *d))
+                .filter(|p| selection.direction.is_none_or(|w| w == p.direction))
                 .collect(),
         };
-        for address in &instance.addresses {
-            let peer = source_for(*address).map_or(FlowPeer::All, FlowPeer::Addr);
-            for (direction, spec) in &specs {
-                // Probes leave from here toward the instance: outbound flows need an agent on it.
-                if *direction == Direction::Outbound && !instance.local {
-                    continue;
+        for item in items {
+            let protocol = match item.spec.protocol {
+                FlowProtocol::Tcp => ProbeProtocol::Tcp,
+                FlowProtocol::Udp => ProbeProtocol::Udp,
+                FlowProtocol::Icmp => ProbeProtocol::Icmp,
+                FlowProtocol::All => continue,
+            };
+            // Inbound: from here to each address of the instance, for our source address.
+            // Outbound (agent on the instance): from the instance's address to the destination.
+            let flows: Vec<(Flow, IpAddr)> = match item.destination {
+                None => instance
+                    .addresses
+                    .iter()
+                    .map(|a| {
+                        (
+                            Flow {
+                                address: *a,
+                                direction: Direction::Inbound,
+                                spec: item.spec,
+                                peer: source_for(*a).map_or(FlowPeer::All, FlowPeer::Addr),
+                            },
+                            *a,
+                        )
+                    })
+                    .collect(),
+                Some(destination) => {
+                    let source = source_for(destination).ok();
+                    let own = instance
+                        .addresses
+                        .iter()
+                        .copied()
+                        .find(|a| Some(*a) == source)
+                        .or_else(|| {
+                            instance
+                                .addresses
+                                .iter()
+                                .copied()
+                                .find(|a| a.is_ipv6() == destination.is_ipv6())
+                        });
+                    own.map(|address| {
+                        (
+                            Flow {
+                                address,
+                                direction: Direction::Outbound,
+                                spec: item.spec,
+                                peer: FlowPeer::Addr(destination),
+                            },
+                            destination,
+                        )
+                    })
+                    .into_iter()
+                    .collect()
                 }
-                let protocol = match spec.protocol {
-                    FlowProtocol::Tcp => ProbeProtocol::Tcp,
-                    FlowProtocol::Udp => ProbeProtocol::Udp,
-                    FlowProtocol::Icmp => ProbeProtocol::Icmp,
-                    FlowProtocol::All => continue,
-                };
-                let flow = Flow {
-                    address: *address,
-                    direction: *direction,
-                    spec: *spec,
-                    peer,
-                };
+            };
+            for (flow, probed) in flows {
                 let verdict = evaluate(inv, &layers, &flow);
                 let key = FlowKey {
                     instance: instance.name.clone(),
-                    address: *address,
-                    direction: *direction,
+                    address: probed,
+                    direction: flow.direction,
                     protocol: flow.protocol_label(),
-                    port: spec.port,
+                    port: item.spec.port,
                 };
                 planned.push((
                     key,
-                    peer,
+                    flow.peer,
                     verdict.predicted,
                     verdict.decider.rule.map(RuleSummary::from),
                     Target {
-                        addr: *address,
+                        addr: probed,
                         protocol,
-                        port: spec.port,
+                        port: item.spec.port,
                     },
                 ));
             }

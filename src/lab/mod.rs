@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 pub use netns::{Netns, interrupted, stop_on_interrupt};
 pub use nft::{HostEffect, HostRule};
 
-use crate::model::{Inventory, Protocol};
+use crate::model::{Direction, Inventory, Protocol};
 use crate::policy::LinkError;
 
 #[derive(Debug, Error)]
@@ -167,6 +167,26 @@ impl Lab {
                     lab.prober.ip(&["route", "add", &host, "via", via])?;
                 }
             }
+            if let [instance] = instances.as_slice() {
+                // The namespace is this instance: what it sends leaves from its own address, as
+                // on a cloud VM, so its egress rules apply to it.
+                for (net, family) in [
+                    (format!("10.76.{t}.0/24"), false),
+                    (format!("fd76:{t:x}::/64"), true),
+                ] {
+                    if let Some(own) = instance.addresses.iter().find(|a| a.is_ipv6() == family) {
+                        ns.ip(&[
+                            "route",
+                            "replace",
+                            &net,
+                            "dev",
+                            peer,
+                            "src",
+                            &own.to_string(),
+                        ])?;
+                    }
+                }
+            }
             let ruleset = nft::ruleset(inv, instances, &spec.host, spec.loss_percent)?;
             ns.exec("nft", &["-f", "-"], Some(&ruleset))?;
             let sockets: Vec<(Protocol, SocketAddr)> = spec
@@ -225,7 +245,21 @@ impl Lab {
 
     /// Opens a port on an instance behind its security groups' back: a rule added by hand.
     pub fn expose(&self, instance: &str, protocol: Protocol, port: u16) -> Result<(), LabError> {
-        let (ns, chain) = self.manual_chain(instance)?;
+        self.manual(instance, Direction::Inbound, protocol, port, "accept")
+    }
+
+    /// Adds a rule by hand before an instance's groups in one direction: `verdict` is
+    /// `accept` or `drop`.
+    pub fn manual(
+        &self,
+        instance: &str,
+        direction: Direction,
+        protocol: Protocol,
+        port: u16,
+        verdict: &str,
+    ) -> Result<(), LabError> {
+        let (ns, chain) = self.manual_chain(instance, direction)?;
+        let (protocol, port) = (protocol.to_string(), port.to_string());
         ns.exec(
             "nft",
             &[
@@ -236,28 +270,42 @@ impl Lab {
                 &chain,
                 "meta",
                 "l4proto",
-                &protocol.to_string(),
+                &protocol,
                 "th",
                 "dport",
-                &port.to_string(),
-                "accept",
+                &port,
+                verdict,
             ],
             None,
         )
     }
 
-    /// Takes back every rule `expose` added on the instance.
+    /// Takes back every inbound rule `expose` (or `manual`) added on the instance.
     pub fn unexpose(&self, instance: &str) -> Result<(), LabError> {
-        let (ns, chain) = self.manual_chain(instance)?;
+        let (ns, chain) = self.manual_chain(instance, Direction::Inbound)?;
         ns.exec("nft", &["flush", "chain", "inet", nft::TABLE, &chain], None)
     }
 
-    fn manual_chain(&self, instance: &str) -> Result<(&Netns, String), LabError> {
+    /// The namespace an instance lives in: an agent run there runs "on the instance".
+    pub fn namespace_of(&self, instance: &str) -> Result<&Netns, LabError> {
+        Ok(self.manual_chain(instance, Direction::Inbound)?.0)
+    }
+
+    fn manual_chain(
+        &self,
+        instance: &str,
+        direction: Direction,
+    ) -> Result<(&Netns, String), LabError> {
         let (t, n) = self
             .placement
             .get(instance)
             .ok_or_else(|| LabError::UnknownInstance(instance.to_string()))?;
-        Ok((&self.targets[*t].ns, format!("i{n}_in_manual")))
+        let way = if direction == Direction::Inbound {
+            "in"
+        } else {
+            "out"
+        };
+        Ok((&self.targets[*t].ns, format!("i{n}_{way}_manual")))
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Instance {
     pub labels: BTreeMap<String, String>,
     /// The agent runs on this instance, so its egress can be probed too.
     pub local: bool,
+    /// Egress checks (the console's outbound custom ports): flows from this instance to a
+    /// destination, probed by an agent running on it.
+    pub outbound: Vec<(FlowSpec, IpAddr)>,
     /// Where the instance was defined.
     pub at: String,
 }
@@ -48,6 +51,7 @@ impl Instance {
             ports: Vec::new(),
             labels: BTreeMap::new(),
             local: false,
+            outbound: Vec::new(),
             at: at.into(),
         }
     }
@@ -171,6 +175,7 @@ impl Inventory {
         old.ports.extend(new.ports);
         old.labels.extend(new.labels);
         old.local |= new.local;
+        old.outbound.extend(new.outbound);
         old.at = new.at;
     }
 }

@@ -98,6 +98,16 @@ pub struct RawInstance {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     local: bool,
+    #[serde(default)]
+    outbound: Vec<RawOutbound>,
+}
+
+/// An egress check: `ports` to `destination`, from the instance itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbound {
+    ports: Spanned<String>,
+    destination: Spanned<String>,
 }
 
 /// Errors at a span of a TOML file.
@@ -304,6 +314,25 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
     }
     instance.labels = raw.labels;
     instance.local = raw.local;
+    for outbound in &raw.outbound {
+        if !raw.local {
+            return Err(spans.at(outbound.ports.span(), "outbound checks are probed from the instance itself: set `local = true` on the instance the agent runs on"));
+        }
+        let destination = spans.parse(&outbound.destination, "a destination IP address", |t| {
+            t.trim().parse::<std::net::IpAddr>().ok()
+        })?;
+        let specs = parse_port_spec(outbound.ports.get_ref())
+            .map_err(|e| spans.at(outbound.ports.span(), e.to_string()))?;
+        for spec in specs {
+            if spec.protocol == crate::model::FlowProtocol::All {
+                return Err(spans.at(
+                    outbound.ports.span(),
+                    "`all` is a verdict, not a probe: name tcp, udp or icmp ports",
+                ));
+            }
+            instance.outbound.push((spec, destination));
+        }
+    }
     Ok(instance)
 }
 
@@ -380,6 +409,15 @@ pub fn render(inv: &Inventory) -> String {
                 .map(|(k, v)| format!("{} = {}", quote(k), quote(v)))
                 .collect();
             let _ = writeln!(out, "labels = {{ {} }}", labels.join(", "));
+        }
+        // Sub-tables last: keys after them would belong to them.
+        for (spec, destination) in &instance.outbound {
+            let _ = writeln!(
+                out,
+                "[[instance.outbound]]\nports = {}\ndestination = {}",
+                quote(&spec.to_string()),
+                quote(&destination.to_string())
+            );
         }
         out.push('\n');
     }
