@@ -7,12 +7,9 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 use sgprobe::lab::{Lab, LabSpec, Listen};
 use sgprobe::model::Protocol;
@@ -38,26 +35,9 @@ security_groups = ["sg-web"]
 ports = "tcp:8080"
 "#;
 
-/// Processes this test started, stopped by PID when it ends, however it ends.
-struct Started(Vec<Child>);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-}
-
-fn in_prober(lab: &Lab, program: &str, args: &[String]) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", &lab.prober().name, program])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"))
+fn spawn(lab: &Lab, program: &str, args: &[String]) -> std::process::Child {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    common::spawn_in(&lab.prober().name, program, &args)
 }
 
 /// The webhook receiver: an HTTP listener inside the prober namespace that forwards each
@@ -164,13 +144,13 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
 
     let notifications = webhook(&lab, 19099);
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    let _started = Started(vec![
-        in_prober(
+    let _started = common::Started(vec![
+        spawn(
             &lab,
             env!("CARGO_BIN_EXE_sgprobe"),
             &s(&["run", "--config", &path("sgprobe.toml")]),
         ),
-        in_prober(
+        spawn(
             &lab,
             "prometheus-alertmanager",
             &s(&[
@@ -183,7 +163,7 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
                 "--cluster.listen-address=",
             ]),
         ),
-        in_prober(
+        spawn(
             &lab,
             "prometheus",
             &s(&[

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -81,16 +81,6 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // Only our own child, by PID.
-        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     let inventory = native::parse(Path::new("lab.toml"), GROUPS).expect("valid");
@@ -123,21 +113,11 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
         socket.display()
     );
     std::fs::write(&config, format!("{agent_section}{GROUPS}")).expect("write config");
-    let agent = Agent(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.prober().name,
-                env!("CARGO_BIN_EXE_sgprobe"),
-                "run",
-                "--config",
-            ])
-            .arg(&config)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the agent starts"),
-    );
+    let agent = common::Started(vec![common::spawn_in(
+        &lab.prober().name,
+        env!("CARGO_BIN_EXE_sgprobe"),
+        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+    )]);
     wait_for("the control socket", Duration::from_secs(10), || {
         socket.exists()
     });
@@ -262,8 +242,8 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
 
     // SIGTERM: a graceful stop that removes the socket.
     let mut agent = agent;
-    kill(Pid::from_raw(agent.0.id() as i32), Signal::SIGTERM).expect("signal our child");
-    let status = agent.0.wait().expect("exits");
+    kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
+    let status = agent.0[0].wait().expect("exits");
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "the socket is removed on stop");
 }
@@ -335,21 +315,11 @@ fn an_agent_on_the_instance_checks_its_egress_against_the_egress_rules() {
         format!("[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:19479\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n{LOCAL}", socket.display()),
     )
     .expect("write");
-    let _agent = Agent(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.namespace_of("app").expect("placed").name,
-                env!("CARGO_BIN_EXE_sgprobe"),
-                "run",
-                "--config",
-            ])
-            .arg(&config)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts"),
-    );
+    let _agent = common::Started(vec![common::spawn_in(
+        &lab.namespace_of("app").expect("placed").name,
+        env!("CARGO_BIN_EXE_sgprobe"),
+        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+    )]);
     wait_for("the control socket", Duration::from_secs(10), || {
         socket.exists()
     });

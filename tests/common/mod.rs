@@ -49,3 +49,29 @@ pub fn tool(name: &str) -> bool {
     }
     found
 }
+
+/// Processes a test started, stopped by PID (SIGKILL) when the test ends, however it ends.
+pub struct Started(pub Vec<std::process::Child>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `program` inside the namespace `ns`, its output discarded.
+pub fn spawn_in(ns: &str, program: &str, args: &[&std::ffi::OsStr]) -> std::process::Child {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns, program])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
