@@ -342,6 +342,13 @@ fn scattered(count: usize, modulo: u32, salt: u32) -> BTreeSet<u16> {
         .collect()
 }
 
+/// One `[[instance]]` of a workload's native TOML.
+fn instance_toml(name: &str, address: &str, group: &str) -> String {
+    format!(
+        "[[instance]]\nname = \"{name}\"\naddresses = [\"{address}\"]\nsecurity_groups = [\"{group}\"]\n"
+    )
+}
+
 /// An instance address: 10.77.NET.HOST, or fd77:NET::HOST.
 fn address(v6: bool, net: u32, host: u32) -> String {
     if v6 {
@@ -371,9 +378,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 fn one_host_all_ports(v6: bool) -> Workload {
     let open = scattered(100, 65_535, 1);
     let host = address(v6, 1, 5);
-    let toml = groups(&format!(
-        "[[instance]]\nname = \"h\"\naddresses = [\"{host}\"]\nsecurity_groups = [\"sg\"]\n"
-    ));
+    let toml = groups(&instance_toml("h", &host, "sg"));
     let listen = vec![Listen {
         instance: "h".into(),
         protocol: Protocol::Tcp,
@@ -445,11 +450,11 @@ fn hosts_by_100_ports(v6: bool) -> Workload {
     let mut listen = Vec::new();
     let mut truth = BTreeMap::new();
     for host in 1..=254u32 {
-        let _ = writeln!(
-            toml,
-            "[[instance]]\nname = \"h{host}\"\naddresses = [\"{}\"]\nsecurity_groups = [\"sg\"]",
-            address(v6, 2, host)
-        );
+        toml.push_str(&instance_toml(
+            &format!("h{host}"),
+            &address(v6, 2, host),
+            "sg",
+        ));
         let open = scattered(4, 100, host);
         listen.push(Listen {
             instance: format!("h{host}"),
@@ -529,11 +534,11 @@ fn udp_hosts(v6: bool) -> Workload {
     let mut listen = Vec::new();
     let mut truth = BTreeMap::new();
     for host in 1..=16u32 {
-        let _ = writeln!(
-            extra,
-            "[[instance]]\nname = \"u{host}\"\naddresses = [\"{}\"]\nsecurity_groups = [\"sg-half\"]",
-            address(v6, 3, host)
-        );
+        extra.push_str(&instance_toml(
+            &format!("u{host}"),
+            &address(v6, 3, host),
+            "sg-half",
+        ));
         let open: Vec<u16> = ports
             .iter()
             .copied()
@@ -600,11 +605,11 @@ fn echo_hosts(v6: bool) -> Workload {
     let mut host_rules = Vec::new();
     let mut truth = BTreeMap::new();
     for host in 1..=254u32 {
-        let _ = writeln!(
-            toml,
-            "[[instance]]\nname = \"e{host}\"\naddresses = [\"{}\"]\nsecurity_groups = [\"sg\"]",
-            address(v6, 4, host)
-        );
+        toml.push_str(&instance_toml(
+            &format!("e{host}"),
+            &address(v6, 4, host),
+            "sg",
+        ));
         let silent = host % 5 == 0;
         if silent {
             host_rules.push(HostRule {

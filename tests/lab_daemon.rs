@@ -73,6 +73,23 @@ fn metrics(lab: &Lab, port: u16) -> String {
     .expect("runs")
 }
 
+/// `sgprobe check ARGS --json --socket SOCKET`, which must succeed.
+fn check_json(socket: &Path, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .arg("check")
+        .args(args)
+        .args(["--json", "--socket"])
+        .arg(socket)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -163,24 +180,7 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     assert!(text.contains("sgprobe_build_info{version="));
 
     // `sgprobe check` through the socket: probes now, answers with the deciding rule.
-    let out = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
-        .args([
-            "check",
-            "web",
-            "--ports",
-            "tcp:80,8080",
-            "--json",
-            "--socket",
-        ])
-        .arg(&socket)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = check_json(&socket, &["web", "--ports", "tcp:80,8080"]);
     let rows = rows.as_array().expect("array");
     assert_eq!(rows.len(), 2);
     assert_eq!(
@@ -324,24 +324,7 @@ fn an_agent_on_the_instance_checks_its_egress_against_the_egress_rules() {
         socket.exists()
     });
     let check = || -> Vec<(u64, String, String, String, String)> {
-        let out = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
-            .args([
-                "check",
-                "app",
-                "--direction",
-                "outbound",
-                "--json",
-                "--socket",
-            ])
-            .arg(&socket)
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let rows = check_json(&socket, &["app", "--direction", "outbound"]);
         let text = |r: &Value, k: &str| r[k].as_str().unwrap_or("").to_string();
         rows.as_array()
             .expect("array")
