@@ -142,6 +142,25 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
         get(&socket, "/v1/status")["cycles"].as_u64() >= Some(2)
     });
 
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660, "the owner and its group may talk to the agent");
+    let status = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("runs");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(
+        (status["instances"].as_u64(), status["reload_ok"].as_bool()),
+        (Some(1), Some(true)),
+        "{status}"
+    );
+
     // Confirmed drift, exactly where the lab disagrees with the groups.
     let drift = get(&socket, "/v1/drift");
     let mut seen: Vec<(u64, String)> = drift

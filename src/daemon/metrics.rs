@@ -285,3 +285,90 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Method;
+    use crate::model::{Direction, FlowPeer};
+
+    fn result(port: u16, predicted: Predicted, observed: PortState, drift: Drift) -> FlowResult {
+        FlowResult {
+            key: FlowKey {
+                instance: "web".into(),
+                address: "10.0.0.1".parse().expect("address"),
+                direction: Direction::Inbound,
+                protocol: "tcp",
+                port: Some(port),
+            },
+            peer: FlowPeer::All,
+            predicted,
+            observed,
+            state: observed,
+            reachable: observed.reachable(),
+            rtt_ms: Some(0.5),
+            evidence: String::new(),
+            attempts: 1,
+            method: Method::Syn,
+            drift,
+            rule: None,
+        }
+    }
+
+    fn series(text: &str, port: u16) -> usize {
+        text.lines()
+            .filter(|l| l.starts_with("sgprobe_flow_") && l.contains(&format!("port=\"{port}\"")))
+            .count()
+    }
+
+    #[test]
+    fn flow_series_follow_the_plan_and_the_drifting_only_switch() {
+        let mut metrics = Metrics::new().expect("registers");
+        let a = result(22, Predicted::Open, PortState::Open, Drift::None);
+        let b = result(8080, Predicted::Closed, PortState::Open, Drift::Exposed);
+        let confirmed: BTreeMap<FlowKey, Drift> = [
+            (a.key.clone(), Drift::None),
+            (b.key.clone(), Drift::Exposed),
+        ]
+        .into();
+        metrics.record(&[a.clone(), b.clone()], &confirmed, false, 100);
+        let text = metrics.render();
+        // drift x2, predicted, observed: four series per planned flow.
+        assert_eq!((series(&text, 22), series(&text, 8080)), (4, 4), "{text}");
+        assert!(text.contains("kind=\"exposed\",port=\"8080\",protocol=\"tcp\"} 1"));
+
+        // Port 22 leaves the plan: its series go, 8080's stay.
+        metrics.record(std::slice::from_ref(&b), &confirmed, false, 100);
+        let text = metrics.render();
+        assert_eq!((series(&text, 22), series(&text, 8080)), (0, 4), "{text}");
+
+        // The observed state changes: the old state's series goes, one remains.
+        let c = result(8080, Predicted::Closed, PortState::Filtered, Drift::None);
+        metrics.record(
+            std::slice::from_ref(&c),
+            &[(c.key.clone(), Drift::None)].into(),
+            false,
+            100,
+        );
+        let text = metrics.render();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("sgprobe_flow_observed_state"))
+                .count(),
+            1,
+            "{text}"
+        );
+
+        // Drifting only (or past the ceiling): quiet flows export nothing, drifting ones do.
+        metrics.record(&[a.clone(), b.clone()], &confirmed, true, 100);
+        let text = metrics.render();
+        assert_eq!((series(&text, 22), series(&text, 8080)), (0, 4), "{text}");
+        assert!(text.contains("sgprobe_flow_series_limited 1"));
+        metrics.record(&[a, b], &confirmed, false, 1);
+        assert_eq!(
+            series(&metrics.render(), 22),
+            0,
+            "two flows exceed a ceiling of one"
+        );
+    }
+}
