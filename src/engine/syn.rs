@@ -6,7 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -67,6 +67,9 @@ pub async fn scan(
     let remote_of = |t: &Target| SocketAddr::new(t.addr, t.port.unwrap_or(0));
     let mut pending: HashMap<SocketAddr, Pending> = HashMap::with_capacity(targets.len());
     let mut done: HashMap<usize, Observation> = HashMap::with_capacity(targets.len());
+    // Every probe's remote end: a reply from one no longer pending is a duplicate or late,
+    // anything else a stray. A set, so the hot path never scans.
+    let known: HashSet<SocketAddr> = targets.iter().map(|(_, t)| remote_of(t)).collect();
     let mut queue: VecDeque<usize> = (0..targets.len()).collect();
     let mut deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>> = BinaryHeap::new();
     let mut attempts = vec![0u32; targets.len()];
@@ -75,7 +78,15 @@ pub async fn scan(
     while done.len() < targets.len() {
         // Events first: they may settle probes before we resend them.
         while let Ok(event) = inbox.try_recv() {
-            settle(event, &cookie, &mut pending, &mut done, targets, counters);
+            settle(
+                event,
+                &cookie,
+                &mut pending,
+                &mut done,
+                targets,
+                &known,
+                counters,
+            );
         }
         let now = Instant::now();
         while let Some(Reverse((deadline, slot, attempt))) = deadlines.peek().copied() {
@@ -158,7 +169,7 @@ pub async fn scan(
             Instant::now() + pacer.next_in()
         };
         tokio::select! {
-            Some(event) = inbox.recv() => settle(event, &cookie, &mut pending, &mut done, targets, counters),
+            Some(event) = inbox.recv() => settle(event, &cookie, &mut pending, &mut done, targets, &known, counters),
             () = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -196,6 +207,7 @@ fn settle(
     pending: &mut HashMap<SocketAddr, Pending>,
     done: &mut HashMap<usize, Observation>,
     targets: &[(usize, Target)],
+    known: &HashSet<SocketAddr>,
     counters: &Counters,
 ) {
     let (remote, local_port, proof, at, state, evidence) = match event {
@@ -238,9 +250,7 @@ fn settle(
         }
     };
     let Some(probe) = pending.get(&remote) else {
-        let ours = done
-            .values()
-            .any(|o| o.target.addr == remote.ip() && o.target.port == Some(remote.port()));
+        let ours = known.contains(&remote);
         Counters::add(
             if ours {
                 &counters.duplicates
