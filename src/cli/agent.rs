@@ -119,12 +119,12 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let body =
         json!({ "instance": args.instance, "ports": args.ports, "direction": args.direction });
     let rows = call(&args.socket.path()?, Method::POST, "/v1/check", Some(body))?;
-    print_rows(&rows, args.json, "observed")
+    print_rows(&rows, args.json)
 }
 
 pub fn drift(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let rows = call(&args.socket.path()?, Method::GET, "/v1/drift", None)?;
-    print_rows(&rows, args.json, "observed")
+    print_rows(&rows, args.json)
 }
 
 pub fn status(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -139,7 +139,7 @@ pub fn status(args: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_rows(rows: &Value, json: bool, observed: &str) -> anyhow::Result<ExitCode> {
+fn print_rows(rows: &Value, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(rows)?);
         return Ok(ExitCode::SUCCESS);
@@ -180,7 +180,7 @@ fn print_rows(rows: &Value, json: bool, observed: &str) -> anyhow::Result<ExitCo
             flow,
             text("direction"),
             text("predicted"),
-            text(observed),
+            text("observed"),
             text("drift"),
             text("evidence"),
             rule,

@@ -9,11 +9,11 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::ConfigArg;
-use super::output::{RuleJson, describe_rule, table};
+use super::output::{describe_rule, table};
 use crate::config::Config;
 use crate::model::catalog::{COMMON_PORTS, service_name};
 use crate::model::{Direction, Flow, FlowPeer, FlowSpec, Instance, parse_port_spec};
-use crate::policy::{Considered, Layer, Predicted, Verdict, evaluate, layers, remedy};
+use crate::policy::{Considered, Layer, Predicted, RuleRef, Verdict, evaluate, layers, remedy};
 
 #[derive(Debug, Args)]
 #[command(
@@ -87,7 +87,7 @@ struct RowJson<'a> {
     port: Option<u16>,
     peer: FlowPeer,
     predicted: Predicted,
-    rule: Option<RuleJson<'a>>,
+    rule: Option<RuleRef>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allowed_peers: Vec<IpNet>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,7 +247,7 @@ fn print_json(rows: &[Row], with_trace: bool) -> anyhow::Result<()> {
             port: row.flow.spec.port,
             peer: row.flow.peer,
             predicted: row.verdict.predicted,
-            rule: row.verdict.decider.rule.map(RuleJson::from),
+            rule: row.verdict.decider.rule.map(RuleRef::from),
             allowed_peers: row.verdict.allowed_peers.clone(),
             trace: with_trace.then(|| trace_lines(row.layers, &row.verdict)),
         })

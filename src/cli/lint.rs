@@ -6,10 +6,11 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use super::output::{RuleJson, describe_rule, table};
+use super::output::{describe_rule, table};
 use super::{ConfigArg, EXIT_FINDINGS};
 use crate::config::Config;
 use crate::model::Direction;
+use crate::policy::RuleRef;
 use crate::policy::lint::{Severity, lint};
 
 #[derive(Debug, Args)]
@@ -55,7 +56,7 @@ struct FindingJson<'a> {
     check: &'static str,
     group: &'a str,
     direction: Direction,
-    rule: Option<RuleJson<'a>>,
+    rule: Option<RuleRef>,
     message: &'a str,
 }
 
@@ -70,7 +71,7 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
                 check: f.check,
                 group: &f.group,
                 direction: f.direction,
-                rule: f.rule.map(RuleJson::from),
+                rule: f.rule.map(RuleRef::from),
                 message: &f.message,
             })
             .collect();

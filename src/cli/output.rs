@@ -1,9 +1,8 @@
 //! Shared output pieces: plain tables and the JSON form of a rule.
 
 use comfy_table::{ContentArrangement, Table, presets};
-use serde::Serialize;
 
-use crate::model::{Action, Rule};
+use crate::model::Rule;
 
 /// A borderless table, as kubectl prints them.
 pub fn table(header: &[&str]) -> Table {
@@ -13,28 +12,6 @@ pub fn table(header: &[&str]) -> Table {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.iter().copied());
     table
-}
-
-/// The JSON contract's `rule`: null for a layer's default.
-#[derive(Debug, Serialize)]
-pub struct RuleJson<'a> {
-    pub group: &'a str,
-    pub index: usize,
-    pub id: Option<&'a str>,
-    pub action: Action,
-    pub description: Option<&'a str>,
-}
-
-impl<'a> From<&'a Rule> for RuleJson<'a> {
-    fn from(rule: &'a Rule) -> Self {
-        RuleJson {
-            group: &rule.origin.group,
-            index: rule.origin.index,
-            id: rule.origin.id.as_deref(),
-            action: rule.action,
-            description: rule.origin.description.as_deref(),
-        }
-    }
 }
 
 /// A rule in one line: `sg-web #2 drop tcp:22 from 0.0.0.0/0 "ssh"`.

@@ -12,10 +12,10 @@ use crate::drift::{Drift, classify};
 use crate::engine::{
     Counters, EngineError, Method, Observation, PortState, ProbeProtocol, Settings, Target, probe,
 };
-use crate::model::{Action, Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, Rule};
+use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance};
 use crate::net::source_for;
 use crate::plan::{Planned, plan};
-use crate::policy::{Predicted, evaluate, layers};
+use crate::policy::{Predicted, RuleRef, evaluate, layers};
 
 /// A flow's identity across cycles: its metric labels.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -25,28 +25,6 @@ pub struct FlowKey {
     pub direction: Direction,
     pub protocol: &'static str,
     pub port: Option<u16>,
-}
-
-/// The rule that decided, owned so results outlive a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleSummary {
-    pub group: String,
-    pub index: usize,
-    pub id: Option<String>,
-    pub action: Action,
-    pub description: Option<String>,
-}
-
-impl From<&Rule> for RuleSummary {
-    fn from(rule: &Rule) -> Self {
-        RuleSummary {
-            group: rule.origin.group.clone(),
-            index: rule.origin.index,
-            id: rule.origin.id.clone(),
-            action: rule.action,
-            description: rule.origin.description.clone(),
-        }
-    }
 }
 
 /// One checked flow: the contract's `check` row.
@@ -66,7 +44,7 @@ pub struct FlowResult {
     pub method: Method,
     /// This cycle's drift (the daemon confirms it over K cycles).
     pub drift: Drift,
-    pub rule: Option<RuleSummary>,
+    pub rule: Option<RuleRef>,
 }
 
 /// Which flows: the plan, or the caller's ports and direction.
@@ -79,7 +57,6 @@ pub struct Selection {
 #[derive(Debug)]
 pub struct Checked {
     pub results: Vec<FlowResult>,
-    pub counters: Arc<Counters>,
     pub warnings: Vec<crate::engine::Warning>,
 }
 
@@ -92,7 +69,7 @@ pub async fn check(
     settings: &Settings,
 ) -> Result<Checked, EngineError> {
     let inv = &config.inventory;
-    let mut planned: Vec<(FlowKey, FlowPeer, Predicted, Option<RuleSummary>, Target)> = Vec::new();
+    let mut planned: Vec<(FlowKey, FlowPeer, Predicted, Option<RuleRef>, Target)> = Vec::new();
     for instance in instances {
         let Ok(layers) = layers(inv, instance) else {
             continue;
@@ -191,7 +168,7 @@ pub async fn check(
                     key,
                     flow.peer,
                     verdict.predicted,
-                    verdict.decider.rule.map(RuleSummary::from),
+                    verdict.decider.rule.map(RuleRef::from),
                     Target {
                         addr: probed,
                         protocol,
@@ -201,9 +178,8 @@ pub async fn check(
             }
         }
     }
-    let counters = Arc::new(Counters::default());
     let targets: Vec<Target> = planned.iter().map(|p| p.4).collect();
-    let report = probe(settings, &targets, counters.clone()).await?;
+    let report = probe(settings, &targets, Arc::new(Counters::default())).await?;
     let results = planned
         .into_iter()
         .zip(report.observations)
@@ -226,7 +202,6 @@ pub async fn check(
         .collect();
     Ok(Checked {
         results,
-        counters,
         warnings: report.warnings,
     })
 }

@@ -121,6 +121,10 @@ impl Shared {
             &settings(&config.agent),
         )
         .await?;
+        // The engine decided how to probe; its warnings say whether raw sockets were there.
+        let raw = !checked
+            .warnings
+            .contains(&crate::engine::Warning::NoRawSockets);
         for warning in &checked.warnings {
             tracing::warn!("{warning}");
         }
@@ -137,16 +141,7 @@ impl Shared {
             );
             metrics.cycle_duration.set(elapsed);
             metrics.last_cycle.set(unix_now());
-            metrics.raw_sockets.set(
-                if checked
-                    .warnings
-                    .contains(&crate::engine::Warning::NoRawSockets)
-                {
-                    0.0
-                } else {
-                    1.0
-                },
-            );
+            metrics.raw_sockets.set(if raw { 1.0 } else { 0.0 });
         }
         let mut latest = lock(&self.latest);
         let before: BTreeMap<FlowKey, Drift> =
@@ -182,7 +177,7 @@ impl Shared {
         status.cycle_seconds = Some(elapsed);
         status.flows = latest.len();
         status.drifting = drifting;
-        status.raw_sockets = crate::net::has_raw_sockets();
+        status.raw_sockets = raw;
         tracing::debug!(
             flows = latest.len(),
             drifting,

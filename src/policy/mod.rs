@@ -10,3 +10,25 @@ pub use evaluate::{
     reach,
 };
 pub use remedy::{Remedy, remedy};
+
+/// A rule as reports name it: the JSON contract's `rule` (null for a layer's default).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleRef {
+    pub group: String,
+    pub index: usize,
+    pub id: Option<String>,
+    pub action: crate::model::Action,
+    pub description: Option<String>,
+}
+
+impl From<&crate::model::Rule> for RuleRef {
+    fn from(rule: &crate::model::Rule) -> Self {
+        RuleRef {
+            group: rule.origin.group.clone(),
+            index: rule.origin.index,
+            id: rule.origin.id.clone(),
+            action: rule.action,
+            description: rule.origin.description.clone(),
+        }
+    }
+}
