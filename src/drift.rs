@@ -73,6 +73,12 @@ impl<K: Ord + Clone> Tracker<K> {
         }
     }
 
+    /// Changes K (on a reload) and keeps every flow's history: a reload must not un-confirm
+    /// drift, or alerts would resolve and fire again.
+    pub fn set_cycles(&mut self, cycles: u32) {
+        self.cycles = cycles.max(1);
+    }
+
     /// Records one cycle's drift for every planned flow; returns the confirmed drift of each.
     pub fn update(&mut self, cycle: impl IntoIterator<Item = (K, Drift)>) -> BTreeMap<K, Drift> {
         let mut next = BTreeMap::new();
@@ -156,6 +162,13 @@ mod tests {
             tracker.update([("a", Drift::Exposed)])["a"],
             Drift::None,
             "a change of kind starts over"
+        );
+        tracker.update([("a", Drift::Exposed)]);
+        tracker.set_cycles(2);
+        assert_eq!(
+            tracker.update([("a", Drift::Exposed)])["a"],
+            Drift::Exposed,
+            "history survives a change of K"
         );
         let next = tracker.update([("b", Drift::Blocked)]);
         assert!(

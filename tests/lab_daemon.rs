@@ -240,6 +240,24 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     }
     assert!(raw(&socket, "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot json!").contains("\"error\""));
 
+    // A successful reload keeps confirmed drift confirmed: alerts must not resolve and re-fire.
+    let reply = raw(
+        &socket,
+        "POST /v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let cycles = get(&socket, "/v1/status")["cycles"]
+        .as_u64()
+        .expect("cycles");
+    wait_for("a cycle after the reload", Duration::from_secs(10), || {
+        get(&socket, "/v1/status")["cycles"].as_u64() > Some(cycles)
+    });
+    assert_eq!(
+        get(&socket, "/v1/drift").as_array().map(Vec::len),
+        Some(2),
+        "drift stays confirmed across a reload"
+    );
+
     // A broken config does not half-apply: the old one keeps running, the gauge says so.
     std::fs::write(&config, format!("{agent_section}{GROUPS}\n[[instance]]\nname = \"broken\"\naddresses = [\"10.77.1.11\"]\nsecurity_groups = [\"sg-missing\"]\n")).expect("write");
     let reply = raw(

@@ -86,7 +86,7 @@ impl Shared {
                 {
                     tracing::warn!("metrics_listen and control_socket change on restart only");
                 }
-                *lock(&self.tracker) = Tracker::new(config.agent.confirm_cycles);
+                lock(&self.tracker).set_cycles(config.agent.confirm_cycles);
                 *lock(&self.config) = Arc::new(config);
                 let metrics = lock(&self.metrics);
                 metrics.reload_ok.set(1.0);
