@@ -431,3 +431,62 @@ fn an_agent_on_the_instance_checks_its_egress_against_the_egress_rules() {
     });
     drop(tcp);
 }
+
+/// A VIP, or one instance listed under two names: two planned flows share an address and
+/// port. The engine probes each once and answers both, so cycles complete.
+#[test]
+fn two_instances_sharing_an_address_complete_their_cycles() {
+    let inventory = native::parse(Path::new("lab.toml"), GROUPS).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen: vec![Listen {
+            instance: "web".into(),
+            protocol: Protocol::Tcp,
+            ports: vec![22, 80],
+        }],
+        ..LabSpec::default()
+    };
+    let Some(lab) = common::lab(&spec) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = dir.path().join("sgprobe.toml");
+    let port = 19479;
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n{GROUPS}\n[[instance]]\nname = \"web-vip\"\naddresses = [\"10.77.1.10\"]\nsecurity_groups = [\"sg-web\"]\n",
+            socket.display()
+        ),
+    )
+    .expect("write config");
+    let mut agent = common::Started(vec![common::spawn_in(
+        &lab.prober().name,
+        env!("CARGO_BIN_EXE_sgprobe"),
+        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+    )]);
+    wait_for("the control socket", Duration::from_secs(10), || {
+        socket.exists()
+    });
+    wait_for("two cycles", Duration::from_secs(20), || {
+        get(&socket, "/v1/status")["cycles"].as_u64() >= Some(2)
+    });
+    let text = metrics(&lab, port);
+    for instance in ["web", "web-vip"] {
+        let open = format!(
+            "sgprobe_flow_drift{{address=\"10.77.1.10\",direction=\"inbound\",instance=\"{instance}\",kind=\"blocked\",port=\"22\",protocol=\"tcp\"}} 0"
+        );
+        assert!(text.contains(&open), "{instance}: {text}");
+    }
+    let rows = check_json(&socket, &["web-vip", "--ports", "tcp:22,80"]);
+    let observed: Vec<&str> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["observed"].as_str())
+        .collect();
+    assert_eq!(observed, ["open", "open"], "{rows}");
+    kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
+    assert!(agent.0[0].wait().expect("exits").success());
+}

@@ -131,7 +131,7 @@ fn every_reply_kind_reads_as_design_section_3_says() {
             assert_eq!(seen.target, *target);
             assert_eq!(seen.state, *state, "{target:?}: {seen:?}");
             assert!(
-                seen.evidence.starts_with(evidence),
+                seen.evidence.to_string().starts_with(evidence),
                 "{target:?}: evidence {:?}, wanted {evidence:?}",
                 seen.evidence
             );

@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::eval::{PortList, parse_spec};
 use super::output::table;
 use crate::engine::{
-    Counters, Method, Observation, PortState, ProbeProtocol, Settings, Target, probe,
+    Counters, Evidence, Method, Observation, Pacer, PortState, ProbeProtocol, Settings, Target,
+    probe,
 };
 use crate::model::FlowProtocol;
 
@@ -65,7 +66,7 @@ struct ObservationJson<'a> {
     state: PortState,
     reachable: Option<bool>,
     rtt_ms: Option<f64>,
-    evidence: &'a str,
+    evidence: &'a Evidence,
     attempts: u32,
     method: Method,
 }
@@ -94,7 +95,13 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let report = runtime.block_on(async {
         let progress = (std::io::stderr().is_terminal() && targets.len() > 1000)
             .then(|| tokio::spawn(show_progress(counters.clone(), targets.len())));
-        let report = probe(&settings, &targets, counters.clone()).await;
+        let report = probe(
+            &settings,
+            &Pacer::new(settings.rate),
+            &targets,
+            counters.clone(),
+        )
+        .await;
         if let Some(progress) = progress {
             progress.abort();
             eprint!("\r\x1b[K");
@@ -172,7 +179,7 @@ fn print_table(observations: &[Observation], elapsed: Duration) {
             port,
             o.state.to_string(),
             rtt,
-            o.evidence.clone(),
+            o.evidence.to_string(),
             o.attempts.to_string(),
             method,
         ]);

@@ -175,6 +175,7 @@ async fn check_now(
         &[instance],
         &Selection { ports, direction },
         &settings(&config.agent),
+        &shared.pacer,
     )
     .await
     {

@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::drift::{Drift, classify};
 use crate::engine::{
-    Counters, EngineError, Method, Observation, PortState, ProbeProtocol, Settings, Target, probe,
+    Counters, EngineError, Evidence, Method, Observation, Pacer, PortState, ProbeProtocol,
+    Settings, Target, probe,
 };
 use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance};
 use crate::net::source_for;
@@ -39,7 +40,7 @@ pub struct FlowResult {
     pub state: PortState,
     pub reachable: Option<bool>,
     pub rtt_ms: Option<f64>,
-    pub evidence: String,
+    pub evidence: Evidence,
     pub attempts: u32,
     pub method: Method,
     /// This cycle's drift (the daemon confirms it over K cycles).
@@ -67,6 +68,7 @@ pub async fn check(
     instances: &[&Instance],
     selection: &Selection,
     settings: &Settings,
+    pacer: &Pacer,
 ) -> Result<Checked, EngineError> {
     let inv = &config.inventory;
     let mut planned: Vec<(FlowKey, FlowPeer, Predicted, Option<RuleRef>, Target)> = Vec::new();
@@ -179,7 +181,7 @@ pub async fn check(
         }
     }
     let targets: Vec<Target> = planned.iter().map(|p| p.4).collect();
-    let report = probe(settings, &targets, Arc::new(Counters::default())).await?;
+    let report = probe(settings, pacer, &targets, Arc::new(Counters::default())).await?;
     let results = planned
         .into_iter()
         .zip(report.observations)

@@ -307,7 +307,7 @@ mod tests {
             state: observed,
             reachable: observed.reachable(),
             rtt_ms: Some(0.5),
-            evidence: String::new(),
+            evidence: crate::engine::Evidence::NoReply,
             attempts: 1,
             method: Method::Syn,
             drift,

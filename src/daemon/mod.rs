@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Agent, Config};
 use crate::drift::{Drift, Tracker};
-use crate::engine::Settings;
+use crate::engine::{Pacer, Settings};
 use cycle::{FlowKey, FlowResult, Selection, check};
 use metrics::Metrics;
 
@@ -35,6 +35,9 @@ pub struct Shared {
     status: Mutex<Status>,
     /// On-demand checks at once: more are refused, not queued.
     checks: Semaphore,
+    /// The one pacer of every probe the agent sends, cycles and checks alike: `rate` is a
+    /// ceiling for all of them together.
+    pacer: Pacer,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -87,6 +90,7 @@ impl Shared {
                     tracing::warn!("metrics_listen and control_socket change on restart only");
                 }
                 lock(&self.tracker).set_cycles(config.agent.confirm_cycles);
+                self.pacer.set_rate(config.agent.rate);
                 *lock(&self.config) = Arc::new(config);
                 let metrics = lock(&self.metrics);
                 metrics.reload_ok.set(1.0);
@@ -119,6 +123,7 @@ impl Shared {
             &instances,
             &Selection::default(),
             &settings(&config.agent),
+            &self.pacer,
         )
         .await?;
         // The engine decided how to probe; its warnings say whether raw sockets were there.
@@ -220,6 +225,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             ..Status::default()
         }),
         checks: Semaphore::new(2),
+        pacer: Pacer::new(agent.rate),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)

@@ -3,77 +3,90 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{Attempt, Counters, Method, Observation, Pacer, PortState, Settings, Target, attempt};
+use super::{Counters, Evidence, Method, Observation, Pacer, PortState, Settings, Target};
 
 /// Connections in flight at once: far below the default fd limit of 1024.
 const IN_FLIGHT: usize = 256;
 
 pub async fn scan(
-    targets: &[(usize, Target)],
+    targets: &[Target],
     settings: &Settings,
     pacer: &Pacer,
     counters: &Counters,
-) -> Vec<(usize, Observation)> {
+) -> Vec<Observation> {
     let slots = Semaphore::new(IN_FLIGHT);
-    let probes = targets.iter().map(|(index, target)| {
+    let probes = targets.iter().map(|target| {
         let slots = &slots;
         async move {
             let _slot = slots
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            let observation = attempt(
-                *target,
-                Method::Connect,
-                settings,
-                pacer,
-                counters,
-                |_| async {
-                    match once(*target, settings).await {
-                        Some((PortState::Filtered, evidence, rtt)) => {
-                            Attempt::Tentative(PortState::Filtered, rtt, evidence)
-                        }
-                        Some((state, evidence, rtt)) => Attempt::Decided(state, rtt, evidence),
-                        None => Attempt::Silent(None),
-                    }
-                },
-            )
-            .await;
-            (*index, observation)
+            probe(*target, settings, pacer, counters).await
         }
     });
     join_all(probes).await
 }
 
-async fn once(
+/// Up to `1 + retries` connects, until one is established or refused. An unreachable error
+/// on the way may be transient: it is kept, and tried again.
+async fn probe(
     target: Target,
     settings: &Settings,
-) -> Option<(PortState, String, std::time::Duration)> {
+    pacer: &Pacer,
+    counters: &Counters,
+) -> Observation {
+    let mut observation = Observation {
+        target,
+        state: PortState::Filtered,
+        rtt: None,
+        evidence: Evidence::NoReply,
+        attempts: 0,
+        method: Method::Connect,
+    };
+    while observation.attempts <= settings.retries {
+        pacer.one().await;
+        observation.attempts += 1;
+        Counters::add(&counters.sent, 1);
+        let Some((state, evidence, rtt)) = once(target, settings.timeout).await else {
+            continue;
+        };
+        Counters::add(&counters.answered, 1);
+        (observation.state, observation.evidence, observation.rtt) = (state, evidence, Some(rtt));
+        if state != PortState::Filtered {
+            break;
+        }
+    }
+    observation
+}
+
+async fn once(target: Target, timeout: Duration) -> Option<(PortState, Evidence, Duration)> {
     let start = Instant::now();
     let remote = SocketAddr::new(target.addr, target.port.unwrap_or(0));
-    let result = tokio::time::timeout(settings.timeout, TcpStream::connect(remote))
+    let result = tokio::time::timeout(timeout, TcpStream::connect(remote))
         .await
         .ok()?;
     let rtt = Instant::now().duration_since(start);
     match result {
-        Ok(_) => Some((PortState::Open, "connected".to_string(), rtt)),
+        Ok(_) => Some((PortState::Open, Evidence::Connected, rtt)),
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-            Some((PortState::Closed, "refused".to_string(), rtt))
+            Some((PortState::Closed, Evidence::Refused, rtt))
         }
-        Err(e) => Some((PortState::Filtered, e.to_string(), rtt)),
+        Err(e) => Some((PortState::Filtered, Evidence::ConnectFailed(e.kind()), rtt)),
     }
 }
 
 /// Whether connect() gets any answer (established or refused) from a few of the targets:
 /// the check that raw silence is our host's doing, not the network's.
-pub async fn answers_any(targets: &[(usize, Target)], settings: &Settings) -> bool {
-    let sample = targets.iter().take(8).map(|(_, t)| once(*t, settings));
+pub async fn answers_any(targets: &[Target], settings: &Settings) -> bool {
+    let sample = targets.iter().take(8).map(|t| once(*t, settings.timeout));
     join_all(sample)
         .await
         .into_iter()

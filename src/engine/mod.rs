@@ -1,13 +1,25 @@
 //! The probe engine: real TCP SYN, UDP and ICMP packets, and what their answers mean
-//! (DESIGN §3). Knows nothing of security groups.
+//! (ARCHITECTURE.md, "What packets tell us"). Knows nothing of security groups.
+//!
+//! `matcher` is the state machine every protocol shares (no I/O); `syn`, `udp` and `echo`
+//! hold what each protocol adds; `network` is the seam to the sockets in `crate::net`;
+//! `rtt` the adaptive timeouts; `pacer` the one rate every probe obeys; `connect` the
+//! fallback without raw sockets.
 
 mod connect;
 mod echo;
+pub mod matcher;
+pub mod network;
 mod pacer;
+mod rtt;
 mod syn;
+#[cfg(test)]
+mod tests;
 mod udp;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +28,11 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
+pub use network::Network;
 pub use pacer::Pacer;
 
-use crate::net::NetError;
+use crate::net::{Family, Kind, NetError, Sockets};
+use crate::packet::icmp::IcmpKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +48,32 @@ pub struct Target {
     pub addr: IpAddr,
     pub protocol: ProbeProtocol,
     pub port: Option<u16>,
+}
+
+impl Target {
+    pub fn tcp(addr: IpAddr, port: u16) -> Self {
+        Target {
+            addr,
+            protocol: ProbeProtocol::Tcp,
+            port: Some(port),
+        }
+    }
+
+    pub fn udp(addr: IpAddr, port: u16) -> Self {
+        Target {
+            addr,
+            protocol: ProbeProtocol::Udp,
+            port: Some(port),
+        }
+    }
+
+    pub fn icmp(addr: IpAddr) -> Self {
+        Target {
+            addr,
+            protocol: ProbeProtocol::Icmp,
+            port: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -82,14 +122,66 @@ pub enum Method {
     Icmp,
 }
 
+/// What was seen, as the reason for a state. Rendered as text only at the output edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    SynAck,
+    Rst,
+    UdpReply,
+    EchoReply,
+    /// An ICMP error, and who sent it where known.
+    Icmp {
+        kind: IcmpKind,
+        from: Option<IpAddr>,
+    },
+    NoReply,
+    /// The probe never left this host (no route, say).
+    Unsendable(io::ErrorKind),
+    /// connect() completed.
+    Connected,
+    /// connect() was refused: a RST.
+    Refused,
+    /// connect() failed otherwise.
+    ConnectFailed(io::ErrorKind),
+    /// The run's hard deadline passed before an answer or the last timeout.
+    RunDeadline,
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Evidence::SynAck => f.write_str("syn-ack"),
+            Evidence::Rst => f.write_str("rst"),
+            Evidence::UdpReply => f.write_str("udp reply"),
+            Evidence::EchoReply => f.write_str("echo reply"),
+            Evidence::Icmp {
+                kind,
+                from: Some(from),
+            } => write!(f, "{} from {from}", kind.label()),
+            Evidence::Icmp { kind, from: None } => f.write_str(&kind.label()),
+            Evidence::NoReply => f.write_str("no reply"),
+            Evidence::Unsendable(kind) => write!(f, "not sent: {kind}"),
+            Evidence::Connected => f.write_str("connected"),
+            Evidence::Refused => f.write_str("refused"),
+            Evidence::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            Evidence::RunDeadline => f.write_str("no reply before the run's deadline"),
+        }
+    }
+}
+
+impl Serialize for Evidence {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// What the packets showed for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
     pub target: Target,
     pub state: PortState,
     pub rtt: Option<Duration>,
-    /// What was seen: `syn-ack`, `rst`, `icmp 3/13 from 10.77.1.5`, `no reply`.
-    pub evidence: String,
+    pub evidence: Evidence,
     pub attempts: u32,
     pub method: Method,
 }
@@ -98,7 +190,8 @@ pub struct Observation {
 pub struct Settings {
     /// Packets per second, all protocols together.
     pub rate: u32,
-    /// How long to wait for an answer to one attempt.
+    /// The longest wait for an answer to one attempt, and the wait before any answer has
+    /// been seen; after that each host's wait adapts to its round-trip time.
     pub timeout: Duration,
     /// Further attempts for a probe that got no answer.
     pub retries: u32,
@@ -131,7 +224,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -144,8 +237,6 @@ impl Counters {
 pub enum EngineError {
     #[error(transparent)]
     Net(#[from] NetError),
-    #[error("ICMP echo: {0}")]
-    Echo(String),
 }
 
 /// Something the caller should tell the user.
@@ -180,122 +271,94 @@ pub struct Report {
     pub warnings: Vec<Warning>,
 }
 
-/// What one attempt of a probe drew.
-pub(crate) enum Attempt {
-    /// An answer that decides the probe.
-    Decided(PortState, std::time::Duration, String),
-    /// An answer worth trying again (an unreachable error on the way may be transient).
-    Tentative(PortState, std::time::Duration, String),
-    /// Nothing, optionally with why.
-    Silent(Option<String>),
-}
-
-/// Tries a probe up to `1 + retries` times, each paced and counted, until an answer decides.
-/// Unanswered, it is filtered.
-pub(crate) async fn attempt<F, Fut>(
-    target: Target,
-    method: Method,
-    settings: &Settings,
-    pacer: &Pacer,
-    counters: &Counters,
-    mut once: F,
-) -> Observation
-where
-    F: FnMut(u32) -> Fut,
-    Fut: std::future::Future<Output = Attempt>,
-{
-    let mut attempts = 0;
-    let (mut state, mut rtt, mut evidence) = (PortState::Filtered, None, "no reply".to_string());
-    while attempts <= settings.retries {
-        pacer.one().await;
-        attempts += 1;
-        Counters::add(&counters.sent, 1);
-        match once(attempts).await {
-            Attempt::Decided(s, r, e) => {
-                Counters::add(&counters.answered, 1);
-                (state, rtt, evidence) = (s, Some(r), e);
-                break;
-            }
-            Attempt::Tentative(s, r, e) => {
-                Counters::add(&counters.answered, 1);
-                (state, rtt, evidence) = (s, Some(r), e);
-            }
-            Attempt::Silent(why) => {
-                if let Some(why) = why {
-                    evidence = why;
-                }
-            }
-        }
-    }
-    Observation {
-        target,
-        state,
-        rtt,
-        evidence,
-        attempts,
-        method,
-    }
-}
-
-/// Probes every target and reports what the packets showed.
+/// Probes every target and reports what the packets showed, one observation per target in
+/// the order given. `pacer` is the caller's: one pacer shared by every run makes its rate a
+/// ceiling for all of them.
 pub async fn probe(
     settings: &Settings,
+    pacer: &Pacer,
     targets: &[Target],
     counters: Arc<Counters>,
 ) -> Result<Report, EngineError> {
-    let pacer = Arc::new(Pacer::new(settings.rate));
     let mut warnings = Vec::new();
-    let pick = |protocol| -> Vec<(usize, Target)> {
-        targets
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, t)| t.protocol == protocol)
-            .collect()
-    };
-    let (tcp, udp, icmp) = (
-        pick(ProbeProtocol::Tcp),
-        pick(ProbeProtocol::Udp),
-        pick(ProbeProtocol::Icmp),
-    );
-
+    let has_tcp = targets.iter().any(|t| t.protocol == ProbeProtocol::Tcp);
     let raw = !settings.force_connect && crate::net::has_raw_sockets();
-    if !raw && !settings.force_connect && !tcp.is_empty() {
+    if !raw && !settings.force_connect && has_tcp {
         warnings.push(Warning::NoRawSockets);
     }
-    let tcp_probe = async {
-        if tcp.is_empty() {
-            return Ok(Vec::new());
-        }
-        if !raw {
-            return Ok(connect::scan(&tcp, settings, &pacer, &counters).await);
-        }
-        let found = syn::scan(&tcp, settings, &pacer, &counters).await?;
-        let silent = found.iter().all(|(_, o)| o.evidence == syn::NO_REPLY);
-        if silent && connect::answers_any(&tcp, settings).await {
-            return Ok(connect::scan(&tcp, settings, &pacer, &counters).await);
-        }
-        Ok::<_, EngineError>(found)
-    };
-    let (tcp_found, udp_found, icmp_found) = tokio::join!(
-        tcp_probe,
-        udp::scan(&udp, settings, &pacer, &counters),
-        echo::scan(&icmp, settings, &pacer, &counters)
-    );
-    let tcp_found = tcp_found?;
-    if raw && tcp_found.iter().any(|(_, o)| o.method == Method::Connect) {
-        warnings.push(Warning::RawRepliesDropped);
-    }
-    let mut slots: Vec<Option<Observation>> = vec![None; targets.len()];
-    for (index, observation) in tcp_found.into_iter().chain(udp_found?).chain(icmp_found?) {
-        slots[index] = Some(observation);
-    }
-    let observations = slots
+    // Without raw sockets TCP goes through connect(); the rest through the sockets.
+    let (by_connect, by_packets): (Vec<Target>, Vec<Target>) = unique(targets)
         .into_iter()
-        .map(|o| o.expect("every target is probed by its protocol's scanner"))
+        .partition(|t| t.protocol == ProbeProtocol::Tcp && !raw);
+    let needs = by_packets.iter().map(|t| {
+        let kind = match t.protocol {
+            ProbeProtocol::Tcp => Kind::Syn,
+            ProbeProtocol::Udp => Kind::Udp,
+            ProbeProtocol::Icmp => Kind::Echo,
+        };
+        (kind, Family::of(t.addr))
+    });
+    let mut sockets = Sockets::open(needs, settings.timeout)?;
+    let packets = probe_over(&mut sockets, settings, pacer, &by_packets, counters.clone());
+    let connected = connect::scan(&by_connect, settings, pacer, &counters);
+    let (mut packets, connected) = tokio::join!(packets, connected);
+    Counters::add(&counters.dropped, sockets.kernel_drops());
+    drop(sockets);
+
+    // Raw probes that drew no reply at all while connect() gets answers: something on this
+    // host drops the replies to our probe ports. Probe TCP again with connect().
+    let syn: Vec<Target> = by_packets
+        .iter()
+        .filter(|t| t.protocol == ProbeProtocol::Tcp)
+        .copied()
         .collect();
+    let all_silent = packets
+        .iter()
+        .filter(|o| o.method == Method::Syn)
+        .all(|o| o.evidence == Evidence::NoReply);
+    if !syn.is_empty() && all_silent && connect::answers_any(&syn, settings).await {
+        warnings.push(Warning::RawRepliesDropped);
+        packets.retain(|o| o.method != Method::Syn);
+        packets.extend(connect::scan(&syn, settings, pacer, &counters).await);
+    }
+
+    let by_target: HashMap<Target, Observation> = packets
+        .into_iter()
+        .chain(connected)
+        .map(|o| (o.target, o))
+        .collect();
+    let observations = targets.iter().map(|t| by_target[t].clone()).collect();
     Ok(Report {
         observations,
         warnings,
     })
+}
+
+/// Probes `targets` over `network`: each distinct target once, each requester answered, in
+/// the order given, by the run's deadline at the latest.
+pub async fn probe_over<N: Network>(
+    network: &mut N,
+    settings: &Settings,
+    pacer: &Pacer,
+    targets: &[Target],
+    counters: Arc<Counters>,
+) -> Vec<Observation> {
+    let distinct = unique(targets);
+    let found = matcher::drive(network, &distinct, settings, pacer, counters).await;
+    if found.len() == targets.len() {
+        return found;
+    }
+    let by_target: HashMap<Target, Observation> =
+        found.into_iter().map(|o| (o.target, o)).collect();
+    targets.iter().map(|t| by_target[t].clone()).collect()
+}
+
+/// Each target once, in the order first given.
+fn unique(targets: &[Target]) -> Vec<Target> {
+    let mut seen = HashSet::with_capacity(targets.len());
+    targets
+        .iter()
+        .copied()
+        .filter(|t| seen.insert(*t))
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! The global packet rate: a token bucket shared by every sender.
+//! The global packet rate: a token bucket shared by every sender. An agent holds one for
+//! its whole life, so scheduled cycles and on-demand checks together stay under `rate`.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -7,41 +8,72 @@ use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct Pacer {
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
     rate: f64,
     /// At most 10 ms worth of packets at once: bursts stay short.
     burst: f64,
-    state: Mutex<(f64, Instant)>,
+    tokens: f64,
+    last: Instant,
 }
 
 impl Pacer {
     pub fn new(rate: u32) -> Self {
-        let rate = f64::from(rate.max(1));
-        let burst = (rate / 100.0).max(1.0);
+        let (rate, burst) = Self::shape(rate);
         Pacer {
-            rate,
-            burst,
-            state: Mutex::new((burst, Instant::now())),
+            state: Mutex::new(Bucket {
+                rate,
+                burst,
+                tokens: burst,
+                last: Instant::now(),
+            }),
+        }
+    }
+
+    fn shape(rate: u32) -> (f64, f64) {
+        let rate = f64::from(rate.max(1));
+        (rate, (rate / 100.0).max(1.0))
+    }
+
+    /// A new rate, from now on (a reloaded config).
+    pub fn set_rate(&self, rate: u32) {
+        let mut bucket = self.bucket();
+        (bucket.rate, bucket.burst) = Self::shape(rate);
+        bucket.tokens = bucket.tokens.min(bucket.burst);
+    }
+
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.state
+            .lock()
+            .expect("the pacer lock is never poisoned: nothing panics under it")
+    }
+
+    /// Returns tokens taken but not used.
+    pub fn give_back(&self, unused: usize) {
+        if unused > 0 {
+            let mut bucket = self.bucket();
+            bucket.tokens = (bucket.tokens + unused as f64).min(bucket.burst);
         }
     }
 
     /// Takes up to `want` tokens now; returns how many it got.
     pub fn take(&self, want: usize) -> usize {
-        let mut state = self
-            .state
-            .lock()
-            .expect("the pacer lock is never poisoned: nothing panics under it");
+        let mut bucket = self.bucket();
         let now = Instant::now();
-        let (tokens, last) = &mut *state;
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        let granted = (tokens.floor() as usize).min(want);
-        *tokens -= granted as f64;
+        let earned = now.duration_since(bucket.last).as_secs_f64() * bucket.rate;
+        bucket.tokens = (bucket.tokens + earned).min(bucket.burst);
+        bucket.last = now;
+        let granted = (bucket.tokens.floor() as usize).min(want);
+        bucket.tokens -= granted as f64;
         granted
     }
 
     /// How long until the next token.
     pub fn next_in(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.rate).max(Duration::from_micros(200))
+        Duration::from_secs_f64(1.0 / self.bucket().rate).max(Duration::from_micros(200))
     }
 
     /// Waits for one token.
@@ -67,5 +99,33 @@ mod tests {
         }
         // The initial burst (10) plus 1000 per second, within one token of rounding.
         assert!((1000..=1011).contains(&sent), "sent {sent}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_runs_sharing_one_pacer_share_its_rate() {
+        let pacer = std::sync::Arc::new(Pacer::new(1000));
+        let start = Instant::now();
+        let run = |pacer: std::sync::Arc<Pacer>| async move {
+            let mut sent = 0;
+            while Instant::now().duration_since(start) < Duration::from_secs(1) {
+                pacer.one().await;
+                sent += 1;
+            }
+            sent
+        };
+        let (a, b) = tokio::join!(run(pacer.clone()), run(pacer.clone()));
+        assert!((1000..=1012).contains(&(a + b)), "{a} + {b}");
+        assert!(a > 300 && b > 300, "both get a share: {a}, {b}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_rate_applies_at_once_and_unused_tokens_come_back() {
+        let pacer = Pacer::new(1000);
+        assert_eq!(pacer.take(100), 10, "the burst is 10 ms worth");
+        pacer.give_back(4);
+        assert_eq!(pacer.take(100), 4);
+        pacer.set_rate(100);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(pacer.take(1000), 1, "the burst at 100/s is one packet");
     }
 }

@@ -41,9 +41,12 @@ pub fn ruleset(
 ) -> Result<String, LinkError> {
     let mut out = format!("table inet {TABLE} {{\n");
     if loss_percent > 0 {
+        // Loss on the probe path only: neighbour discovery is spared, as ARP (another family)
+        // is for IPv4, or a lost solicitation would silence an address for the second IPv6
+        // takes to ask again, longer than adaptive timeouts wait.
         let _ = writeln!(
             out,
-            "  chain loss {{\n    type filter hook prerouting priority -300; policy accept;\n    numgen random mod 100 < {loss_percent} drop\n  }}"
+            "  chain loss {{\n    type filter hook prerouting priority -300; policy accept;\n    icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept\n    numgen random mod 100 < {loss_percent} drop\n  }}"
         );
     }
     let mut dispatch = [String::new(), String::new()];

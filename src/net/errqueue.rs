@@ -2,7 +2,7 @@
 //! admin-prohibited from host-unreachable; the queued `sock_extended_err` can.
 
 use std::io::{self, IoSliceMut};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
@@ -15,6 +15,9 @@ pub struct IcmpReport {
     pub kind: IcmpKind,
     /// Who sent it.
     pub offender: Option<IpAddr>,
+    /// Where the datagram that drew it was going: on an unconnected socket, the probe it
+    /// answers.
+    pub destination: Option<SocketAddr>,
 }
 
 const SO_EE_ORIGIN_ICMP: u8 = 2;
@@ -32,6 +35,14 @@ pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
             Err(nix::errno::Errno::EAGAIN) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+    let destination = message.address.and_then(|a: SockaddrStorage| {
+        a.as_sockaddr_in()
+            .map(|v4| SocketAddr::from((v4.ip(), v4.port())))
+            .or_else(|| {
+                a.as_sockaddr_in6()
+                    .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+            })
+    });
     for control in message.cmsgs()? {
         let (error, offender, v6) = match control {
             ControlMessageOwned::Ipv4RecvErr(error, addr) => (
@@ -52,6 +63,7 @@ pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
                     code: error.ee_code,
                 },
                 offender,
+                destination,
             }));
         }
     }

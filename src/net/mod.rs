@@ -2,6 +2,7 @@
 
 mod errqueue;
 mod raw;
+mod sockets;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -9,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use thiserror::Error;
 
 pub use errqueue::{IcmpReport, read_error};
-pub use raw::{Family, kernel_drops, raw_icmp, raw_tcp, udp_probe};
+pub use raw::{Family, kernel_drops, raw_icmp, raw_tcp, udp_socket};
+pub use sockets::{Kind, Sockets};
 
 /// A socket operation that failed, naming what it was for.
 #[derive(Debug, Error)]
@@ -21,10 +23,9 @@ pub enum NetError {
         what: &'static str,
         source: io::Error,
     },
-    #[error("cannot {what} for {addr}: {source}")]
-    Socket {
+    #[error("cannot {what} for UDP probes: {source}")]
+    Udp {
         what: &'static str,
-        addr: SocketAddr,
         source: io::Error,
     },
     #[error("no route to {addr}: {source}")]

@@ -11,8 +11,8 @@ use crate::model::catalog::PROBE_SOURCE_PORTS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
-    V4,
-    V6,
+    V4 = 0,
+    V6 = 1,
 }
 
 impl Family {
@@ -131,28 +131,27 @@ fn wrap(socket: Socket, what: &'static str) -> Result<UdpSocket, NetError> {
     UdpSocket::from_std(socket.into()).map_err(|source| NetError::Raw { what, source })
 }
 
-/// A UDP socket connected to `remote`, with ICMP errors queued for `read_error`.
-pub fn udp_probe(remote: SocketAddr) -> Result<UdpSocket, NetError> {
-    let fail = |what| {
-        move |source| NetError::Socket {
-            what,
-            addr: remote,
-            source,
-        }
-    };
-    let family = Family::of(remote.ip());
+/// One unconnected UDP socket for every probe of a family, with ICMP errors queued for
+/// `read_error` (which names the destination each error is for).
+pub fn udp_socket(family: Family) -> Result<UdpSocket, NetError> {
+    let fail = |what| move |source| NetError::Udp { what, source };
     let socket = Socket::new(family.domain(), Type::DGRAM, Some(Protocol::UDP))
         .map_err(fail("open a UDP socket"))?;
     match family {
         Family::V4 => setsockopt(&socket, sockopt::Ipv4RecvErr, &true),
         Family::V6 => setsockopt(&socket, sockopt::Ipv6RecvErr, &true),
     }
-    .map_err(|e| NetError::Socket {
-        what: "enable IP_RECVERR",
-        addr: remote,
-        source: e.into(),
-    })?;
-    socket.connect(&remote.into()).map_err(fail("connect"))?;
+    .map_err(|e| fail("enable IP_RECVERR")(e.into()))?;
+    if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    }
+    let any: std::net::IpAddr = match family {
+        Family::V4 => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        Family::V6 => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    socket
+        .bind(&SocketAddr::new(any, 0).into())
+        .map_err(fail("bind"))?;
     socket
         .set_nonblocking(true)
         .map_err(fail("set non-blocking"))?;
@@ -161,10 +160,8 @@ pub fn udp_probe(remote: SocketAddr) -> Result<UdpSocket, NetError> {
 
 /// Packets the kernel dropped for a raw socket because its receive buffer was full: the
 /// `drops` column of /proc/net/raw (or raw6), found by the socket's inode. `None` if unknown.
-pub fn kernel_drops(socket: &UdpSocket, family: Family) -> Option<u64> {
-    let inode = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(socket))
-        .ok()?
-        .st_ino;
+pub fn kernel_drops(socket: &impl std::os::fd::AsRawFd, family: Family) -> Option<u64> {
+    let inode = nix::sys::stat::fstat(socket.as_raw_fd()).ok()?.st_ino;
     let table = std::fs::read_to_string(match family {
         // thread-self: this thread may have entered another network namespace than the main one.
         Family::V4 => "/proc/thread-self/net/raw",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sgprobe::engine::{Counters, Report, Settings, Target, probe};
+use sgprobe::engine::{Counters, Pacer, Report, Settings, Target, probe};
 use sgprobe::lab::{Lab, LabSpec};
 
 /// The lab, or `None` with a printed reason on a machine without root. Under `CI=true` a
@@ -28,7 +28,12 @@ pub fn probe_in(lab: &Lab, settings: Settings, targets: Vec<Target>) -> Report {
             .build()
             .expect("runtime");
         runtime
-            .block_on(probe(&settings, &targets, Arc::new(Counters::default())))
+            .block_on(probe(
+                &settings,
+                &Pacer::new(settings.rate),
+                &targets,
+                Arc::new(Counters::default()),
+            ))
             .expect("probes run")
     })
     .expect("the prober thread runs")
