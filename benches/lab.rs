@@ -55,7 +55,9 @@ fn main() {
     let workloads = [false, true].into_iter().flat_map(|v6| {
         [
             one_host_all_ports(v6),
+            one_host_dropping(v6),
             hosts_by_100_ports(v6),
+            hosts_mostly_silent(v6),
             udp_hosts(v6),
             echo_hosts(v6),
         ]
@@ -83,7 +85,264 @@ fn main() {
         report.push_str(&table(&workload, &runs));
         drop(lab);
     }
+    if filter.as_deref().is_none_or(|f| "agent".contains(f)) {
+        report.push_str(&agent_cycle_and_rate());
+        report.push_str(&agent_memory());
+    }
     println!("{report}");
+}
+
+/// The agent's config for `instances`, with `extra` keys in `[agent]`.
+fn agent_config(dir: &Path, port: u16, extra: &str, inventory: &str) -> std::path::PathBuf {
+    let path = dir.join("sgprobe.toml");
+    let text = format!(
+        "[agent]\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\n{extra}\n{inventory}",
+        dir.join("sgprobe.sock").display()
+    );
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+/// `sgprobe run` in the prober namespace, stopped by PID when dropped.
+struct Agent(std::process::Child);
+
+impl Agent {
+    fn start(lab: &Lab, config: &Path) -> Agent {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lab.prober().name])
+            .arg(env!("CARGO_BIN_EXE_sgprobe"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the agent starts");
+        Agent(child)
+    }
+
+    /// `GET /v1/status` over the control socket, once it answers.
+    fn status(socket: &Path) -> Option<serde_json::Value> {
+        use std::io::{Read, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .ok()?;
+        stream
+            .write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).ok()?;
+        serde_json::from_str(reply.split("\r\n\r\n").nth(1)?).ok()
+    }
+
+    /// Waits (at most `limit`) until the agent has completed `cycles` cycles.
+    fn wait_cycles(socket: &Path, cycles: u64, limit: std::time::Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = Self::status(socket)
+                && status["cycles"].as_u64() >= Some(cycles)
+            {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "the agent did not complete {cycles} cycles");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// (current, peak) resident memory in KiB, from /proc.
+    fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .expect("the agent runs");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// Packets the target namespace of `instance` has received so far.
+fn received(lab: &Lab, instance: &str) -> u64 {
+    let ns = lab.namespace_of(instance).expect("placed");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "cat", "/sys/class/net/p0/statistics/rx_packets"])
+        .output()
+        .expect("cat runs");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count")
+}
+
+/// 508 instances behind a group that accepts TCP 22, 80, 443 and ICMP: of the common set,
+/// TCP 20, 21 and 3389 meet silence. One agent cycle over them, against nmap scanning the
+/// same flows; then the agent's rate, counted in the target namespace while a cycle and
+/// two on-demand checks share it.
+fn agent_cycle_and_rate() -> String {
+    let group = "[[group]]\nid = \"sg-web\"\ncloud = \"aws\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"22,80,443\"\npeer = \"all\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"icmp\"\npeer = \"all\"\n[[group.egress]]\naction = \"accept\"\npeer = \"all\"\n";
+    let mut inventory = group.to_string();
+    let mut listen = Vec::new();
+    for net in [6, 7] {
+        for host in 1..=254u32 {
+            let name = format!("a{net}-{host}");
+            inventory.push_str(&instance_toml(&name, &address(false, net, host), "sg-web"));
+            listen.push(Listen {
+                instance: name,
+                protocol: Protocol::Tcp,
+                ports: vec![22, 80],
+            });
+        }
+    }
+    let (_, spec) = workload(String::new(), inventory.clone(), listen, Vec::new(), false);
+    let lab = Lab::build(&spec).expect("the lab builds");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let mut out = String::from("\nAgent: one cycle over 508 instances x the common set (ICMP, TCP 20, 21, 22, 80, 443, 3389), 1,524 of 3,556 flows silent\n");
+    let config = agent_config(
+        dir.path(),
+        19590,
+        "interval = \"2s\"\nrate = 20000",
+        &inventory,
+    );
+    let agent = Agent::start(&lab, &config);
+    let status = Agent::wait_cycles(&socket, 3, std::time::Duration::from_secs(60));
+    let cycle = status["cycle_seconds"].as_f64().unwrap_or(f64::NAN);
+    let (flows, drifting) = (
+        status["flows"].as_u64().unwrap_or(0),
+        status["drifting"].as_u64().unwrap_or(0),
+    );
+    let (rss, _) = agent.rss_kib();
+    drop(agent);
+    let hosts: Vec<String> = [6, 7]
+        .into_iter()
+        .flat_map(|net| host_args(false, net, 254, false))
+        .collect();
+    let nmap = run(
+        &lab,
+        "nmap",
+        &[
+            strings(&[
+                "-sS", "-PE", "-n", "-T4", "--min-rate", "10000", "-p", "20,21,22,80,443,3389",
+                "-oX", "-",
+            ]),
+            hosts,
+        ]
+        .concat(),
+    );
+    let _ = writeln!(out, "| tool | wall s | flows | accuracy | RSS MiB | vs sgprobe (time) |");
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        out,
+        "| sgprobe agent (rate 20,000) | {cycle:.2} (cycle_seconds, 3rd cycle) | {flows} | {:.2}% (flows without drift) | {:.1} | 1.00x |",
+        100.0 * (flows - drifting) as f64 / flows.max(1) as f64,
+        rss as f64 / 1024.0
+    );
+    match &nmap.failed {
+        Some(reason) => {
+            let _ = writeln!(out, "| nmap | failed: {reason} | | | | |");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "| nmap -sS -PE | {:.2} (wall, process) | {} | | {:.1} | {:.2}x |",
+                nmap.seconds,
+                nmap.found.len(),
+                nmap.rss_kib as f64 / 1024.0,
+                nmap.seconds / cycle
+            );
+        }
+    }
+
+    // The rate as a ceiling: a 2,000 pps agent mid-cycle, and two checks of 400 ports each
+    // asked over its socket at the same time, all counted where they arrive.
+    let rate = 2000u64;
+    let config = agent_config(
+        dir.path(),
+        19591,
+        &format!("interval = \"1s\"\nrate = {rate}"),
+        &inventory,
+    );
+    let agent = Agent::start(&lab, &config);
+    Agent::wait_cycles(&socket, 1, std::time::Duration::from_secs(60));
+    let window = std::time::Duration::from_secs(4);
+    let before = received(&lab, "a6-1");
+    let started = Instant::now();
+    let checkers: Vec<std::thread::JoinHandle<u32>> = ["a6-10", "a7-20"]
+        .into_iter()
+        .map(|instance| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut checks = 0;
+                while started.elapsed() < window {
+                    let ok = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+                        .args(["check", instance, "--ports", "tcp:1000-1399", "--socket"])
+                        .arg(&socket)
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    checks += u32::from(ok);
+                }
+                checks
+            })
+        })
+        .collect();
+    let checks: u32 = checkers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    let elapsed = started.elapsed().as_secs_f64();
+    let packets = received(&lab, "a6-1") - before;
+    drop(agent);
+    let _ = writeln!(
+        out,
+        "\nRate ceiling: agent rate {rate} pps, a cycle running and {checks} on-demand checks of 400 ports completed beside it in {elapsed:.1} s: {packets} packets reached the target namespace, {:.0} pps ({:.2}x the rate)",
+        packets as f64 / elapsed,
+        packets as f64 / elapsed / rate as f64
+    );
+    out
+}
+
+/// The agent's memory with about 100,000 planned flows (254 instances x 403 ports), the
+/// series ceiling at its default.
+fn agent_memory() -> String {
+    let mut inventory = groups("");
+    for host in 1..=254u32 {
+        inventory.push_str(&instance_toml(
+            &format!("m{host}"),
+            &address(false, 8, host),
+            "sg",
+        ));
+        inventory.push_str("ports = \"tcp:1-400\"\n");
+    }
+    let (_, spec) = workload(String::new(), inventory.clone(), Vec::new(), Vec::new(), false);
+    let lab = Lab::build(&spec).expect("the lab builds");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = agent_config(
+        dir.path(),
+        19592,
+        "interval = \"5s\"\nrate = 200000",
+        &inventory,
+    );
+    let agent = Agent::start(&lab, &config);
+    let status = Agent::wait_cycles(&socket, 2, std::time::Duration::from_secs(120));
+    let (rss, peak) = agent.rss_kib();
+    format!(
+        "\nAgent memory: {} planned flows, after {} cycles: RSS {:.1} MiB, peak {:.1} MiB (cycle {:.2} s)\n",
+        status["flows"],
+        status["cycles"],
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        status["cycle_seconds"].as_f64().unwrap_or(f64::NAN)
+    )
 }
 
 fn run(lab: &Lab, tool: &'static str, args: &[String]) -> Run {
@@ -600,6 +859,162 @@ fn udp_hosts(v6: bool) -> Workload {
     w
 }
 
+/// Silence dominates, as behind a security group: one host whose group accepts TCP 1-45535
+/// only, so 20,000 of its ports are dropped. sgprobe runs with its default timeout and
+/// retries (1 s, 2): silence costs the adaptive wait, not three seconds.
+fn one_host_dropping(v6: bool) -> Workload {
+    let open: BTreeSet<u16> = scattered(100, 45_535, 3);
+    let host = address(v6, 1, 6);
+    let toml = format!(
+        "[[group]]\nid = \"sg-low\"\ncloud = \"aws\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"1-45535\"\npeer = \"all\"\n[[group.egress]]\naction = \"accept\"\npeer = \"all\"\n{}",
+        instance_toml("d", &host, "sg-low")
+    );
+    let listen = vec![Listen {
+        instance: "d".into(),
+        protocol: Protocol::Tcp,
+        ports: open.iter().copied().collect(),
+    }];
+    let (mut w, _) = workload(
+        format!("1 host x 65,535 TCP ports, 20,000 dropped, {}", family(v6)),
+        toml,
+        listen,
+        Vec::new(),
+        false,
+    );
+    let addr: IpAddr = host.parse().expect("address");
+    for port in 1..=65_535u16 {
+        let truth = if port > 45_535 {
+            Truth::Filtered
+        } else if open.contains(&port) {
+            Truth::Open
+        } else {
+            Truth::Closed
+        };
+        w.truth.insert((addr, port), truth);
+    }
+    w.sgprobe = strings(&[
+        "probe",
+        &host,
+        "--ports",
+        "tcp:1-65535",
+        "--rate",
+        "200000",
+        "--json",
+    ]);
+    w.nmap = strings(&[
+        "-sS",
+        "-n",
+        "-Pn",
+        "-T4",
+        "--min-rate",
+        "10000",
+        "-p",
+        "1-65535",
+        "-oX",
+        "-",
+        &host,
+    ]);
+    w.masscan = strings(&[
+        "-p1-65535",
+        &host,
+        "--rate",
+        "200000",
+        "--wait",
+        "1",
+        "-oL",
+        "-",
+    ]);
+    if v6 {
+        w.nmap.insert(0, "-6".into());
+        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
+    }
+    w
+}
+
+/// 254 hosts x 100 ports where most probes meet silence: three hosts in four accept TCP
+/// 1-30 only, every fourth drops everything (19,700 of 25,400 probes go unanswered).
+fn hosts_mostly_silent(v6: bool) -> Workload {
+    let mut toml = String::from(
+        "[[group]]\nid = \"sg-30\"\ncloud = \"aws\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"1-30\"\npeer = \"all\"\n[[group.egress]]\naction = \"accept\"\npeer = \"all\"\n\
+[[group]]\nid = \"sg-none\"\ncloud = \"aws\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"udp\"\nports = \"9\"\npeer = \"all\"\n[[group.egress]]\naction = \"accept\"\npeer = \"all\"\n",
+    );
+    let mut listen = Vec::new();
+    let mut truth = BTreeMap::new();
+    for host in 1..=254u32 {
+        let dark = host % 4 == 0;
+        toml.push_str(&instance_toml(
+            &format!("s{host}"),
+            &address(v6, 5, host),
+            if dark { "sg-none" } else { "sg-30" },
+        ));
+        let open = scattered(4, 30, host);
+        if !dark {
+            listen.push(Listen {
+                instance: format!("s{host}"),
+                protocol: Protocol::Tcp,
+                ports: open.iter().copied().collect(),
+            });
+        }
+        let addr: IpAddr = address(v6, 5, host).parse().expect("address");
+        for port in 1..=100u16 {
+            let state = if dark || port > 30 {
+                Truth::Filtered
+            } else if open.contains(&port) {
+                Truth::Open
+            } else {
+                Truth::Closed
+            };
+            truth.insert((addr, port), state);
+        }
+    }
+    let (mut w, _) = workload(
+        format!("254 hosts x 100 TCP ports, mostly silent, {}", family(v6)),
+        toml,
+        listen,
+        Vec::new(),
+        false,
+    );
+    w.truth = truth;
+    w.sgprobe = [
+        strings(&[
+            "probe",
+            "--ports",
+            "tcp:1-100",
+            "--rate",
+            "200000",
+            "--json",
+        ]),
+        host_args(v6, 5, 254, false),
+    ]
+    .concat();
+    w.nmap = [
+        strings(&[
+            "-sS",
+            "-n",
+            "-Pn",
+            "-T4",
+            "--min-rate",
+            "10000",
+            "-p",
+            "1-100",
+            "-oX",
+            "-",
+        ]),
+        host_args(v6, 5, 254, false),
+    ]
+    .concat();
+    w.masscan = [
+        strings(&["-p1-100", "--rate", "200000", "--wait", "1", "-oL", "-"]),
+        host_args(v6, 5, 254, true),
+    ]
+    .concat();
+    if v6 {
+        w.nmap.insert(0, "-6".into());
+        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
+    }
+    w
+}
+
 fn echo_hosts(v6: bool) -> Workload {
     let mut toml = groups("");
     let mut host_rules = Vec::new();
@@ -610,7 +1025,7 @@ fn echo_hosts(v6: bool) -> Workload {
             &address(v6, 4, host),
             "sg",
         ));
-        let silent = host % 5 == 0;
+        let silent = host % 5 < 2;
         if silent {
             host_rules.push(HostRule {
                 instance: format!("e{host}"),
@@ -625,7 +1040,7 @@ fn echo_hosts(v6: bool) -> Workload {
         );
     }
     let (mut w, _) = workload(
-        format!("ICMP echo to 254 hosts, {}", family(v6)),
+        format!("ICMP echo to 254 hosts, 102 silent, {}", family(v6)),
         toml,
         Vec::new(),
         host_rules,
@@ -633,16 +1048,7 @@ fn echo_hosts(v6: bool) -> Workload {
     );
     w.truth = truth;
     w.sgprobe = [
-        strings(&[
-            "probe",
-            "--ports",
-            "icmp",
-            "--timeout",
-            "500ms",
-            "--retries",
-            "1",
-            "--json",
-        ]),
+        strings(&["probe", "--ports", "icmp", "--json"]),
         host_args(v6, 4, 254, false),
     ]
     .concat();

@@ -88,6 +88,8 @@ pub struct Matcher {
     syn: syn::Keys,
     echo: echo::Idents,
     max_attempts: u32,
+    /// The highest attempt number that drew an answer (0: none yet).
+    best_attempt: u32,
     deadline: Instant,
     undecided: usize,
     counters: std::sync::Arc<Counters>,
@@ -127,6 +129,7 @@ impl Matcher {
             syn: syn::Keys::new(),
             echo: echo::Idents::new(),
             max_attempts,
+            best_attempt: 0,
             deadline: now + run_deadline(targets, settings),
             undecided: targets.len(),
             counters,
@@ -207,7 +210,7 @@ impl Matcher {
                     seq: attempt as u16,
                 },
             };
-            let wait = self.timeouts.timeout(target.addr);
+            let wait = self.timeouts.wait(target.addr, attempt);
             self.deadlines.push(Reverse((now + wait, slot, attempt)));
             return Some((slot, packet));
         }
@@ -245,8 +248,10 @@ impl Matcher {
             return;
         }
         Counters::add(&self.counters.answered, 1);
-        // Karn: only an answer known to belong to the latest attempt gives a clean sample.
         let latest = probe.sent.len();
+        // An answer to an unknown attempt may be to the latest: loss is not ruled out.
+        self.best_attempt = self.best_attempt.max(attempt.unwrap_or(latest) as u32);
+        // Karn: only an answer known to belong to the latest attempt gives a clean sample.
         let sent = attempt.map_or(probe.sent[latest - 1], |k| probe.sent[k - 1]);
         let rtt = at.checked_duration_since(sent);
         if let Some(rtt) = rtt
@@ -279,10 +284,10 @@ impl Matcher {
             }
             // The estimate may have grown since this timeout was laid: wait the new one.
             let sent = probe.sent[attempt as usize - 1];
-            let now_due = sent + self.timeouts.timeout(probe.target.addr);
+            let now_due = sent + self.timeouts.wait(probe.target.addr, attempt);
             if now_due > now {
                 self.deadlines.push(Reverse((now_due, slot, attempt)));
-            } else if attempt < self.max_attempts {
+            } else if attempt < self.attempts_allowed() {
                 self.queue.push_back(slot);
             } else {
                 self.decide_silent(slot, Evidence::NoReply);
@@ -349,6 +354,18 @@ impl Matcher {
         }
     }
 
+    /// Attempts a silent probe gets. While every answer so far came to a first attempt, the
+    /// network shows no loss, and one retry is enough (nmap caps its retransmissions by the
+    /// highest attempt that ever drew an answer the same way); once any answer needed a retry,
+    /// or before any answer, all of them.
+    fn attempts_allowed(&self) -> u32 {
+        if self.best_attempt == 1 {
+            self.max_attempts.min(2)
+        } else {
+            self.max_attempts
+        }
+    }
+
     /// When the wait for unheard hosts has halved since the deadlines were laid, lays them
     /// again: probes sent before the first answers must not all wait the ceiling.
     fn relay_if_shorter(&mut self) {
@@ -364,7 +381,7 @@ impl Matcher {
                 let probe = &self.probes[slot];
                 let relaid = match probe.sent.get(attempt as usize - 1) {
                     Some(sent) if probe.decided.is_none() => {
-                        due.min(*sent + self.timeouts.timeout(probe.target.addr))
+                        due.min(*sent + self.timeouts.wait(probe.target.addr, attempt))
                     }
                     _ => due,
                 };

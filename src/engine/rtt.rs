@@ -80,6 +80,16 @@ impl Timeouts {
             .map_or(self.ceiling, |e| self.clamp(e.timeout()))
     }
 
+    /// How long attempt `attempt` (from 1) to `host` waits: the timeout, doubled for each
+    /// retry (RFC 6298 §5.5), within the ceiling. A host slower than the rest of the run,
+    /// and not heard from yet, still has its first answer accepted on the retry's watch.
+    pub fn wait(&self, host: IpAddr, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(16);
+        self.timeout(host)
+            .saturating_mul(1 << doublings)
+            .min(self.ceiling)
+    }
+
     /// The wait for a host not heard from yet.
     pub fn unheard(&self) -> Duration {
         self.run.map_or(self.ceiling, |e| self.clamp(e.timeout()))
@@ -135,6 +145,17 @@ mod tests {
         assert_eq!(t.timeout(host(2)), ms(1000));
         let tiny = Timeouts::new(ms(20));
         assert_eq!(tiny.clamp(ms(1)), ms(20), "a ceiling below the floor wins");
+    }
+
+    #[test]
+    fn each_retry_waits_twice_as_long_within_the_ceiling() {
+        let mut t = Timeouts::new(ms(1000));
+        t.sample(host(1), ms(50));
+        assert_eq!(t.wait(host(1), 1), ms(150));
+        assert_eq!(t.wait(host(1), 2), ms(300));
+        assert_eq!(t.wait(host(1), 3), ms(600));
+        assert_eq!(t.wait(host(1), 4), ms(1000));
+        assert_eq!(t.wait(host(1), u32::MAX), ms(1000));
     }
 
     #[test]

@@ -393,22 +393,61 @@ async fn a_reply_for_a_probe_never_sent_is_a_stray() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn silent_probes_are_retried_and_answered_ones_are_not() {
+async fn once_an_answer_needed_a_retry_silent_probes_get_every_retry() {
+    // `lossy` answers only from its second attempt: the network has shown loss.
     let quiet = Target::tcp(host(1), 1);
-    let third = Target::tcp(host(1), 2);
-    let open = Target::tcp(host(1), 3);
-    let mut late = answers(Answer::SynAck, 1);
-    late.from_attempt = 3;
-    let mut fake = Fake::answering(&[(third, late), (open, answers(Answer::SynAck, 1))]);
-    let (found, _, _) = run(&mut fake, &settings(1000, 2), &[quiet, third, open]).await;
+    let lossy = Target::tcp(host(1), 2);
+    let third = Target::tcp(host(1), 3);
+    let open = Target::tcp(host(1), 4);
+    let from = |attempt| {
+        let mut b = answers(Answer::SynAck, 1);
+        b.from_attempt = attempt;
+        b
+    };
+    let mut fake = Fake::answering(&[
+        (lossy, from(2)),
+        (third, from(3)),
+        (open, answers(Answer::SynAck, 1)),
+    ]);
+    let (found, _, _) = run(&mut fake, &settings(1000, 2), &[quiet, lossy, third, open]).await;
     assert_eq!(
         (found[0].state, found[0].evidence, found[0].attempts),
         (PortState::Filtered, Evidence::NoReply, 3)
     );
-    assert_eq!((found[1].state, found[1].attempts), (PortState::Open, 3));
-    assert_eq!((found[2].state, found[2].attempts), (PortState::Open, 1));
+    assert_eq!((found[1].state, found[1].attempts), (PortState::Open, 2));
+    assert_eq!((found[2].state, found[2].attempts), (PortState::Open, 3));
+    assert_eq!((found[3].state, found[3].attempts), (PortState::Open, 1));
     assert_eq!(fake.sent_to(quiet), 3);
-    assert_eq!(fake.sent_to(open), 1);
+    assert_eq!(fake.sent_to(open), 1, "answered probes are not sent again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_every_answer_came_first_time_one_retry_is_enough() {
+    let quiet = Target::tcp(host(1), 1);
+    let open = Target::tcp(host(1), 2);
+    let mut fake = Fake::answering(&[(open, answers(Answer::SynAck, 1))]);
+    let (found, _, _) = run(&mut fake, &settings(1000, 5), &[quiet, open]).await;
+    assert_eq!(
+        (found[0].evidence, found[0].attempts),
+        (Evidence::NoReply, 2)
+    );
+    assert_eq!(fake.sent_to(quiet), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_answer_at_all_every_retry_is_made() {
+    let quiet = Target::icmp(host(1));
+    let mut fake = Fake::answering(&[]);
+    let (found, _, elapsed) = run(&mut fake, &settings(1000, 3), &[quiet]).await;
+    assert_eq!(
+        (found[0].evidence, found[0].attempts),
+        (Evidence::NoReply, 4)
+    );
+    assert_eq!(
+        elapsed,
+        Duration::from_secs(4),
+        "no estimate: the ceiling each time"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -526,29 +565,32 @@ async fn silence_costs_the_hosts_round_trip_estimate_not_the_ceiling() {
     assert!(
         found[1..]
             .iter()
-            .all(|o| o.evidence == Evidence::NoReply && o.attempts == 3)
+            .all(|o| o.evidence == Evidence::NoReply && o.attempts == 2)
     );
-    // Three attempts at the floor (the estimate is below it), not three ceilings.
+    // The floor (the estimate is below it), then twice the floor for the one retry a
+    // loss-free network earns: not two ceilings.
     assert_eq!(elapsed, TIMEOUT_FLOOR * 3);
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_slow_host_keeps_its_own_longer_timeout() {
-    // The network answers in 2 ms, but host 2 in 300 ms. Host 2's silent port first waits
-    // the network's estimate; once host 2 has answered, its last attempt waits host 2's own
-    // (3 RTTs, RFC 6298's first estimate), measured from that attempt's send at 200 ms.
+async fn a_slow_host_is_heard_on_the_retrys_longer_watch_and_keeps_its_own_timeout() {
+    // The network answers in 2 ms, host 2 in 250 ms. Host 2's probes first wait the
+    // network's estimate (the floor, 100 ms); the retry waits twice that, so the answer to
+    // the first attempt still lands. Its silent port's retry, once host 2 has answered,
+    // waits host 2's own estimate (3 RTTs, doubled for the retry) from its send at 100 ms.
     let fast = Target::tcp(host(1), 80);
     let slow = Target::tcp(host(2), 80);
     let slow_silent = Target::tcp(host(2), 81);
     let mut fake = Fake::answering(&[
         (fast, answers(Answer::SynAck, 2)),
-        (slow, answers(Answer::SynAck, 300)),
+        (slow, answers(Answer::SynAck, 250)),
     ]);
     let (found, _, elapsed) = run(&mut fake, &settings(2000, 2), &[fast, slow, slow_silent]).await;
-    assert_eq!(found[1].state, PortState::Open);
+    assert_eq!((found[1].state, found[1].attempts), (PortState::Open, 2));
+    assert_eq!(found[1].rtt, Some(Duration::from_millis(250)));
     assert_eq!(
         (found[2].evidence, found[2].attempts),
-        (Evidence::NoReply, 3)
+        (Evidence::NoReply, 2)
     );
-    assert_eq!(elapsed, Duration::from_millis(200 + 900));
+    assert_eq!(elapsed, Duration::from_millis(100 + 2 * 750));
 }

@@ -49,23 +49,23 @@ pub fn ruleset(
             "  chain loss {{\n    type filter hook prerouting priority -300; policy accept;\n    icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept\n    numgen random mod 100 < {loss_percent} drop\n  }}"
         );
     }
-    let mut dispatch = [String::new(), String::new()];
+    // Per direction, per family: address -> the instance's chain. A verdict map, not a rule
+    // per address: a namespace holding hundreds of instances must cost every packet one
+    // lookup, as a cloud's per-instance evaluation does, not a scan.
+    let mut dispatch: [[Vec<String>; 2]; 2] = Default::default();
     for (n, instance) in instances.iter().enumerate() {
         let layers = layers(inv, instance)?;
         for (d, direction) in [Direction::Inbound, Direction::Outbound]
             .into_iter()
             .enumerate()
         {
-            let (key, chain) = match direction {
-                Direction::Inbound => ("daddr", format!("i{n}_in")),
-                Direction::Outbound => ("saddr", format!("i{n}_out")),
+            let chain = match direction {
+                Direction::Inbound => format!("i{n}_in"),
+                Direction::Outbound => format!("i{n}_out"),
             };
             for address in &instance.addresses {
-                let _ = writeln!(
-                    dispatch[d],
-                    "    {} {key} {address} jump {chain}",
-                    family(*address)
-                );
+                dispatch[d][usize::from(address.is_ipv6())]
+                    .push(format!("{address} : jump {chain}"));
             }
             let _ = writeln!(out, "  chain {chain}_manual {{\n  }}");
             let _ = writeln!(out, "  chain {chain} {{\n    jump {chain}_manual");
@@ -81,16 +81,21 @@ pub fn ruleset(
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "  chain input {{\n    type filter hook input priority 0; policy accept;\n{}  }}",
-        dispatch[0]
-    );
-    let _ = writeln!(
-        out,
-        "  chain output {{\n    type filter hook output priority 0; policy accept;\n{}  }}",
-        dispatch[1]
-    );
+    for ((hook, key), by_family) in [("input", "daddr"), ("output", "saddr")]
+        .into_iter()
+        .zip(&dispatch)
+    {
+        let _ = writeln!(
+            out,
+            "  chain {hook} {{\n    type filter hook {hook} priority 0; policy accept;"
+        );
+        for (family, entries) in ["ip", "ip6"].into_iter().zip(by_family) {
+            if !entries.is_empty() {
+                let _ = writeln!(out, "    {family} {key} vmap {{ {} }}", entries.join(", "));
+            }
+        }
+        let _ = writeln!(out, "  }}");
+    }
     let mut host_rules = String::new();
     for rule in host {
         let Some(instance) = instances.iter().find(|i| i.name == rule.instance) else {
@@ -313,8 +318,9 @@ security_groups = ["sg-1"]
                 "drop",
             ]
         );
-        assert!(text.contains("ip daddr 10.77.1.5 jump i0_in"));
-        assert!(text.contains("ip6 daddr fd77:1::5 jump i0_in"));
+        assert!(text.contains("ip daddr vmap { 10.77.1.5 : jump i0_in }"));
+        assert!(text.contains("ip6 daddr vmap { fd77:1::5 : jump i0_in }"));
+        assert!(text.contains("ip saddr vmap { 10.77.1.5 : jump i0_out }"));
         assert!(text.contains(
             "ip daddr 10.77.1.5 meta l4proto tcp th dport 80 reject with icmp type admin-prohibited"
         ));
