@@ -144,7 +144,10 @@ impl Agent {
             {
                 return status;
             }
-            assert!(start.elapsed() < limit, "the agent did not complete {cycles} cycles");
+            assert!(
+                start.elapsed() < limit,
+                "the agent did not complete {cycles} cycles"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
@@ -178,10 +181,19 @@ impl Drop for Agent {
 fn received(lab: &Lab, instance: &str) -> u64 {
     let ns = lab.namespace_of(instance).expect("placed");
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "cat", "/sys/class/net/p0/statistics/rx_packets"])
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "cat",
+            "/sys/class/net/p0/statistics/rx_packets",
+        ])
         .output()
         .expect("cat runs");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
 }
 
 /// 508 instances behind a group that accepts TCP 22, 80, 443 and ICMP: of the common set,
@@ -208,7 +220,9 @@ fn agent_cycle_and_rate() -> String {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("sgprobe.sock");
-    let mut out = String::from("\nAgent: one cycle over 508 instances x the common set (ICMP, TCP 20, 21, 22, 80, 443, 3389), 1,524 of 3,556 flows silent\n");
+    let mut out = String::from(
+        "\nAgent: one cycle over 508 instances x the common set (ICMP, TCP 20, 21, 22, 80, 443, 3389), 1,524 of 3,556 flows silent\n",
+    );
     let config = agent_config(
         dir.path(),
         19590,
@@ -233,14 +247,25 @@ fn agent_cycle_and_rate() -> String {
         "nmap",
         &[
             strings(&[
-                "-sS", "-PE", "-n", "-T4", "--min-rate", "10000", "-p", "20,21,22,80,443,3389",
-                "-oX", "-",
+                "-sS",
+                "-PE",
+                "-n",
+                "-T4",
+                "--min-rate",
+                "10000",
+                "-p",
+                "20,21,22,80,443,3389",
+                "-oX",
+                "-",
             ]),
             hosts,
         ]
         .concat(),
     );
-    let _ = writeln!(out, "| tool | wall s | flows | accuracy | RSS MiB | vs sgprobe (time) |");
+    let _ = writeln!(
+        out,
+        "| tool | wall s | flows | accuracy | RSS MiB | vs sgprobe (time) |"
+    );
     let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
     let _ = writeln!(
         out,
@@ -322,7 +347,13 @@ fn agent_memory() -> String {
         ));
         inventory.push_str("ports = \"tcp:1-400\"\n");
     }
-    let (_, spec) = workload(String::new(), inventory.clone(), Vec::new(), Vec::new(), false);
+    let (_, spec) = workload(
+        String::new(),
+        inventory.clone(),
+        Vec::new(),
+        Vec::new(),
+        false,
+    );
     let lab = Lab::build(&spec).expect("the lab builds");
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("sgprobe.sock");

@@ -55,6 +55,8 @@ struct Streak {
     last: Drift,
     cycles: u32,
     confirmed: Drift,
+    /// The update that last saw the flow.
+    seen: u64,
 }
 
 /// Confirms drift only after `cycles` consecutive cycles agree, so one lost packet never pages
@@ -63,6 +65,7 @@ struct Streak {
 pub struct Tracker<K> {
     cycles: u32,
     flows: BTreeMap<K, Streak>,
+    updates: u64,
 }
 
 impl<K: Ord + Clone> Tracker<K> {
@@ -70,6 +73,7 @@ impl<K: Ord + Clone> Tracker<K> {
         Tracker {
             cycles: cycles.max(1),
             flows: BTreeMap::new(),
+            updates: 0,
         }
     }
 
@@ -79,15 +83,22 @@ impl<K: Ord + Clone> Tracker<K> {
         self.cycles = cycles.max(1);
     }
 
-    /// Records one cycle's drift for every planned flow; returns the confirmed drift of each.
-    pub fn update(&mut self, cycle: impl IntoIterator<Item = (K, Drift)>) -> BTreeMap<K, Drift> {
-        let mut next = BTreeMap::new();
+    /// Records one cycle's drift for every planned flow; returns, in the order given, each
+    /// flow's confirmed drift before this cycle and after it.
+    /// The table is updated in place: rebuilding it each cycle held two copies at once.
+    pub fn update(&mut self, cycle: impl IntoIterator<Item = (K, Drift)>) -> Vec<(Drift, Drift)> {
+        self.updates += 1;
+        let seen = self.updates;
+        let mut confirmed = Vec::new();
         for (key, drift) in cycle {
-            let mut streak = self.flows.get(&key).copied().unwrap_or(Streak {
+            let streak = self.flows.entry(key).or_insert(Streak {
                 last: Drift::None,
                 cycles: 0,
                 confirmed: Drift::None,
+                seen,
             });
+            streak.seen = seen;
+            let was = streak.confirmed;
             streak.cycles = if streak.last == drift {
                 streak.cycles + 1
             } else {
@@ -99,13 +110,10 @@ impl<K: Ord + Clone> Tracker<K> {
             } else if streak.cycles >= self.cycles {
                 streak.confirmed = drift;
             }
-            next.insert(key, streak);
+            confirmed.push((was, streak.confirmed));
         }
-        self.flows = next;
-        self.flows
-            .iter()
-            .map(|(k, s)| (k.clone(), s.confirmed))
-            .collect()
+        self.flows.retain(|_, s| s.seen == seen);
+        confirmed
     }
 }
 
@@ -141,39 +149,48 @@ mod tests {
     #[test]
     fn drift_is_confirmed_after_k_agreeing_cycles_and_cleared_at_once() {
         let mut tracker = Tracker::new(2);
+        let mut one = |drift| tracker.update([("a", drift)])[0];
+        use Drift::{Blocked, Exposed, None};
+        assert_eq!(one(Exposed), (None, None), "one cycle is not enough");
+        assert_eq!(one(Exposed), (None, Exposed), "two agreeing cycles confirm");
+        assert_eq!(one(Exposed), (Exposed, Exposed));
         assert_eq!(
-            tracker.update([("a", Drift::Exposed)])["a"],
-            Drift::None,
-            "one cycle is not enough"
-        );
-        assert_eq!(
-            tracker.update([("a", Drift::Exposed)])["a"],
-            Drift::Exposed,
-            "two agreeing cycles confirm"
-        );
-        assert_eq!(tracker.update([("a", Drift::Exposed)])["a"], Drift::Exposed);
-        assert_eq!(
-            tracker.update([("a", Drift::None)])["a"],
-            Drift::None,
+            one(None),
+            (Exposed, None),
             "cleared by the first clean cycle"
         );
-        assert_eq!(tracker.update([("a", Drift::Blocked)])["a"], Drift::None);
-        assert_eq!(
-            tracker.update([("a", Drift::Exposed)])["a"],
-            Drift::None,
-            "a change of kind starts over"
-        );
-        tracker.update([("a", Drift::Exposed)]);
+        assert_eq!(one(Blocked), (None, None));
+        assert_eq!(one(Exposed), (None, None), "a change of kind starts over");
+        one(Exposed);
         tracker.set_cycles(2);
         assert_eq!(
-            tracker.update([("a", Drift::Exposed)])["a"],
-            Drift::Exposed,
+            tracker.update([("a", Exposed)])[0],
+            (Exposed, Exposed),
             "history survives a change of K"
         );
-        let next = tracker.update([("b", Drift::Blocked)]);
-        assert!(
-            !next.contains_key("a"),
+        tracker.update([("b", Blocked)]);
+        assert_eq!(
+            tracker.update([("a", Exposed)])[0],
+            (None, None),
             "flows that leave the plan are forgotten"
+        );
+    }
+
+    #[test]
+    fn confirmed_drift_comes_back_in_the_order_given() {
+        let mut tracker = Tracker::new(1);
+        let got = tracker.update([
+            ("z", Drift::Blocked),
+            ("a", Drift::None),
+            ("m", Drift::Exposed),
+        ]);
+        assert_eq!(
+            got,
+            [
+                (Drift::None, Drift::Blocked),
+                (Drift::None, Drift::None),
+                (Drift::None, Drift::Exposed)
+            ]
         );
     }
 }

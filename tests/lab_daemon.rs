@@ -90,6 +90,33 @@ fn check_json(socket: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// `promtool check metrics`: the exposition parses, and follows Prometheus' naming lints.
+fn promtool_accepts(text: &str) {
+    if !common::tool("promtool") {
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool ends");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -197,6 +224,7 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     );
     assert!(text.contains("sgprobe_config_last_reload_successful 1"));
     assert!(text.contains("sgprobe_build_info{version="));
+    promtool_accepts(text.split("\r\n\r\n").nth(1).expect("a body"));
 
     // `sgprobe check` through the socket: probes now, answers with the deciding rule.
     let rows = check_json(&socket, &["web", "--ports", "tcp:80,8080"]);

@@ -1,7 +1,7 @@
 //! One pass over instances: plan, predict, probe, compare. Scheduled cycles and on-demand
 //! checks both run this.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -13,15 +13,16 @@ use crate::engine::{
     Counters, EngineError, Evidence, Method, Observation, Pacer, PortState, ProbeProtocol,
     Settings, Target, probe,
 };
-use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance};
+use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, Rule};
 use crate::net::source_for;
 use crate::plan::{Planned, plan};
 use crate::policy::{Predicted, RuleRef, evaluate, layers};
 
-/// A flow's identity across cycles: its metric labels.
+/// A flow's identity across cycles: its metric labels. Held for every planned flow, so it
+/// shares its instance's name instead of copying it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct FlowKey {
-    pub instance: String,
+    pub instance: Arc<str>,
     pub address: IpAddr,
     pub direction: Direction,
     pub protocol: &'static str,
@@ -45,7 +46,8 @@ pub struct FlowResult {
     pub method: Method,
     /// This cycle's drift (the daemon confirms it over K cycles).
     pub drift: Drift,
-    pub rule: Option<RuleRef>,
+    /// Shared by every flow the same rule decides.
+    pub rule: SharedRule,
 }
 
 /// Which flows: the plan, or the caller's ports and direction.
@@ -61,6 +63,9 @@ pub struct Checked {
     pub warnings: Vec<crate::engine::Warning>,
 }
 
+/// A flow's deciding rule, shared by every flow it decides.
+type SharedRule = Option<Arc<RuleRef>>;
+
 /// Plans, predicts and probes the flows of `instances`; one engine run for all of them, so the
 /// global rate paces the whole cycle.
 pub async fn check(
@@ -71,8 +76,11 @@ pub async fn check(
     pacer: &Pacer,
 ) -> Result<Checked, EngineError> {
     let inv = &config.inventory;
-    let mut planned: Vec<(FlowKey, FlowPeer, Predicted, Option<RuleRef>, Target)> = Vec::new();
+    let mut planned: Vec<(FlowKey, FlowPeer, Predicted, SharedRule, Target)> = Vec::new();
+    // One reference per deciding rule, found by the rule's place in `config`.
+    let mut rules: HashMap<usize, Arc<RuleRef>> = HashMap::new();
     for instance in instances {
+        let name: Arc<str> = instance.name.as_str().into();
         let Ok(layers) = layers(inv, instance) else {
             continue;
         };
@@ -160,7 +168,7 @@ pub async fn check(
             for (flow, probed) in flows {
                 let verdict = evaluate(inv, &layers, &flow);
                 let key = FlowKey {
-                    instance: instance.name.clone(),
+                    instance: name.clone(),
                     address: probed,
                     direction: flow.direction,
                     protocol: flow.protocol_label(),
@@ -170,7 +178,12 @@ pub async fn check(
                     key,
                     flow.peer,
                     verdict.predicted,
-                    verdict.decider.rule.map(RuleRef::from),
+                    verdict.decider.rule.map(|rule| {
+                        rules
+                            .entry(std::ptr::from_ref::<Rule>(rule).addr())
+                            .or_insert_with(|| Arc::new(RuleRef::from(rule)))
+                            .clone()
+                    }),
                     Target {
                         addr: probed,
                         protocol,

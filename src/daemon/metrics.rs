@@ -1,8 +1,14 @@
 //! Prometheus metrics (DESIGN §5). Per-flow series exist for every planned flow (or, past the
 //! ceiling or when configured, only for drifting ones) and disappear when a flow leaves the
 //! plan. No label takes unbounded values.
+//!
+//! Per-flow series are not kept as registered gauges: a gauge child costs hundreds of bytes
+//! of label strings, times four series per flow. They are written at scrape time from the
+//! agent's flow table, which it keeps anyway; the registry holds the rest.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
@@ -14,13 +20,8 @@ use crate::drift::Drift;
 use crate::engine::PortState;
 use crate::policy::Predicted;
 
-const FLOW: [&str; 5] = ["instance", "address", "direction", "protocol", "port"];
-
 pub struct Metrics {
     registry: Registry,
-    flow_drift: GaugeVec,
-    flow_predicted_open: GaugeVec,
-    flow_observed: GaugeVec,
     instance_flows: GaugeVec,
     probes: IntCounterVec,
     rtt: HistogramVec,
@@ -30,39 +31,39 @@ pub struct Metrics {
     pub reload_time: Gauge,
     pub raw_sockets: Gauge,
     flow_series_limited: Gauge,
-    exported: BTreeSet<FlowKey>,
-    observed_state: BTreeMap<FlowKey, PortState>,
-    instances: BTreeSet<String>,
+    /// Per-flow series for drifting flows only (configured, or past the ceiling).
+    limited: bool,
+    instances: Vec<Arc<str>>,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("flows", &self.exported.len())
-            .finish()
+            .field("limited", &self.limited)
+            .finish_non_exhaustive()
     }
 }
 
-fn labels(key: &FlowKey) -> [String; 5] {
-    [
-        key.instance.clone(),
-        key.address.to_string(),
-        key.direction.to_string(),
-        key.protocol.to_string(),
-        key.port.map_or(String::new(), |p| p.to_string()),
-    ]
-}
+/// The per-flow families: name, help, and the extra label (name, values) each flow gets.
+const FLOW_DRIFT: (&str, &str) = (
+    "sgprobe_flow_drift",
+    "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped) is confirmed, else 0.",
+);
+const FLOW_PREDICTED_OPEN: (&str, &str) = (
+    "sgprobe_flow_predicted_open",
+    "1 if the security groups open the flow for the prober's address, else 0.",
+);
+const FLOW_OBSERVED_STATE: (&str, &str) = (
+    "sgprobe_flow_observed_state",
+    "1 for the state the last probe of the flow showed.",
+);
 
-fn with<'a>(flow: &'a [String; 5], extra: &'a str) -> Vec<&'a str> {
-    flow.iter()
-        .map(String::as_str)
-        .chain(std::iter::once(extra))
-        .collect()
-}
-
-fn plain(flow: &[String; 5]) -> Vec<&str> {
-    flow.iter().map(String::as_str).collect()
-}
+const DRIFTS: [Drift; 4] = [
+    Drift::None,
+    Drift::Exposed,
+    Drift::Blocked,
+    Drift::Inconclusive,
+];
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
@@ -78,8 +79,6 @@ impl Metrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
-        let flow_kind = [&FLOW[..], &["kind"]].concat();
-        let flow_state = [&FLOW[..], &["state"]].concat();
         let probes = IntCounterVec::new(
             Opts::new(
                 "sgprobe_probes_total",
@@ -108,21 +107,6 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
         Ok(Metrics {
-            flow_drift: gauge_vec(
-                "sgprobe_flow_drift",
-                "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped) is confirmed, else 0.",
-                &flow_kind,
-            )?,
-            flow_predicted_open: gauge_vec(
-                "sgprobe_flow_predicted_open",
-                "1 if the security groups open the flow for the prober's address, else 0.",
-                &FLOW,
-            )?,
-            flow_observed: gauge_vec(
-                "sgprobe_flow_observed_state",
-                "1 for the state the last probe of the flow showed.",
-                &flow_state,
-            )?,
             instance_flows: gauge_vec(
                 "sgprobe_instance_flows",
                 "Planned flows per instance, by confirmed drift.",
@@ -155,22 +139,15 @@ impl Metrics {
             registry,
             probes,
             rtt,
-            exported: BTreeSet::new(),
-            observed_state: BTreeMap::new(),
-            instances: BTreeSet::new(),
+            limited: false,
+            instances: Vec::new(),
         })
     }
 
-    /// Records a cycle: per-flow series for the flows planned now (and only them), instance
-    /// counts, probe counters and RTTs.
-    pub fn record(
-        &mut self,
-        results: &[FlowResult],
-        confirmed: &BTreeMap<FlowKey, Drift>,
-        drifting_only: bool,
-        ceiling: usize,
-    ) {
-        for r in results {
+    /// Records a cycle's flows, each with its confirmed drift: probe counters and RTTs,
+    /// per-instance counts, and whether per-flow series are limited to drifting flows.
+    pub fn record(&mut self, flows: &[(FlowResult, Drift)], drifting_only: bool, ceiling: usize) {
+        for (r, _) in flows {
             self.probes
                 .with_label_values(&[r.key.protocol, &r.observed.to_string()])
                 .inc();
@@ -180,81 +157,30 @@ impl Metrics {
                     .observe(ms / 1e3);
             }
         }
-        let limited = drifting_only || results.len() > ceiling;
+        self.limited = drifting_only || flows.len() > ceiling;
         self.flow_series_limited
-            .set(if limited { 1.0 } else { 0.0 });
-        let wanted: Vec<&FlowResult> = results
-            .iter()
-            .filter(|r| {
-                !limited
-                    || confirmed
-                        .get(&r.key)
-                        .is_some_and(|d| matches!(d, Drift::Exposed | Drift::Blocked))
-            })
-            .collect();
-        let now: BTreeSet<FlowKey> = wanted.iter().map(|r| r.key.clone()).collect();
-        let gone: Vec<FlowKey> = self.exported.difference(&now).cloned().collect();
-        for key in &gone {
-            self.remove(key);
-        }
-        for r in wanted {
-            let flow = labels(&r.key);
-            let drift = confirmed.get(&r.key).copied().unwrap_or(Drift::None);
-            for kind in [Drift::Exposed, Drift::Blocked] {
-                self.flow_drift
-                    .with_label_values(&with(&flow, kind.name()))
-                    .set(if drift == kind { 1.0 } else { 0.0 });
-            }
-            self.flow_predicted_open
-                .with_label_values(&plain(&flow))
-                .set(if r.predicted == Predicted::Open {
-                    1.0
-                } else {
-                    0.0
-                });
-            if let Some(old) = self.observed_state.insert(r.key.clone(), r.observed)
-                && old != r.observed
-            {
-                let _ = self
-                    .flow_observed
-                    .remove_label_values(&with(&flow, &old.to_string()));
-            }
-            self.flow_observed
-                .with_label_values(&with(&flow, &r.observed.to_string()))
-                .set(1.0);
-        }
-        self.exported = now;
+            .set(if self.limited { 1.0 } else { 0.0 });
 
-        let mut counts: BTreeMap<(String, Drift), u32> = BTreeMap::new();
-        let instances: BTreeSet<String> = results.iter().map(|r| r.key.instance.clone()).collect();
-        for r in results {
-            *counts
-                .entry((
-                    r.key.instance.clone(),
-                    confirmed.get(&r.key).copied().unwrap_or(Drift::None),
-                ))
-                .or_default() += 1;
+        let mut counts: BTreeMap<(&Arc<str>, Drift), u32> = BTreeMap::new();
+        for (r, drift) in flows {
+            *counts.entry((&r.key.instance, *drift)).or_default() += 1;
         }
-        for instance in self.instances.difference(&instances) {
-            for drift in [
-                Drift::None,
-                Drift::Exposed,
-                Drift::Blocked,
-                Drift::Inconclusive,
-            ] {
+        let mut instances: Vec<Arc<str>> = counts.keys().map(|(i, _)| Arc::clone(i)).collect();
+        instances.dedup();
+        for gone in self
+            .instances
+            .iter()
+            .filter(|i| instances.binary_search(i).is_err())
+        {
+            for drift in DRIFTS {
                 let _ = self
                     .instance_flows
-                    .remove_label_values(&[instance, drift.name()]);
+                    .remove_label_values(&[gone, drift.name()]);
             }
         }
         for instance in &instances {
-            for drift in [
-                Drift::None,
-                Drift::Exposed,
-                Drift::Blocked,
-                Drift::Inconclusive,
-            ] {
-                let n = counts.get(&(instance.clone(), drift)).copied().unwrap_or(0);
+            for drift in DRIFTS {
+                let n = counts.get(&(instance, drift)).copied().unwrap_or(0);
                 self.instance_flows
                     .with_label_values(&[instance, drift.name()])
                     .set(f64::from(n));
@@ -263,26 +189,100 @@ impl Metrics {
         self.instances = instances;
     }
 
-    fn remove(&mut self, key: &FlowKey) {
-        let flow = labels(key);
-        for kind in [Drift::Exposed, Drift::Blocked] {
-            let _ = self
-                .flow_drift
-                .remove_label_values(&with(&flow, kind.name()));
-        }
-        let _ = self.flow_predicted_open.remove_label_values(&plain(&flow));
-        if let Some(state) = self.observed_state.remove(key) {
-            let _ = self
-                .flow_observed
-                .remove_label_values(&with(&flow, &state.to_string()));
-        }
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The text exposition format: the registry, then the per-flow series of `flows`.
+    pub fn render(&self, flows: &[(FlowResult, Drift)]) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        let mut out = String::from_utf8(buf).unwrap_or_default();
+        let shown: Vec<&(FlowResult, Drift)> = flows
+            .iter()
+            .filter(|(_, d)| !self.limited || matches!(d, Drift::Exposed | Drift::Blocked))
+            .collect();
+        if shown.is_empty() {
+            return out;
+        }
+        family(&mut out, FLOW_DRIFT, &shown, |out, (r, drift)| {
+            for kind in [Drift::Exposed, Drift::Blocked] {
+                sample(
+                    out,
+                    FLOW_DRIFT.0,
+                    &r.key,
+                    ("kind", kind.name()),
+                    *drift == kind,
+                );
+            }
+        });
+        family(&mut out, FLOW_PREDICTED_OPEN, &shown, |out, (r, _)| {
+            sample(
+                out,
+                FLOW_PREDICTED_OPEN.0,
+                &r.key,
+                ("", ""),
+                r.predicted == Predicted::Open,
+            );
+        });
+        family(&mut out, FLOW_OBSERVED_STATE, &shown, |out, (r, _)| {
+            let state = state_name(r.observed);
+            sample(out, FLOW_OBSERVED_STATE.0, &r.key, ("state", state), true);
+        });
+        out
+    }
+}
+
+fn state_name(state: PortState) -> &'static str {
+    match state {
+        PortState::Open => "open",
+        PortState::Closed => "closed",
+        PortState::Filtered => "filtered",
+        PortState::OpenFiltered => "open|filtered",
+    }
+}
+
+fn family(
+    out: &mut String,
+    (name, help): (&str, &str),
+    flows: &[&(FlowResult, Drift)],
+    mut each: impl FnMut(&mut String, &(FlowResult, Drift)),
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for flow in flows {
+        each(out, flow);
+    }
+}
+
+/// One series, labels in name order as the registry writes them; `extra` ("", "") for none.
+fn sample(out: &mut String, name: &str, key: &FlowKey, extra: (&str, &str), on: bool) {
+    let _ = write!(
+        out,
+        "{name}{{address=\"{}\",direction=\"{}\",instance=\"",
+        key.address, key.direction
+    );
+    escape(out, &key.instance);
+    out.push('"');
+    let port = key.port.map(|p| p.to_string()).unwrap_or_default();
+    let mut labels = [
+        (extra.0, extra.1),
+        ("port", port.as_str()),
+        ("protocol", key.protocol),
+    ];
+    labels.sort_unstable();
+    for (label, value) in labels.iter().filter(|(l, _)| !l.is_empty()) {
+        let _ = write!(out, ",{label}=\"");
+        escape(out, value);
+        out.push('"');
+    }
+    let _ = writeln!(out, "}} {}", u8::from(on));
+}
+
+/// Label-value escaping of the text format: backslash, double quote and line feed.
+fn escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -324,51 +324,71 @@ mod tests {
     #[test]
     fn flow_series_follow_the_plan_and_the_drifting_only_switch() {
         let mut metrics = Metrics::new().expect("registers");
-        let a = result(22, Predicted::Open, PortState::Open, Drift::None);
-        let b = result(8080, Predicted::Closed, PortState::Open, Drift::Exposed);
-        let confirmed: BTreeMap<FlowKey, Drift> = [
-            (a.key.clone(), Drift::None),
-            (b.key.clone(), Drift::Exposed),
-        ]
-        .into();
-        metrics.record(&[a.clone(), b.clone()], &confirmed, false, 100);
-        let text = metrics.render();
+        let a = (
+            result(22, Predicted::Open, PortState::Open, Drift::None),
+            Drift::None,
+        );
+        let b = (
+            result(8080, Predicted::Closed, PortState::Open, Drift::Exposed),
+            Drift::Exposed,
+        );
+        let both = [a.clone(), b.clone()];
+        metrics.record(&both, false, 100);
+        let text = metrics.render(&both);
         // drift x2, predicted, observed: four series per planned flow.
         assert_eq!((series(&text, 22), series(&text, 8080)), (4, 4), "{text}");
-        assert!(text.contains("kind=\"exposed\",port=\"8080\",protocol=\"tcp\"} 1"));
+        assert!(text.contains("sgprobe_flow_drift{address=\"10.0.0.1\",direction=\"inbound\",instance=\"web\",kind=\"exposed\",port=\"8080\",protocol=\"tcp\"} 1"));
+        assert!(text.contains("sgprobe_flow_observed_state{address=\"10.0.0.1\",direction=\"inbound\",instance=\"web\",port=\"22\",protocol=\"tcp\",state=\"open\"} 1"));
+        assert!(text.contains("sgprobe_flow_predicted_open{address=\"10.0.0.1\",direction=\"inbound\",instance=\"web\",port=\"8080\",protocol=\"tcp\"} 0"));
 
         // Port 22 leaves the plan: its series go, 8080's stay.
-        metrics.record(std::slice::from_ref(&b), &confirmed, false, 100);
-        let text = metrics.render();
+        let only_b = std::slice::from_ref(&b);
+        metrics.record(only_b, false, 100);
+        let text = metrics.render(only_b);
         assert_eq!((series(&text, 22), series(&text, 8080)), (0, 4), "{text}");
 
         // The observed state changes: the old state's series goes, one remains.
-        let c = result(8080, Predicted::Closed, PortState::Filtered, Drift::None);
-        metrics.record(
-            std::slice::from_ref(&c),
-            &[(c.key.clone(), Drift::None)].into(),
-            false,
-            100,
+        let c = (
+            result(8080, Predicted::Closed, PortState::Filtered, Drift::None),
+            Drift::None,
         );
-        let text = metrics.render();
-        assert_eq!(
-            text.lines()
-                .filter(|l| l.starts_with("sgprobe_flow_observed_state"))
-                .count(),
-            1,
-            "{text}"
-        );
+        let only_c = std::slice::from_ref(&c);
+        metrics.record(only_c, false, 100);
+        let text = metrics.render(only_c);
+        let observed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("sgprobe_flow_observed_state"))
+            .collect();
+        assert_eq!(observed.len(), 1, "{text}");
+        assert!(observed[0].contains("state=\"filtered\""));
 
         // Drifting only (or past the ceiling): quiet flows export nothing, drifting ones do.
-        metrics.record(&[a.clone(), b.clone()], &confirmed, true, 100);
-        let text = metrics.render();
+        metrics.record(&both, true, 100);
+        let text = metrics.render(&both);
         assert_eq!((series(&text, 22), series(&text, 8080)), (0, 4), "{text}");
         assert!(text.contains("sgprobe_flow_series_limited 1"));
-        metrics.record(&[a, b], &confirmed, false, 1);
+        metrics.record(&both, false, 1);
         assert_eq!(
-            series(&metrics.render(), 22),
+            series(&metrics.render(&both), 22),
             0,
             "two flows exceed a ceiling of one"
         );
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_an_instance_that_leaves_takes_its_counts() {
+        let mut metrics = Metrics::new().expect("registers");
+        let mut odd = result(22, Predicted::Open, PortState::Open, Drift::None);
+        odd.key.instance = "a \"b\" \\c\nd".into();
+        let flows = [(odd, Drift::None)];
+        metrics.record(&flows, false, 100);
+        let text = metrics.render(&flows);
+        assert!(text.contains(r#"instance="a \"b\" \\c\nd""#), "{text}");
+        assert!(
+            text.contains(r#"sgprobe_instance_flows{drift="none",instance="a \"b\" \\c\nd"} 1"#),
+            "{text}"
+        );
+        metrics.record(&[], false, 100);
+        assert!(!metrics.render(&[]).contains("sgprobe_instance_flows{"));
     }
 }

@@ -5,7 +5,6 @@ mod control;
 pub mod cycle;
 mod metrics;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -133,14 +132,32 @@ impl Shared {
         for warning in &checked.warnings {
             tracing::warn!("{warning}");
         }
-        let confirmed: BTreeMap<FlowKey, Drift> =
+        let confirmed =
             lock(&self.tracker).update(checked.results.iter().map(|r| (r.key.clone(), r.drift)));
         let elapsed = started.elapsed().as_secs_f64();
+        let flows: Vec<(FlowResult, Drift)> = checked
+            .results
+            .into_iter()
+            .zip(confirmed)
+            .map(|(r, (was, drift))| {
+                if was != drift {
+                    let key = &r.key;
+                    match drift {
+                        Drift::Exposed | Drift::Blocked => {
+                            tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, drift = drift.name(), "drift confirmed")
+                        }
+                        _ => {
+                            tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, "drift cleared")
+                        }
+                    }
+                }
+                (r, drift)
+            })
+            .collect();
         {
             let mut metrics = lock(&self.metrics);
             metrics.record(
-                &checked.results,
-                &confirmed,
+                &flows,
                 config.agent.drifting_only,
                 config.agent.max_flow_series,
             );
@@ -149,28 +166,7 @@ impl Shared {
             metrics.raw_sockets.set(if raw { 1.0 } else { 0.0 });
         }
         let mut latest = lock(&self.latest);
-        let before: BTreeMap<FlowKey, Drift> =
-            latest.iter().map(|(r, d)| (r.key.clone(), *d)).collect();
-        for (key, drift) in &confirmed {
-            if before.get(key).copied().unwrap_or(Drift::None) != *drift {
-                match drift {
-                    Drift::Exposed | Drift::Blocked => {
-                        tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, drift = drift.name(), "drift confirmed")
-                    }
-                    _ => {
-                        tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, "drift cleared")
-                    }
-                }
-            }
-        }
-        *latest = checked
-            .results
-            .into_iter()
-            .map(|r| {
-                let drift = confirmed.get(&r.key).copied().unwrap_or(Drift::None);
-                (r, drift)
-            })
-            .collect();
+        *latest = flows;
         let drifting = latest
             .iter()
             .filter(|(_, d)| matches!(d, Drift::Exposed | Drift::Blocked))
@@ -235,7 +231,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let metrics_app = Router::new()
         .route(
             "/metrics",
-            get(move || async move { lock(&web.metrics).render() }),
+            // The flow table first, then the registry: the cycle never holds both.
+            get(move || async move {
+                let flows = lock(&web.latest);
+                lock(&web.metrics).render(&flows)
+            }),
         )
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }));

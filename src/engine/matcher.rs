@@ -33,9 +33,22 @@ const DEADLINE_SLACK: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Probe {
     target: Target,
-    /// When each attempt left (attempt k at index k-1).
-    sent: Vec<Instant>,
+    attempts: u32,
+    /// When the first and the latest attempt left: a middle attempt's answer (only loss
+    /// makes one) has no round-trip time, and gives no sample.
+    first: Instant,
+    last: Instant,
     decided: Option<Decision>,
+}
+
+impl Probe {
+    fn sent(&self, attempt: usize) -> Option<Instant> {
+        if attempt == self.attempts as usize {
+            Some(self.last)
+        } else {
+            (attempt == 1).then_some(self.first)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,17 +109,16 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// `targets` must be unique; `sources` maps each target address to the local address
-    /// probes to it leave from, or why none can.
+    /// `slots` maps each of `targets`, which must be unique, to its index; `sources` maps
+    /// each target address to the local address probes to it leave from, or why none can.
     pub fn new(
         targets: &[Target],
+        slots: HashMap<Target, usize>,
         settings: &Settings,
         sources: HashMap<IpAddr, Result<IpAddr, io::ErrorKind>>,
         now: Instant,
         counters: std::sync::Arc<Counters>,
     ) -> Self {
-        let slots: HashMap<Target, usize> =
-            targets.iter().enumerate().map(|(i, t)| (*t, i)).collect();
         debug_assert_eq!(slots.len(), targets.len(), "targets are deduplicated first");
         let max_attempts = settings.retries.saturating_add(1);
         Matcher {
@@ -114,7 +126,9 @@ impl Matcher {
                 .iter()
                 .map(|t| Probe {
                     target: *t,
-                    sent: Vec::new(),
+                    attempts: 0,
+                    first: now,
+                    last: now,
                     decided: None,
                 })
                 .collect(),
@@ -191,8 +205,12 @@ impl Matcher {
                 }
             }
             let probe = &mut self.probes[slot];
-            probe.sent.push(now);
-            let attempt = probe.sent.len() as u32;
+            probe.attempts += 1;
+            if probe.attempts == 1 {
+                probe.first = now;
+            }
+            probe.last = now;
+            let attempt = probe.attempts;
             let remote = SocketAddr::new(target.addr, target.port.unwrap_or(0));
             let packet = match target.protocol {
                 ProbeProtocol::Tcp => {
@@ -248,12 +266,12 @@ impl Matcher {
             return;
         }
         Counters::add(&self.counters.answered, 1);
-        let latest = probe.sent.len();
+        let latest = probe.attempts as usize;
         // An answer to an unknown attempt may be to the latest: loss is not ruled out.
         self.best_attempt = self.best_attempt.max(attempt.unwrap_or(latest) as u32);
         // Karn: only an answer known to belong to the latest attempt gives a clean sample.
-        let sent = attempt.map_or(probe.sent[latest - 1], |k| probe.sent[k - 1]);
-        let rtt = at.checked_duration_since(sent);
+        let sent = attempt.map_or(Some(probe.last), |k| probe.sent(k));
+        let rtt = sent.and_then(|sent| at.checked_duration_since(sent));
         if let Some(rtt) = rtt
             && (attempt.is_some() || latest == 1)
         {
@@ -279,12 +297,11 @@ impl Matcher {
             }
             self.deadlines.pop();
             let probe = &self.probes[slot];
-            if probe.decided.is_some() || probe.sent.len() as u32 != attempt {
+            if probe.decided.is_some() || probe.attempts != attempt {
                 continue;
             }
             // The estimate may have grown since this timeout was laid: wait the new one.
-            let sent = probe.sent[attempt as usize - 1];
-            let now_due = sent + self.timeouts.wait(probe.target.addr, attempt);
+            let now_due = probe.last + self.timeouts.wait(probe.target.addr, attempt);
             if now_due > now {
                 self.deadlines.push(Reverse((now_due, slot, attempt)));
             } else if attempt < self.attempts_allowed() {
@@ -316,7 +333,7 @@ impl Matcher {
                     state: decision.state,
                     rtt: decision.rtt,
                     evidence: decision.evidence,
-                    attempts: p.sent.len() as u32,
+                    attempts: p.attempts,
                     method: method(p.target.protocol),
                 }
             })
@@ -329,7 +346,7 @@ impl Matcher {
         let probe = &self.probes[slot];
         let target = probe.target;
         let remote = SocketAddr::new(target.addr, target.port.unwrap_or(0));
-        let attempts = probe.sent.len();
+        let attempts = probe.attempts as usize;
         let source = || self.sources.get(&target.addr)?.ok();
         match *proof {
             Proof::Ack {
@@ -379,11 +396,10 @@ impl Matcher {
             .into_iter()
             .map(|Reverse((due, slot, attempt))| {
                 let probe = &self.probes[slot];
-                let relaid = match probe.sent.get(attempt as usize - 1) {
-                    Some(sent) if probe.decided.is_none() => {
-                        due.min(*sent + self.timeouts.wait(probe.target.addr, attempt))
-                    }
-                    _ => due,
+                let relaid = if probe.decided.is_none() && probe.attempts == attempt {
+                    due.min(probe.last + self.timeouts.wait(probe.target.addr, attempt))
+                } else {
+                    due
                 };
                 Reverse((relaid, slot, attempt))
             })
@@ -528,9 +544,11 @@ fn hear_error(error: &Unreachable) -> Option<Heard> {
 }
 
 /// Runs the matcher over `network` until every target is decided or the run's deadline.
+/// `slots` as for `Matcher::new`.
 pub async fn drive<N: Network>(
     network: &mut N,
     targets: &[Target],
+    slots: HashMap<Target, usize>,
     settings: &Settings,
     pacer: &Pacer,
     counters: std::sync::Arc<Counters>,
@@ -541,7 +559,8 @@ pub async fn drive<N: Network>(
             .entry(t.addr)
             .or_insert_with(|| network.source_for(t.addr).map_err(|e| e.kind()));
     }
-    let mut matcher = Matcher::new(targets, settings, sources, Instant::now(), counters.clone());
+    let now = Instant::now();
+    let mut matcher = Matcher::new(targets, slots, settings, sources, now, counters.clone());
     let deadline = matcher.deadline();
     while !matcher.is_done() {
         matcher.on_time(Instant::now());

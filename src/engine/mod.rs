@@ -287,10 +287,8 @@ pub async fn probe(
         warnings.push(Warning::NoRawSockets);
     }
     // Without raw sockets TCP goes through connect(); the rest through the sockets.
-    let (by_connect, by_packets): (Vec<Target>, Vec<Target>) = unique(targets)
-        .into_iter()
-        .partition(|t| t.protocol == ProbeProtocol::Tcp && !raw);
-    let needs = by_packets.iter().map(|t| {
+    let by_connect = |t: &Target| t.protocol == ProbeProtocol::Tcp && !raw;
+    let needs = targets.iter().filter(|t| !by_connect(t)).map(|t| {
         let kind = match t.protocol {
             ProbeProtocol::Tcp => Kind::Syn,
             ProbeProtocol::Udp => Kind::Udp,
@@ -299,39 +297,46 @@ pub async fn probe(
         (kind, Family::of(t.addr))
     });
     let mut sockets = Sockets::open(needs, settings.timeout)?;
-    let packets = probe_over(&mut sockets, settings, pacer, &by_packets, counters.clone());
-    let connected = connect::scan(&by_connect, settings, pacer, &counters);
-    let (mut packets, connected) = tokio::join!(packets, connected);
+    let mut observations = if raw {
+        probe_over(&mut sockets, settings, pacer, targets, counters.clone()).await
+    } else {
+        let (connect, packets): (Vec<Target>, Vec<Target>) =
+            unique(targets).into_iter().partition(|t| by_connect(t));
+        let (packets, connected) = tokio::join!(
+            probe_over(&mut sockets, settings, pacer, &packets, counters.clone()),
+            connect::scan(&connect, settings, pacer, &counters)
+        );
+        merge(targets, packets.into_iter().chain(connected))
+    };
     Counters::add(&counters.dropped, sockets.kernel_drops());
     drop(sockets);
 
     // Raw probes that drew no reply at all while connect() gets answers: something on this
     // host drops the replies to our probe ports. Probe TCP again with connect().
-    let syn: Vec<Target> = by_packets
-        .iter()
+    let syn: Vec<Target> = unique(targets)
+        .into_iter()
         .filter(|t| t.protocol == ProbeProtocol::Tcp)
-        .copied()
         .collect();
-    let all_silent = packets
+    let all_silent = observations
         .iter()
         .filter(|o| o.method == Method::Syn)
         .all(|o| o.evidence == Evidence::NoReply);
-    if !syn.is_empty() && all_silent && connect::answers_any(&syn, settings).await {
+    if raw && !syn.is_empty() && all_silent && connect::answers_any(&syn, settings).await {
         warnings.push(Warning::RawRepliesDropped);
-        packets.retain(|o| o.method != Method::Syn);
-        packets.extend(connect::scan(&syn, settings, pacer, &counters).await);
+        let connected = connect::scan(&syn, settings, pacer, &counters).await;
+        let others = observations.into_iter().filter(|o| o.method != Method::Syn);
+        observations = merge(targets, others.chain(connected));
     }
-
-    let by_target: HashMap<Target, Observation> = packets
-        .into_iter()
-        .chain(connected)
-        .map(|o| (o.target, o))
-        .collect();
-    let observations = targets.iter().map(|t| by_target[t].clone()).collect();
     Ok(Report {
         observations,
         warnings,
     })
+}
+
+/// One observation per target, in the order given, from observations of each target once.
+fn merge(targets: &[Target], found: impl Iterator<Item = Observation>) -> Vec<Observation> {
+    let by_target: HashMap<Target, Observation> = found.map(|o| (o.target, o)).collect();
+    targets.iter().map(|t| by_target[t].clone()).collect()
 }
 
 /// Probes `targets` over `network`: each distinct target once, each requester answered, in
@@ -343,14 +348,22 @@ pub async fn probe_over<N: Network>(
     targets: &[Target],
     counters: Arc<Counters>,
 ) -> Vec<Observation> {
-    let distinct = unique(targets);
-    let found = matcher::drive(network, &distinct, settings, pacer, counters).await;
-    if found.len() == targets.len() {
+    let mut slots: HashMap<Target, usize> = HashMap::with_capacity(targets.len());
+    let mut distinct: Vec<Target> = Vec::with_capacity(targets.len());
+    let order: Vec<usize> = targets
+        .iter()
+        .map(|t| {
+            *slots.entry(*t).or_insert_with(|| {
+                distinct.push(*t);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let found = matcher::drive(network, &distinct, slots, settings, pacer, counters).await;
+    if distinct.len() == targets.len() {
         return found;
     }
-    let by_target: HashMap<Target, Observation> =
-        found.into_iter().map(|o| (o.target, o)).collect();
-    targets.iter().map(|t| by_target[t].clone()).collect()
+    order.into_iter().map(|slot| found[slot].clone()).collect()
 }
 
 /// Each target once, in the order first given.
