@@ -518,3 +518,55 @@ fn two_instances_sharing_an_address_complete_their_cycles() {
     kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
     assert!(agent.0[0].wait().expect("exits").success());
 }
+
+/// 10% of packets lost at random on the target's side: retries and K-cycle confirmation
+/// together keep a single lost answer from ever becoming confirmed drift.
+#[test]
+fn on_a_lossy_network_the_agent_confirms_no_drift() {
+    let inventory = native::parse(Path::new("lab.toml"), GROUPS).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen: vec![Listen {
+            instance: "web".into(),
+            protocol: Protocol::Tcp,
+            ports: vec![22, 80],
+        }],
+        loss_percent: 10,
+        ..LabSpec::default()
+    };
+    let Some(lab) = common::lab(&spec) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ninterval = \"500ms\"\nmetrics_listen = \"127.0.0.1:19480\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\n{GROUPS}",
+            socket.display()
+        ),
+    )
+    .expect("write config");
+    let _agent = common::Started(vec![common::spawn_in(
+        &lab.prober().name,
+        env!("CARGO_BIN_EXE_sgprobe"),
+        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+    )]);
+    wait_for("the control socket", Duration::from_secs(10), || {
+        socket.exists()
+    });
+    let mut seen = 0;
+    while seen < 8 {
+        let status = get(&socket, "/v1/status");
+        seen = status["cycles"].as_u64().unwrap_or(0);
+        assert_eq!(
+            status["drifting"], 0,
+            "false drift after {seen} cycles: {status}"
+        );
+        assert_eq!(get(&socket, "/v1/drift"), serde_json::json!([]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = get(&socket, "/v1/status");
+    assert!(status["flows"].as_u64() > Some(5), "{status}");
+}

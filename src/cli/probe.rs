@@ -32,7 +32,8 @@ sgprobe probe 10.77.1.5 --ports tcp:22,80,443,udp:53,icmp\n  \
 sgprobe probe 10.77.1.0/24 --ports tcp:1-1024 --rate 50000 --json\n  \
 sgprobe probe 10.77.1.1-254 fd77:1::5 --ports tcp:22 --timeout 500ms --retries 3\n\n\
 TCP uses half-open SYN probes over raw sockets (root or CAP_NET_RAW); without them it falls back to \
-connect() and says so (method \"connect\")."
+connect() and says so (method \"connect\"). A target given twice is probed once; every run ends by \
+a deadline computed from its settings."
 )]
 pub struct ProbeArgs {
     /// Addresses, CIDRs (10.77.1.0/24) or last-octet ranges (10.77.1.1-254).
@@ -44,10 +45,13 @@ pub struct ProbeArgs {
     /// Packets per second, all protocols together.
     #[arg(long, default_value_t = 10_000, value_name = "PPS")]
     rate: u32,
-    /// How long to wait for an answer to each attempt.
+    /// The longest wait for an answer to one attempt, and the wait before any answer has been
+    /// seen. Below it, waits follow each host's round-trip time (at least 100 ms), doubling
+    /// on each retry.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DUR")]
     timeout: Duration,
-    /// Further attempts for probes that got no answer.
+    /// Further attempts for silent probes, at most: while every answer so far came first
+    /// time, the network shows no loss and one retry is made.
     #[arg(long, default_value_t = 2, value_name = "N")]
     retries: u32,
     /// Probe TCP with connect() even when raw sockets are available.

@@ -27,6 +27,8 @@ use crate::packet::icmp::Unreachable;
 
 /// Most packets sent in one turn of the loop, so replies are read between batches.
 const BATCH: usize = 256;
+/// Answers, all to a first attempt, that show a network without loss.
+const LOSS_FREE_EVIDENCE: u32 = 32;
 /// Room the hard deadline leaves above the sum of the planned waits.
 const DEADLINE_SLACK: Duration = Duration::from_secs(1);
 
@@ -101,8 +103,9 @@ pub struct Matcher {
     syn: syn::Keys,
     echo: echo::Idents,
     max_attempts: u32,
-    /// The highest attempt number that drew an answer (0: none yet).
+    /// The highest attempt number that drew an answer (0: none yet), and how many answers.
     best_attempt: u32,
+    answers: u32,
     deadline: Instant,
     undecided: usize,
     counters: std::sync::Arc<Counters>,
@@ -144,6 +147,7 @@ impl Matcher {
             echo: echo::Idents::new(),
             max_attempts,
             best_attempt: 0,
+            answers: 0,
             deadline: now + run_deadline(targets, settings),
             undecided: targets.len(),
             counters,
@@ -269,6 +273,7 @@ impl Matcher {
         let latest = probe.attempts as usize;
         // An answer to an unknown attempt may be to the latest: loss is not ruled out.
         self.best_attempt = self.best_attempt.max(attempt.unwrap_or(latest) as u32);
+        self.answers += 1;
         // Karn: only an answer known to belong to the latest attempt gives a clean sample.
         let sent = attempt.map_or(Some(probe.last), |k| probe.sent(k));
         let rtt = sent.and_then(|sent| at.checked_duration_since(sent));
@@ -371,12 +376,13 @@ impl Matcher {
         }
     }
 
-    /// Attempts a silent probe gets. While every answer so far came to a first attempt, the
-    /// network shows no loss, and one retry is enough (nmap caps its retransmissions by the
-    /// highest attempt that ever drew an answer the same way); once any answer needed a retry,
-    /// or before any answer, all of them.
+    /// Attempts a silent probe gets. While enough answers have come, all to a first attempt,
+    /// the network shows no loss, and one retry is enough (nmap caps its retransmissions by
+    /// the highest attempt that ever drew an answer the same way); once any answer needed a
+    /// retry, or with too few answers to tell, all of them. (At 10% loss, 32 answers all
+    /// coming first time has odds of 0.1%.)
     fn attempts_allowed(&self) -> u32 {
-        if self.best_attempt == 1 {
+        if self.best_attempt == 1 && self.answers >= LOSS_FREE_EVIDENCE {
             self.max_attempts.min(2)
         } else {
             self.max_attempts

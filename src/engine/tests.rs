@@ -421,17 +421,40 @@ async fn once_an_answer_needed_a_retry_silent_probes_get_every_retry() {
     assert_eq!(fake.sent_to(open), 1, "answered probes are not sent again");
 }
 
+/// `n` ports of host 1 that answer every attempt at once.
+fn answering_ports(n: u16) -> Vec<(Target, Behaviour)> {
+    (1..=n)
+        .map(|p| (Target::tcp(host(1), 5000 + p), answers(Answer::Rst, 1)))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
-async fn while_every_answer_came_first_time_one_retry_is_enough() {
-    let quiet = Target::tcp(host(1), 1);
-    let open = Target::tcp(host(1), 2);
-    let mut fake = Fake::answering(&[(open, answers(Answer::SynAck, 1))]);
-    let (found, _, _) = run(&mut fake, &settings(1000, 5), &[quiet, open]).await;
+async fn once_enough_answers_all_came_first_time_one_retry_is_enough() {
+    let quiet = Target::tcp(host(2), 1);
+    let answering = answering_ports(32);
+    let mut targets = vec![quiet];
+    targets.extend(answering.iter().map(|(t, _)| *t));
+    let mut fake = Fake::answering(&answering);
+    let (found, _, _) = run(&mut fake, &settings(1000, 5), &targets).await;
     assert_eq!(
         (found[0].evidence, found[0].attempts),
         (Evidence::NoReply, 2)
     );
     assert_eq!(fake.sent_to(quiet), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_too_few_answers_to_tell_every_retry_is_made() {
+    let quiet = Target::tcp(host(2), 1);
+    let answering = answering_ports(31);
+    let mut targets = vec![quiet];
+    targets.extend(answering.iter().map(|(t, _)| *t));
+    let mut fake = Fake::answering(&answering);
+    let (found, _, _) = run(&mut fake, &settings(1000, 5), &targets).await;
+    assert_eq!(
+        (found[0].evidence, found[0].attempts),
+        (Evidence::NoReply, 6)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -554,16 +577,17 @@ async fn a_flood_of_strays_does_not_keep_a_run_alive() {
 
 #[tokio::test(start_paused = true)]
 async fn silence_costs_the_hosts_round_trip_estimate_not_the_ceiling() {
-    // One host answers port 80 in 2 ms; its other 50 ports, and a host that drops everything,
-    // are silent. All are sent at once, before the first answer.
-    let mut targets = vec![Target::tcp(host(1), 80)];
+    // 32 ports of host 1 answer in 1 ms; 50 others, and a host that drops everything, are
+    // silent. All are sent at once, before the first answer.
+    let answering = answering_ports(32);
+    let mut targets: Vec<Target> = answering.iter().map(|(t, _)| *t).collect();
     targets.extend((1..=50).map(|p| Target::tcp(host(1), 1000 + p)));
     targets.extend((1..=50).map(|p| Target::tcp(host(2), p)));
-    let mut fake = Fake::answering(&[(targets[0], answers(Answer::SynAck, 2))]);
+    let mut fake = Fake::answering(&answering);
     let (found, _, elapsed) = run(&mut fake, &settings(1000, 2), &targets).await;
-    assert_eq!(found[0].state, PortState::Open);
+    assert!(found[..32].iter().all(|o| o.state == PortState::Closed));
     assert!(
-        found[1..]
+        found[32..]
             .iter()
             .all(|o| o.evidence == Evidence::NoReply && o.attempts == 2)
     );
@@ -576,8 +600,8 @@ async fn silence_costs_the_hosts_round_trip_estimate_not_the_ceiling() {
 async fn a_slow_host_is_heard_on_the_retrys_longer_watch_and_keeps_its_own_timeout() {
     // The network answers in 2 ms, host 2 in 250 ms. Host 2's probes first wait the
     // network's estimate (the floor, 100 ms); the retry waits twice that, so the answer to
-    // the first attempt still lands. Its silent port's retry, once host 2 has answered,
-    // waits host 2's own estimate (3 RTTs, doubled for the retry) from its send at 100 ms.
+    // the first attempt still lands. Its silent port's retries, once host 2 has answered,
+    // wait host 2's own estimate (3 RTTs), doubled per retry.
     let fast = Target::tcp(host(1), 80);
     let slow = Target::tcp(host(2), 80);
     let slow_silent = Target::tcp(host(2), 81);
@@ -588,9 +612,11 @@ async fn a_slow_host_is_heard_on_the_retrys_longer_watch_and_keeps_its_own_timeo
     let (found, _, elapsed) = run(&mut fake, &settings(2000, 2), &[fast, slow, slow_silent]).await;
     assert_eq!((found[1].state, found[1].attempts), (PortState::Open, 2));
     assert_eq!(found[1].rtt, Some(Duration::from_millis(250)));
+    // Attempt 2 (sent at 100 ms) waits 2 x 750 ms; attempt 3 would wait 4 x 750 ms, but the
+    // 2 s ceiling bounds it.
     assert_eq!(
         (found[2].evidence, found[2].attempts),
-        (Evidence::NoReply, 2)
+        (Evidence::NoReply, 3)
     );
-    assert_eq!(elapsed, Duration::from_millis(100 + 2 * 750));
+    assert_eq!(elapsed, Duration::from_millis(100 + 2 * 750 + 2000));
 }
