@@ -221,12 +221,12 @@ fn agent_cycle_and_rate() -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("sgprobe.sock");
     let mut out = String::from(
-        "\nAgent: one cycle over 508 instances x the common set (ICMP, TCP 20, 21, 22, 80, 443, 3389), 1,524 of 3,556 flows silent\n",
+        "\nAgent: one cycle over 508 instances planned from the common set (ICMP, TCP 20, 21, 22, 80, 443, 3389, and the ports at the edges of the group's rules); TCP 20, 21 and 3389 meet silence\n",
     );
     let config = agent_config(
         dir.path(),
         19590,
-        "interval = \"2s\"\nrate = 20000",
+        "interval = \"2s\"\ntimeout = \"500ms\"\nrate = 20000",
         &inventory,
     );
     let agent = Agent::start(&lab, &config);
@@ -295,7 +295,7 @@ fn agent_cycle_and_rate() -> String {
     let config = agent_config(
         dir.path(),
         19591,
-        &format!("interval = \"1s\"\nrate = {rate}"),
+        &format!("interval = \"1s\"\ntimeout = \"300ms\"\nrate = {rate}"),
         &inventory,
     );
     let agent = Agent::start(&lab, &config);

@@ -543,7 +543,7 @@ fn on_a_lossy_network_the_agent_confirms_no_drift() {
     std::fs::write(
         &config,
         format!(
-            "[agent]\ninterval = \"500ms\"\nmetrics_listen = \"127.0.0.1:19480\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\n{GROUPS}",
+            "[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:19480\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\n{GROUPS}",
             socket.display()
         ),
     )

@@ -42,8 +42,10 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SGPROBE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: never into a file or the journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match (
         args.log_format,
@@ -53,7 +55,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (LogFormat::Plain, true) => builder.without_time().init(),
         (LogFormat::Plain, false) => builder.init(),
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Two workers: a cycle busy planning a large config never holds up a signal, a scrape
+    // or the control socket.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the runtime")?;

@@ -52,11 +52,11 @@ struct RawAgent {
     metrics_listen: Option<Spanned<String>>,
     control_socket: Option<String>,
     confirm_cycles: Option<Spanned<u32>>,
-    rate: Option<u32>,
+    rate: Option<Spanned<u32>>,
     timeout: Option<Spanned<String>>,
-    retries: Option<u32>,
+    retries: Option<Spanned<u32>>,
     export: Option<Spanned<String>>,
-    max_flow_series: Option<usize>,
+    max_flow_series: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,11 +112,20 @@ pub struct Config {
 
 impl Config {
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| SourceError::Io {
-            file: file.to_path_buf(),
-            source,
-        })?;
+        let text = crate::sources::read_text(file)?;
         Config::parse(file, &text)
+    }
+
+    /// `load`, and a config an agent can run: one that names at least one instance.
+    pub fn load_for_agent(file: &Path) -> Result<Config, ConfigError> {
+        let config = Config::load(file)?;
+        if config.inventory.instances.is_empty() {
+            return Err(ConfigError::Invalid {
+                at: file.display().to_string(),
+                message: "no instance: the agent would check nothing (add an [[instance]], or an inventory export as a [[source]])".into(),
+            });
+        }
+        Ok(config)
     }
 
     /// Parses and validates; sources are read relative to the config file's folder.
@@ -172,21 +181,52 @@ pub fn validate(inv: &Inventory) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The ranges an agent's settings must fall in: outside them an agent hangs, floods, or
+/// never completes a cycle.
+const INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
+const TIMEOUT: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(60));
+const RATE: (u32, u32) = (1, 1_000_000);
+const RETRIES: u32 = 10;
+const CONFIRM_CYCLES: u32 = 100;
+const MAX_FLOW_SERIES: usize = 1_000_000;
+
 fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
     let mut agent = Agent::default();
-    if let Some(interval) = raw.interval {
-        agent.interval = humantime::parse_duration(interval.get_ref())
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                spans.at(
-                    interval.span(),
+    let duration =
+        |value: &Spanned<String>, key: &str, example: &str, (low, high): (Duration, Duration)| {
+            let found = value.get_ref();
+            match humantime::parse_duration(found) {
+                Ok(d) if (low..=high).contains(&d) => Ok(d),
+                Ok(_) => Err(spans.at(
+                    value.span(),
                     format!(
-                        "agent.interval: expected a duration such as \"30s\" or \"2m\", found {:?}",
-                        interval.get_ref()
+                        "agent.{key}: {found:?} is outside {} to {}",
+                        humantime::format_duration(low),
+                        humantime::format_duration(high)
                     ),
-                )
-            })?;
+                )),
+                Err(_) => Err(spans.at(
+                    value.span(),
+                    format!("agent.{key}: expected a duration such as {example}, found {found:?}"),
+                )),
+            }
+        };
+    let number = |value: &Spanned<u32>, key: &str, (low, high): (u32, u32)| {
+        let n = *value.get_ref();
+        if (low..=high).contains(&n) {
+            Ok(n)
+        } else {
+            Err(spans.at(
+                value.span(),
+                format!("agent.{key}: {n} is outside {low} to {high}"),
+            ))
+        }
+    };
+    if let Some(interval) = &raw.interval {
+        agent.interval = duration(interval, "interval", "\"30s\" or \"2m\"", INTERVAL)?;
+    }
+    if let Some(timeout) = &raw.timeout {
+        agent.timeout = duration(timeout, "timeout", "\"1s\" or \"500ms\"", TIMEOUT)?;
     }
     if let Some(listen) = raw.metrics_listen {
         agent.metrics_listen = listen
@@ -197,14 +237,26 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
     if let Some(socket) = raw.control_socket {
         agent.control_socket = PathBuf::from(socket);
     }
-    agent.rate = raw.rate.unwrap_or(agent.rate).max(1);
-    agent.retries = raw.retries.unwrap_or(agent.retries);
-    agent.max_flow_series = raw.max_flow_series.unwrap_or(agent.max_flow_series);
-    if let Some(timeout) = raw.timeout {
-        agent.timeout = humantime::parse_duration(timeout.get_ref())
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| spans.at(timeout.span(), format!("agent.timeout: expected a duration such as \"1s\" or \"500ms\", found {:?}", timeout.get_ref())))?;
+    if let Some(rate) = &raw.rate {
+        agent.rate = number(rate, "rate", RATE)?;
+    }
+    if let Some(retries) = &raw.retries {
+        agent.retries = number(retries, "retries", (0, RETRIES))?;
+    }
+    if let Some(cycles) = &raw.confirm_cycles {
+        agent.confirm_cycles = number(cycles, "confirm_cycles", (1, CONFIRM_CYCLES))?;
+    }
+    if let Some(series) = &raw.max_flow_series {
+        agent.max_flow_series = *series.get_ref();
+        if agent.max_flow_series > MAX_FLOW_SERIES {
+            return Err(spans.at(
+                series.span(),
+                format!(
+                    "agent.max_flow_series: {} is more than {MAX_FLOW_SERIES}",
+                    agent.max_flow_series
+                ),
+            ));
+        }
     }
     if let Some(export) = raw.export {
         agent.drifting_only = match export.get_ref().as_str() {
@@ -218,11 +270,29 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
             }
         };
     }
-    if let Some(cycles) = raw.confirm_cycles {
-        agent.confirm_cycles = *cycles.get_ref();
-        if agent.confirm_cycles == 0 {
-            return Err(spans.at(cycles.span(), "agent.confirm_cycles: expected 1 or more"));
-        }
+    // As Prometheus' scrape_timeout must fit its scrape_interval: every attempt of a silent
+    // probe must fit in one interval.
+    let attempts = agent.retries + 1;
+    let silent = agent.timeout * attempts;
+    if silent > agent.interval {
+        let span = [
+            raw.timeout.as_ref().map(Spanned::span),
+            raw.retries.as_ref().map(Spanned::span),
+            raw.interval.as_ref().map(Spanned::span),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or(0..0);
+        return Err(spans.at(
+            span,
+            format!(
+                "agent.timeout x (agent.retries + 1) = {} x {attempts} = {} must fit in agent.interval ({}): a silent probe's attempts must end within a cycle",
+                humantime::format_duration(agent.timeout),
+                humantime::format_duration(silent),
+                humantime::format_duration(agent.interval)
+            ),
+        ));
     }
     Ok(agent)
 }

@@ -1,11 +1,11 @@
 //! The control socket: HTTP/1.1 over a Unix socket, JSON, paths under /v1/. Only configured
 //! instances can be probed; every refusal is a JSON error, never a crash.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use axum::Json;
 use axum::Router;
 use axum::extract::connect_info::{ConnectInfo, Connected};
@@ -22,7 +22,7 @@ use tokio::net::UnixListener;
 use super::cycle::{Selection, check};
 use super::{Shared, lock, settings};
 use crate::drift::Drift;
-use crate::model::{Direction, parse_port_spec};
+use crate::model::{Direction, FlowProtocol, parse_port_spec};
 
 /// Who called, from SO_PEERCRED: logged with every request that changes or probes anything.
 #[derive(Debug, Clone, Copy)]
@@ -38,17 +38,60 @@ impl Connected<IncomingStream<'_, UnixListener>> for Caller {
     }
 }
 
-/// Binds the socket (replacing a stale one), mode 0660: the owner and its group may talk.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+/// The control socket's file as this agent created it, known by its inode so that only it
+/// is removed.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    inode: u64,
+}
+
+impl SocketFile {
+    /// Removes the socket if it is still the one this agent created.
+    pub fn remove(&self) {
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Binds the socket, mode 0660: the owner and its group may talk. A live socket (another
+/// agent answers on it) is refused; a stale one is replaced; anything else at the path is
+/// never deleted.
+pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let _ = std::fs::remove_file(path);
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!(
+                    "{} is in use: another agent answers on it. Stop that agent, or give this one another control_socket",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a socket: refusing to replace it (remove it, or set another control_socket)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+    }
     let listener =
         UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    Ok(listener)
+    let inode = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot inspect {}", path.display()))?
+        .ino();
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        inode,
+    };
+    Ok((listener, file))
 }
 
 pub async fn serve(listener: UnixListener, app: Router) {
@@ -62,6 +105,8 @@ pub async fn serve(listener: UnixListener, app: Router) {
     }
 }
 
+const ENDPOINTS: &str = "GET /v1/status, GET /v1/drift, POST /v1/check, POST /v1/reload";
+
 /// Requests larger than this are refused: a check request is a few dozen bytes.
 const BODY_LIMIT: usize = 16 * 1024;
 
@@ -74,7 +119,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such endpoint: GET /v1/status, GET /v1/drift, POST /v1/check, POST /v1/reload",
+                format!("no such endpoint: {ENDPOINTS}"),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("wrong method for this endpoint: {ENDPOINTS}"),
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -118,6 +169,12 @@ async fn check_now(
 ) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a check request is at most {BODY_LIMIT} bytes"),
+            );
+        }
         Err(rejection) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -169,6 +226,25 @@ async fn check_now(
             );
         }
     };
+    // Valid requests that name nothing to probe get 422, not an empty 200.
+    if ports
+        .as_ref()
+        .is_some_and(|p| p.iter().all(|s| s.protocol == FlowProtocol::All))
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "\"all\" names no port a probe can send to: give protocols and ports, as tcp:1-1024,udp:53,icmp",
+        );
+    }
+    if direction == Some(Direction::Outbound) && (!instance.local || instance.outbound.is_empty()) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "outbound flows of {:?} are probed only by an agent on it (local = true) toward its [[instance.outbound]] destinations",
+                instance.name
+            ),
+        );
+    }
     tracing::info!(uid = ?caller.uid, instance = %instance.name, ports = ?request.ports, "check requested");
     match check(
         &config,
@@ -176,6 +252,7 @@ async fn check_now(
         &Selection { ports, direction },
         &settings(&config.agent),
         &shared.pacer,
+        shared.activity.clone(),
     )
     .await
     {
@@ -189,7 +266,7 @@ async fn reload(
     ConnectInfo(caller): ConnectInfo<Caller>,
 ) -> Response {
     tracing::info!(uid = ?caller.uid, "reload requested");
-    match shared.reload() {
+    match shared.reload_off_thread().await {
         Ok(()) => Json(json!({ "reloaded": true })).into_response(),
         Err(message) => error(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -74,6 +74,7 @@ pub async fn check(
     selection: &Selection,
     settings: &Settings,
     pacer: &Pacer,
+    counters: Arc<Counters>,
 ) -> Result<Checked, EngineError> {
     let inv = &config.inventory;
     let mut planned: Vec<(FlowKey, FlowPeer, Predicted, SharedRule, Target)> = Vec::new();
@@ -194,7 +195,7 @@ pub async fn check(
         }
     }
     let targets: Vec<Target> = planned.iter().map(|p| p.4).collect();
-    let report = probe(settings, pacer, &targets, Arc::new(Counters::default())).await?;
+    let report = probe(settings, pacer, &targets, counters).await?;
     let results = planned
         .into_iter()
         .zip(report.observations)

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub reload_time: Gauge,
     pub raw_sockets: Gauge,
     flow_series_limited: Gauge,
+    cycle_in_progress: Gauge,
+    cycle_stalled: Gauge,
     /// Per-flow series for drifting flows only (configured, or past the ceiling).
     limited: bool,
     instances: Vec<Arc<str>>,
@@ -136,6 +138,11 @@ impl Metrics {
                 "sgprobe_flow_series_limited",
                 "1 when per-flow series are exported for drifting flows only (configured, or past the ceiling).",
             )?,
+            cycle_in_progress: gauge("sgprobe_cycle_in_progress", "1 while a cycle runs.")?,
+            cycle_stalled: gauge(
+                "sgprobe_cycle_stalled",
+                "1 while the running cycle has sent and heard nothing for its stall limit (the systemd watchdog is then no longer fed).",
+            )?,
             registry,
             probes,
             rtt,
@@ -187,6 +194,11 @@ impl Metrics {
             }
         }
         self.instances = instances;
+    }
+
+    pub fn set_cycle_state(&self, running: bool, stalled: bool) {
+        self.cycle_in_progress.set(f64::from(u8::from(running)));
+        self.cycle_stalled.set(f64::from(u8::from(stalled)));
     }
 
     /// The text exposition format: the registry, then the per-flow series of `flows`.

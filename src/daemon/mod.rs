@@ -4,6 +4,7 @@
 mod control;
 pub mod cycle;
 mod metrics;
+mod progress;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
@@ -18,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Agent, Config};
 use crate::drift::{Drift, Tracker};
-use crate::engine::{Pacer, Settings};
+use crate::engine::{Counters, Pacer, Settings};
 use cycle::{FlowKey, FlowResult, Selection, check};
 use metrics::Metrics;
 
@@ -37,6 +39,10 @@ pub struct Shared {
     /// The one pacer of every probe the agent sends, cycles and checks alike: `rate` is a
     /// ceiling for all of them together.
     pacer: Pacer,
+    /// Packets sent and answered by every run: the cycle's sign of life.
+    activity: Arc<Counters>,
+    /// When the running cycle began; `None` between cycles.
+    cycle_started: Mutex<Option<tokio::time::Instant>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -79,8 +85,16 @@ impl Shared {
 
     /// Loads the config file again. It cannot half-apply: the new config replaces the old only
     /// once it has loaded and validated whole; otherwise the old one keeps running.
-    pub fn reload(&self) -> Result<(), String> {
-        match Config::load(&self.config_path) {
+    /// `reload` on a blocking thread: reading and parsing a large config must not stall
+    /// /metrics, the socket or signals.
+    pub async fn reload_off_thread(self: Arc<Self>) -> Result<(), String> {
+        tokio::task::spawn_blocking(move || self.reload())
+            .await
+            .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")))
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        match Config::load_for_agent(&self.config_path) {
             Ok(config) => {
                 let old = self.config();
                 if config.agent.metrics_listen != old.agent.metrics_listen
@@ -123,6 +137,7 @@ impl Shared {
             &Selection::default(),
             &settings(&config.agent),
             &self.pacer,
+            self.activity.clone(),
         )
         .await?;
         // The engine decided how to probe; its warnings say whether raw sockets were there.
@@ -189,10 +204,10 @@ impl Shared {
     }
 }
 
-/// Runs until SIGTERM or SIGINT: a cycle every `interval` (jittered by up to 10% so agents do
-/// not fall into step), SIGHUP reloads.
+/// Runs until SIGTERM or SIGINT, which end it within a second, mid-cycle or not; SIGHUP
+/// reloads.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path).context("cannot load the config")?;
+    let config = Config::load_for_agent(config_path).context("cannot load the config")?;
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics.reload_ok.set(1.0);
     metrics.reload_time.set(unix_now());
@@ -222,12 +237,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }),
         checks: Semaphore::new(2),
         pacer: Pacer::new(agent.rate),
+        activity: Arc::new(Counters::default()),
+        cycle_started: Mutex::new(None),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
         .await
         .with_context(|| format!("cannot listen on {} for /metrics", agent.metrics_listen))?;
     let web = shared.clone();
+    let ready = shared.clone();
     let metrics_app = Router::new()
         .route(
             "/metrics",
@@ -238,42 +256,41 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             }),
         )
         .route("/-/healthy", get(|| async { "OK\n" }))
-        .route("/-/ready", get(|| async { "OK\n" }));
+        // Ready once a cycle has completed: before that the metrics say nothing of drift.
+        .route(
+            "/-/ready",
+            get(move || async move {
+                if lock(&ready.status).cycles > 0 {
+                    (StatusCode::OK, "OK\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the first cycle has not completed\n",
+                    )
+                }
+            }),
+        );
+    let (socket, socket_file) = control::bind(&agent.control_socket)?;
     tokio::spawn(async move { axum::serve(listener, metrics_app).await });
-    let socket = control::bind(&agent.control_socket)?;
     let control_app = control::router(shared.clone());
     tokio::spawn(control::serve(socket, control_app));
     tracing::info!(metrics = %agent.metrics_listen, control = %agent.control_socket.display(), "sgprobe agent started");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let mut watchdog_usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut watchdog_usec) {
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_micros(watchdog_usec / 2)).await;
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
+    tokio::spawn(watch(shared.clone()));
+    // The cycle runs in its own task: signals, reloads, /metrics and the socket never wait
+    // for it.
+    let cycles = tokio::spawn(cycles(shared.clone()));
 
     let (mut hangup, mut terminate, mut interrupt) = (
         signal(SignalKind::hangup())?,
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
     );
-    let mut next = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            () = tokio::time::sleep_until(next) => {
-                if let Err(e) = shared.cycle().await {
-                    tracing::error!(error = %format!("{e:#}"), "cycle failed");
-                }
-                let interval = shared.config().agent.interval;
-                let jitter = interval.mul_f64(rand::random::<f64>() * 0.1);
-                next = tokio::time::Instant::now() + interval - interval / 20 + jitter;
-            }
             _ = hangup.recv() => {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                let _ = shared.reload();
+                let _ = shared.clone().reload_off_thread().await;
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             }
             _ = terminate.recv() => break,
@@ -281,7 +298,58 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    let _ = std::fs::remove_file(&agent.control_socket);
+    // Cancelled at its next await: its sockets close as the engine's state drops.
+    cycles.abort();
+    let _ = tokio::time::timeout(Duration::from_millis(500), cycles).await;
+    socket_file.remove();
     tracing::info!("sgprobe agent stopped");
     Ok(())
+}
+
+/// A cycle every `interval` (jittered by up to 10% so agents do not fall into step), each
+/// with the config current when it starts: a reload applies from the next cycle.
+async fn cycles(shared: Arc<Shared>) {
+    let mut next = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep_until(next).await;
+        *lock(&shared.cycle_started) = Some(tokio::time::Instant::now());
+        if let Err(e) = shared.cycle().await {
+            tracing::error!(error = %format!("{e:#}"), "cycle failed");
+        }
+        *lock(&shared.cycle_started) = None;
+        let interval = shared.config().agent.interval;
+        let jitter = interval.mul_f64(rand::random::<f64>() * 0.1);
+        next = tokio::time::Instant::now() + interval - interval / 20 + jitter;
+    }
+}
+
+/// Once a second: is the running cycle alive? A stuck one is logged, shown as
+/// `sgprobe_cycle_stalled`, and starves the systemd watchdog, which restarts the agent.
+async fn watch(shared: Arc<Shared>) {
+    let mut watchdog_usec = 0;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let every = if watchdog {
+        Duration::from_micros(watchdog_usec / 2).min(Duration::from_secs(1))
+    } else {
+        Duration::from_secs(1)
+    };
+    let now = tokio::time::Instant::now();
+    let limit = progress::STALL_FLOOR.max(shared.config().agent.interval);
+    let mut monitor = progress::Monitor::new(limit, now);
+    let mut was_stalled = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let activity =
+            Counters::get(&shared.activity.sent) + Counters::get(&shared.activity.answered);
+        let started = *lock(&shared.cycle_started);
+        let stalled = monitor.stalled(tokio::time::Instant::now(), started, activity);
+        if stalled && !was_stalled {
+            tracing::error!(limit = ?limit, "the cycle is stuck: no probe sent or answered within the limit; the systemd watchdog is no longer fed");
+        }
+        was_stalled = stalled;
+        lock(&shared.metrics).set_cycle_state(started.is_some(), stalled);
+        if watchdog && !stalled {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    }
 }

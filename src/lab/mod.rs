@@ -28,11 +28,8 @@ use crate::policy::LinkError;
 pub enum LabError {
     #[error("the lab needs root (network namespaces, veth pairs and nftables); run it with sudo")]
     NotRoot,
-    #[error("cannot {what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("cannot {what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error(transparent)]
@@ -239,7 +236,7 @@ impl Lab {
         let handle = self.prober.spawn(f)?;
         handle.join().map_err(|_| LabError::Io {
             what: "run in the prober namespace".into(),
-            source: std::io::Error::other("the thread panicked"),
+            error: std::io::Error::other("the thread panicked"),
         })
     }
 
@@ -349,7 +346,7 @@ fn listen(ns: &Netns, sockets: Vec<(Protocol, SocketAddr)>) -> Result<Listeners,
             Err(source) => {
                 let _ = ready_tx.send(Err(LabError::Io {
                     what: "start the listener runtime".into(),
-                    source,
+                    error: source,
                 }));
                 return;
             }
@@ -392,7 +389,7 @@ fn listen(ns: &Netns, sockets: Vec<(Protocol, SocketAddr)>) -> Result<Listeners,
         Ok(Err(e)) => Err(e),
         Err(_) => Err(LabError::Io {
             what: "start listeners".into(),
-            source: std::io::Error::other("the listener thread ended"),
+            error: std::io::Error::other("the listener thread ended"),
         }),
     }
 }

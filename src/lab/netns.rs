@@ -97,7 +97,7 @@ impl Netns {
                 .output()
                 .map_err(|source| LabError::Io {
                     what: format!("ask {interface}'s state"),
-                    source,
+                    error: source,
                 })?;
             if String::from_utf8_lossy(&output.stdout).contains(" state UP ") {
                 return Ok(());
@@ -117,7 +117,7 @@ impl Netns {
             .output()
             .map_err(|source| LabError::Io {
                 what: format!("ask {interface}'s address"),
-                source,
+                error: source,
             })?;
         let text = String::from_utf8_lossy(&output.stdout);
         text.split_whitespace()
@@ -146,7 +146,7 @@ impl Netns {
         let path = format!("/run/netns/{}", self.name);
         let file = File::open(&path).map_err(|source| LabError::Io {
             what: format!("open {path}"),
-            source,
+            error: source,
         })?;
         let name = self.name.clone();
         std::thread::Builder::new()
@@ -158,7 +158,7 @@ impl Netns {
             })
             .map_err(|source| LabError::Io {
                 what: "spawn a thread".into(),
-                source,
+                error: source,
             })
     }
 }
@@ -186,18 +186,18 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), LabE
         .spawn()
         .map_err(|source| LabError::Io {
             what: format!("run {command_line}"),
-            source,
+            error: source,
         })?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(text.as_bytes())
             .map_err(|source| LabError::Io {
                 what: format!("feed {command_line}"),
-                source,
+                error: source,
             })?;
     }
     let output = child.wait_with_output().map_err(|source| LabError::Io {
         what: format!("wait for {command_line}"),
-        source,
+        error: source,
     })?;
     if output.status.success() {
         Ok(())

@@ -17,19 +17,19 @@ pub use sockets::{Kind, Sockets};
 #[derive(Debug, Error)]
 pub enum NetError {
     #[error(
-        "cannot open a raw {what} socket: {source} (raw sockets need CAP_NET_RAW: run as root, or `setcap cap_net_raw+ep` on the binary)"
+        "cannot open a raw {what} socket: {error} (raw sockets need CAP_NET_RAW: run as root, or `setcap cap_net_raw+ep` on the binary)"
     )]
     Raw {
         what: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("cannot {what} for UDP probes: {source}")]
+    #[error("cannot {what} for UDP probes: {error}")]
     Udp {
         what: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("no route to {addr}: {source}")]
-    NoRoute { addr: IpAddr, source: io::Error },
+    #[error("no route to {addr}: {error}")]
+    NoRoute { addr: IpAddr, error: io::Error },
 }
 
 /// The local address the kernel would send from to reach `remote`: a connected UDP socket's
@@ -41,7 +41,7 @@ pub fn source_for(remote: IpAddr) -> Result<IpAddr, NetError> {
     };
     let route = |source| NetError::NoRoute {
         addr: remote,
-        source,
+        error: source,
     };
     let socket = UdpSocket::bind(SocketAddr::new(unspecified, 0)).map_err(route)?;
     socket.connect(SocketAddr::new(remote, 9)).map_err(route)?;

@@ -74,7 +74,7 @@ pub fn raw_tcp(family: Family) -> Result<UdpSocket, NetError> {
         .attach_filter(&filter)
         .map_err(|source| NetError::Raw {
             what: "TCP (filter)",
-            source,
+            error: source,
         })?;
     wrap(socket, "TCP")
 }
@@ -107,14 +107,14 @@ pub fn raw_icmp(family: Family) -> Result<UdpSocket, NetError> {
         .attach_filter(&filter)
         .map_err(|source| NetError::Raw {
             what: "ICMP (filter)",
-            source,
+            error: source,
         })?;
     wrap(socket, "ICMP")
 }
 
 fn open(family: Family, protocol: Protocol, what: &'static str) -> Result<Socket, NetError> {
     let socket = Socket::new(family.domain(), Type::RAW, Some(protocol))
-        .map_err(|source| NetError::Raw { what, source })?;
+        .map_err(|error| NetError::Raw { what, error })?;
     // Best effort: forcing needs CAP_NET_ADMIN; the plain request is capped at rmem_max.
     if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
         let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
@@ -127,14 +127,14 @@ fn open(family: Family, protocol: Protocol, what: &'static str) -> Result<Socket
 fn wrap(socket: Socket, what: &'static str) -> Result<UdpSocket, NetError> {
     socket
         .set_nonblocking(true)
-        .map_err(|source| NetError::Raw { what, source })?;
-    UdpSocket::from_std(socket.into()).map_err(|source| NetError::Raw { what, source })
+        .map_err(|error| NetError::Raw { what, error })?;
+    UdpSocket::from_std(socket.into()).map_err(|error| NetError::Raw { what, error })
 }
 
 /// One unconnected UDP socket for every probe of a family, with ICMP errors queued for
 /// `read_error` (which names the destination each error is for).
 pub fn udp_socket(family: Family) -> Result<UdpSocket, NetError> {
-    let fail = |what| move |source| NetError::Udp { what, source };
+    let fail = |what| move |error| NetError::Udp { what, error };
     let socket = Socket::new(family.domain(), Type::DGRAM, Some(Protocol::UDP))
         .map_err(fail("open a UDP socket"))?;
     match family {

@@ -124,7 +124,7 @@ impl Sockets {
                         .build();
                     let client = Client::new(&config).map_err(|source| NetError::Raw {
                         what: "ICMP echo",
-                        source,
+                        error: source,
                     })?;
                     sockets.echo.set(family, Arc::new(client));
                 }
@@ -153,7 +153,7 @@ impl Sockets {
 impl Network for Sockets {
     fn source_for(&mut self, remote: IpAddr) -> io::Result<IpAddr> {
         super::source_for(remote).map_err(|e| match e {
-            NetError::NoRoute { source, .. } => source,
+            NetError::NoRoute { error, .. } => error,
             other => io::Error::other(other.to_string()),
         })
     }

@@ -5,11 +5,15 @@ use thiserror::Error;
 /// A source that could not be read, naming the file and the place in it.
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read: {error}")]
     Io {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error("{file}: not a regular file: a config or export is read only from a file")]
+    NotAFile { file: PathBuf },
+    #[error("{file}: {size} bytes, more than the {cap} a config or export may have")]
+    TooLarge { file: PathBuf, size: u64, cap: u64 },
     /// A syntax error, or a field of a TOML file: `file:line:column`.
     #[error("{file}:{line}:{column}: {message}")]
     At {

@@ -59,14 +59,38 @@ impl fmt::Display for Format {
     }
 }
 
+/// The largest config or export read: far above any real account's export, far below what
+/// would exhaust the agent.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 /// Reads one source file. `id` names the object for exports that do not carry its id (a
 /// Tencent policy list, an AWS prefix-list's entries).
 pub fn load(format: Format, file: &Path, id: Option<&str>) -> Result<Inventory, SourceError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SourceError::Io {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let text = read_text(file)?;
     parse(format, file, &text, id)
+}
+
+/// A config's or export's text. Only a regular file is opened (a FIFO or a device at the
+/// path would block or never end), and only up to `MAX_FILE_BYTES`.
+pub fn read_text(file: &Path) -> Result<String, SourceError> {
+    let io = |error| SourceError::Io {
+        file: file.to_path_buf(),
+        error,
+    };
+    let meta = std::fs::metadata(file).map_err(io)?;
+    if !meta.is_file() {
+        return Err(SourceError::NotAFile {
+            file: file.to_path_buf(),
+        });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(SourceError::TooLarge {
+            file: file.to_path_buf(),
+            size: meta.len(),
+            cap: MAX_FILE_BYTES,
+        });
+    }
+    std::fs::read_to_string(file).map_err(io)
 }
 
 /// Reads a source's text; `file` only names it in errors. Never panics, whatever the text.

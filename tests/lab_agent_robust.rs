@@ -1,0 +1,279 @@
+//! The agent left alone under hostile conditions: signals mid-cycle, readiness, a second
+//! agent on the same socket, files it must not delete.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sgprobe::lab::{Lab, LabSpec};
+use sgprobe::sources::native;
+
+/// One instance whose 3,000 planned ports take 30 s to probe at 100 packets/s.
+const SLOW: &str = r#"
+[[group]]
+id = "sg-web"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22"
+peer = "0.0.0.0/0"
+[[group.egress]]
+action = "accept"
+peer = "all"
+
+[[instance]]
+name = "web"
+addresses = ["10.77.1.10"]
+security_groups = ["sg-web"]
+ports = "tcp:1000-3999"
+"#;
+
+fn lab() -> Option<Lab> {
+    let inventory = native::parse(Path::new("lab.toml"), SLOW).expect("valid");
+    common::lab(&LabSpec {
+        inventory,
+        ..LabSpec::default()
+    })
+}
+
+fn write_config(dir: &Path, metrics_port: u16, socket: &Path) -> std::path::PathBuf {
+    let config = dir.join(format!("sgprobe-{metrics_port}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ninterval = \"60s\"\nrate = 100\ntimeout = \"1s\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\ncontrol_socket = \"{}\"\n{SLOW}",
+            socket.display()
+        ),
+    )
+    .expect("write config");
+    config
+}
+
+/// `sgprobe run` in the prober namespace, its stderr kept.
+fn start(lab: &Lab, config: &Path) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.prober().name])
+        .arg(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the agent starts")
+}
+
+/// A plain HTTP GET to the agent's metrics listener, from inside the prober namespace.
+fn http_status(lab: &Lab, port: u16, path: &'static str) -> String {
+    lab.in_prober(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening");
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .expect("write");
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        reply.lines().next().unwrap_or_default().to_string()
+    })
+    .expect("runs")
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_mid_cycle_ends_the_agent_within_a_second_and_readiness_waits_for_a_cycle() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = write_config(dir.path(), 19481, &socket);
+    let mut agent = common::Started(vec![start(&lab, &config)]);
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    // The first cycle needs 30 s: the agent is live, but not ready.
+    assert!(http_status(&lab, 19481, "/-/healthy").contains(" 200 "));
+    assert!(
+        http_status(&lab, 19481, "/-/ready").contains(" 503 "),
+        "ready before the first cycle completed"
+    );
+    assert!(
+        http_status(&lab, 19481, "/metrics").contains(" 200 "),
+        "a scrape mid-cycle is answered"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
+    let status = agent.0[0].wait().expect("exits");
+    let took = sent.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM mid-cycle took {took:?}"
+    );
+    assert!(!socket.exists(), "the agent removed its own socket");
+}
+
+#[test]
+fn a_second_agent_on_a_live_socket_refuses_to_start_and_the_first_keeps_it() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let first = write_config(dir.path(), 19482, &socket);
+    let second = write_config(dir.path(), 19483, &socket);
+    let _first = common::Started(vec![start(&lab, &first)]);
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    let out = start(&lab, &second)
+        .wait_with_output()
+        .expect("the second ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is in use: another agent answers on it"),
+        "{stderr}"
+    );
+    assert!(
+        UnixStream::connect(&socket).is_ok(),
+        "the first agent still answers on its socket"
+    );
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_anything_else_at_the_path_is_left_alone() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A socket nobody listens on any more: replaced.
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).expect("bind"));
+    let config = write_config(dir.path(), 19484, &stale);
+    let mut agent = common::Started(vec![start(&lab, &config)]);
+    wait_for("the control socket", || UnixStream::connect(&stale).is_ok());
+    kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
+    assert!(agent.0[0].wait().expect("exits").success());
+
+    // A regular file: refused, and kept.
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "keep me").expect("write");
+    let config = write_config(dir.path(), 19485, &file);
+    let out = start(&lab, &config).wait_with_output().expect("ends");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("still there"),
+        "keep me"
+    );
+}
+
+/// One HTTP/1.1 exchange over the control socket: the status code and the parsed body.
+fn exchange(socket: &Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut stream = UnixStream::connect(socket).expect("the socket answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A body the server refuses may be cut off mid-write: the reply still comes.
+    let _ = stream.write_all(request.as_bytes());
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    let code = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn every_control_api_error_has_its_status_and_a_json_message() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = write_config(dir.path(), 19486, &socket);
+    let _agent = common::Started(vec![start(&lab, &config)]);
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    let huge = format!("{{\"instance\": \"{}\"}}", "x".repeat(20_000));
+    let cases: [(&str, &str, &str, u16, &str); 8] = [
+        (
+            "POST",
+            "/v1/check",
+            "not json!",
+            400,
+            "expected {\"instance\"",
+        ),
+        ("POST", "/v1/check", &huge, 413, "at most 16384 bytes"),
+        ("GET", "/v1/check", "", 405, "wrong method"),
+        ("GET", "/nope", "", 404, "no such endpoint"),
+        (
+            "POST",
+            "/v1/check",
+            r#"{"instance": "db-9"}"#,
+            404,
+            "no instance \"db-9\"",
+        ),
+        (
+            "POST",
+            "/v1/check",
+            r#"{"instance": "web", "ports": "all"}"#,
+            422,
+            "names no port",
+        ),
+        (
+            "POST",
+            "/v1/check",
+            r#"{"instance": "web", "direction": "outbound", "ports": "tcp:443"}"#,
+            422,
+            "probed only by an agent on it",
+        ),
+        (
+            "POST",
+            "/v1/check",
+            r#"{"instance": "web", "ports": "tcp:99999"}"#,
+            400,
+            "99999",
+        ),
+    ];
+    for (method, path, body, status, message) in cases {
+        let (code, json) = exchange(&socket, method, path, body);
+        let shown: String = body.chars().take(60).collect();
+        assert_eq!(code, status, "{method} {path} {shown}: {json}");
+        let error = json["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(message),
+            "{method} {path} {shown}: {error:?}"
+        );
+    }
+}
