@@ -35,6 +35,26 @@ security_groups = ["sg-web"]
 ports = "tcp:1000-3999"
 "#;
 
+/// One instance, a handful of flows: cycles of a few hundred milliseconds.
+const QUICK: &str = r#"
+[[group]]
+id = "sg-web"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22"
+peer = "0.0.0.0/0"
+[[group.egress]]
+action = "accept"
+peer = "all"
+
+[[instance]]
+name = "web"
+addresses = ["10.77.1.10"]
+security_groups = ["sg-web"]
+"#;
+
 fn lab() -> Option<Lab> {
     let inventory = native::parse(Path::new("lab.toml"), SLOW).expect("valid");
     common::lab(&LabSpec {
@@ -276,4 +296,80 @@ fn every_control_api_error_has_its_status_and_a_json_message() {
             "{method} {path} {shown}: {error:?}"
         );
     }
+}
+
+/// With the systemd default of 1,024 descriptors, 1,050 idle connections to /metrics once
+/// starved the agent: every cycle failed to open a socket. Now connections are capped and
+/// idle ones shed: cycles go on, and a scrape is answered.
+#[test]
+fn a_crowd_of_idle_connections_neither_starves_the_cycles_nor_blocks_a_scrape() {
+    let inventory = native::parse(Path::new("lab.toml"), QUICK).expect("valid");
+    let Some(lab) = common::lab(&LabSpec {
+        inventory,
+        ..LabSpec::default()
+    }) else {
+        return;
+    };
+    // This test holds more connections than a default soft limit allows.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        hard.min(8192),
+        hard,
+    )
+    .expect("setrlimit");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = dir.path().join("sgprobe.toml");
+    let port = 19487;
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\n{QUICK}",
+            socket.display()
+        ),
+    )
+    .expect("write config");
+    let agent = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 1024 && exec \"$0\" \"$@\"",
+            "ip",
+            "netns",
+            "exec",
+        ])
+        .arg(&lab.prober().name)
+        .arg(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the agent starts");
+    let _agent = common::Started(vec![agent]);
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    let cycles = || {
+        exchange(&socket, "GET", "/v1/status", "").1["cycles"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_for("a first cycle", || cycles() >= 1);
+    let crowd = lab
+        .in_prober(move || {
+            (0..1050)
+                .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+                .collect::<Vec<_>>()
+        })
+        .expect("runs");
+    assert!(crowd.len() >= 1000, "only {} connections held", crowd.len());
+    let before = cycles();
+    wait_for("two more cycles under the crowd", || cycles() >= before + 2);
+    assert!(
+        http_status(&lab, port, "/metrics").contains(" 200 "),
+        "a scrape is answered while the crowd holds on"
+    );
+    drop(crowd);
 }

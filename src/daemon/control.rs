@@ -8,35 +8,21 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use axum::Json;
 use axum::Router;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::ConnectInfo;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::UnixListener;
 
 use super::cycle::{Selection, check};
+use super::listen::Caller;
 use super::{Shared, lock, settings};
 use crate::drift::Drift;
 use crate::model::{Direction, FlowProtocol, parse_port_spec};
-
-/// Who called, from SO_PEERCRED: logged with every request that changes or probes anything.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller {
-    uid: Option<u32>,
-}
-
-impl Connected<IncomingStream<'_, UnixListener>> for Caller {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        Caller {
-            uid: stream.io().peer_cred().ok().map(|c| c.uid()),
-        }
-    }
-}
 
 /// The control socket's file as this agent created it, known by its inode so that only it
 /// is removed.
@@ -92,17 +78,6 @@ pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
         inode,
     };
     Ok((listener, file))
-}
-
-pub async fn serve(listener: UnixListener, app: Router) {
-    if let Err(e) = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<Caller>(),
-    )
-    .await
-    {
-        tracing::error!(error = %e, "control socket stopped");
-    }
 }
 
 const ENDPOINTS: &str = "GET /v1/status, GET /v1/drift, POST /v1/check, POST /v1/reload";

@@ -3,6 +3,7 @@
 
 mod control;
 pub mod cycle;
+mod listen;
 mod metrics;
 mod progress;
 
@@ -271,9 +272,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             }),
         );
     let (socket, socket_file) = control::bind(&agent.control_socket)?;
-    tokio::spawn(async move { axum::serve(listener, metrics_app).await });
+    tokio::spawn(listen::serve(listener, metrics_app, "metrics"));
     let control_app = control::router(shared.clone());
-    tokio::spawn(control::serve(socket, control_app));
+    tokio::spawn(listen::serve(socket, control_app, "control"));
     tracing::info!(metrics = %agent.metrics_listen, control = %agent.control_socket.display(), "sgprobe agent started");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tokio::spawn(watch(shared.clone()));
