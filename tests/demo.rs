@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{Signal, kill};
@@ -55,6 +55,42 @@ fn the_demo_shows_both_drifts_and_cleans_up_on_ctrl_c() {
         String::from_utf8_lossy(&check.stderr)
     );
 
+    // The metrics forwarder: an HTTP/1.0 client (the reply ends when the connection does)
+    // gets whole replies, and scrapes leave no thread or descriptor behind.
+    let threads = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("the demo runs")
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .expect("a thread count")
+    };
+    let before = threads();
+    for _ in 0..50 {
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:9477").expect("the forwarder");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .expect("write");
+        let mut reply = String::new();
+        stream
+            .read_to_string(&mut reply)
+            .expect("the reply ends with the connection");
+        assert!(reply.contains("sgprobe_flow_drift"), "{reply}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        threads() <= before,
+        "threads before {before}, after {}",
+        threads()
+    );
+    assert!(
+        !std::path::Path::new(&format!("/tmp/sgprobe-demo-{pid}")).exists(),
+        "the scratch folder is gone once the agent runs"
+    );
+
     kill(Pid::from_raw(pid as i32), Signal::SIGINT).expect("Ctrl-C to our own child");
     let status = demo.wait().expect("exits");
     assert_eq!(status.code(), Some(130));
@@ -68,4 +104,32 @@ fn the_demo_shows_both_drifts_and_cleans_up_on_ctrl_c() {
     .into_owned();
     assert!(!namespaces.contains(&format!("sgp-{pid}-")), "{namespaces}");
     assert!(!std::path::Path::new("/run/sgprobe/demo.sock").exists());
+}
+
+#[test]
+fn a_missing_tool_is_named_with_its_package_before_anything_is_built() {
+    if common::lab(&LabSpec::default()).is_none() {
+        return;
+    }
+    // A PATH with `ip` and `sysctl` but no `nft`, as on a fresh machine.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for tool in ["ip", "sysctl"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .expect("sh");
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        std::os::unix::fs::symlink(&path, dir.path().join(tool)).expect("symlink");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .arg("demo")
+        .env("PATH", dir.path())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the lab needs `nft`, which is not installed: apt-get install nftables"),
+        "{stderr}"
+    );
 }

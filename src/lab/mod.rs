@@ -38,6 +38,11 @@ pub enum LabError {
     Listener { addr: SocketAddr, message: String },
     #[error("no instance {0:?} in the lab")]
     UnknownInstance(String),
+    #[error("the lab needs `{program}`, which is not installed: apt-get install {package}")]
+    MissingTool {
+        program: &'static str,
+        package: &'static str,
+    },
 }
 
 /// Ports an instance listens on, on every one of its addresses.
@@ -97,6 +102,7 @@ impl Lab {
         if !nix::unistd::geteuid().is_root() {
             return Err(LabError::NotRoot);
         }
+        netns::require_tools()?;
         netns::sweep_stale();
         netns::remove_on_interrupt();
         let id = format!(

@@ -209,6 +209,25 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), LabE
     }
 }
 
+/// The programs the lab runs, and the Debian package of each.
+const TOOLS: [(&str, &str); 3] = [
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("sysctl", "procps"),
+];
+
+/// Fails, naming the package, if a program the lab runs is missing: a fresh machine may
+/// have no nftables, and `ip netns exec` would only say that an exec failed.
+pub fn require_tools() -> Result<(), LabError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for (program, package) in TOOLS {
+        if !std::env::split_paths(&path).any(|dir| dir.join(program).is_file()) {
+            return Err(LabError::MissingTool { program, package });
+        }
+    }
+    Ok(())
+}
+
 /// Removes namespaces left by processes that are gone (killed before their drop ran).
 pub fn sweep_stale() {
     let Ok(entries) = std::fs::read_dir("/run/netns") else {

@@ -1,5 +1,6 @@
 //! `sgprobe demo`: the whole loop on a lab, no cloud account needed.
 
+use std::net::Shutdown;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -87,8 +88,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.interval
     );
     let started = Instant::now();
+    let mut scratch = Some(dir);
     let rows = loop {
         std::thread::sleep(Duration::from_millis(500));
+        // Once the agent answers it holds its config: the scratch folder can go.
+        if let Some(dir) =
+            scratch.take_if(|_| std::os::unix::net::UnixStream::connect(SOCKET).is_ok())
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if let Ok(Some(status)) = child.try_wait() {
             bail!(
                 "the agent stopped ({status}); run `sudo ip netns exec {} {} run --config {}` to see why",
@@ -157,11 +165,15 @@ fn forward_metrics(lab: &Lab) -> anyhow::Result<std::thread::JoinHandle<()>> {
                 else {
                     return;
                 };
+                // Each direction closes its far side when it ends, so an HTTP/1.0 client sees
+                // the end of the reply, and both threads and all four descriptors go.
                 let copy = std::thread::spawn(move || {
-                    std::io::copy(&mut client_read, &mut upstream_write)
+                    let _ = std::io::copy(&mut client_read, &mut upstream_write);
+                    let _ = upstream_write.shutdown(Shutdown::Write);
                 });
                 let (mut upstream_read, mut client_write) = (upstream, client);
                 let _ = std::io::copy(&mut upstream_read, &mut client_write);
+                let _ = client_write.shutdown(Shutdown::Both);
                 let _ = copy.join();
             });
         }
