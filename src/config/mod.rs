@@ -130,7 +130,7 @@ impl Config {
 
     /// Parses and validates; sources are read relative to the config file's folder.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let spans = Spans { file, text };
+        let spans = Spans::new(file, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| spans.toml(&e))?;
         let agent = agent(raw.agent.unwrap_or_default(), &spans)?;
         let base = file.parent().unwrap_or(Path::new("."));

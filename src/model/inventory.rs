@@ -1,6 +1,6 @@
 //! Everything the sources said: groups, instances, and the named sets rules refer to.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -92,6 +92,51 @@ pub struct Inventory {
     pub instances: Vec<Instance>,
     pub address_sets: BTreeMap<String, AddressSet>,
     pub service_sets: BTreeMap<String, ServiceSet>,
+    index: InstanceIndex,
+}
+
+/// Where each instance name and id sits in `instances`, so that adding a million instances
+/// stays linear. A cache, not content: it takes no part in equality, and instances pushed
+/// directly are indexed when next needed.
+#[derive(Debug, Clone, Default)]
+struct InstanceIndex {
+    names: HashMap<String, usize>,
+    ids: HashMap<String, usize>,
+    indexed: usize,
+}
+
+impl PartialEq for InstanceIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for InstanceIndex {}
+
+impl InstanceIndex {
+    fn catch_up(&mut self, instances: &[Instance]) {
+        for (at, instance) in instances.iter().enumerate().skip(self.indexed) {
+            self.names.entry(instance.name.clone()).or_insert(at);
+            if let Some(id) = &instance.id {
+                self.ids.entry(id.clone()).or_insert(at);
+            }
+        }
+        self.indexed = instances.len();
+    }
+
+    /// The first instance known by `new`'s name or id, as `add_instance` merges them.
+    fn find(&self, new: &Instance) -> Option<usize> {
+        let by_id = new.id.as_deref();
+        [
+            self.names.get(&new.name),
+            by_id.and_then(|id| self.ids.get(id)),
+            by_id.and_then(|id| self.names.get(id)),
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .min()
+    }
 }
 
 impl Inventory {
@@ -151,16 +196,16 @@ impl Inventory {
     /// Adds an instance, or merges it into one already known by the same name or id: fields
     /// the newcomer sets win, ports and labels add up.
     pub fn add_instance(&mut self, new: Instance) {
-        let existing = self.instances.iter_mut().find(|i| {
-            i.name == new.name
-                || (new.id.is_some() && i.id == new.id)
-                || new.id.as_deref() == Some(&i.name)
-        });
-        let Some(old) = existing else {
+        self.index.catch_up(&self.instances);
+        let Some(at) = self.index.find(&new) else {
             self.instances.push(new);
             return;
         };
-        if old.id.is_none() {
+        let old = &mut self.instances[at];
+        if old.id.is_none()
+            && let Some(id) = &new.id
+        {
+            self.index.ids.entry(id.clone()).or_insert(at);
             old.id = new.id;
         }
         if !new.addresses.is_empty() {

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-pub use error::{SourceError, line_column};
+pub use error::SourceError;
 use json::{Doc, Node};
 
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{SourceError, line_column, service_entry};
+use super::{SourceError, service_entry};
 use crate::model::{
     Action, AddressSet, Cloud, Decision, Direction, IcmpMatch, Instance, Inventory, Located,
     Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
@@ -115,11 +115,40 @@ pub struct RawOutbound {
 pub struct Spans<'a> {
     pub file: &'a Path,
     pub text: &'a str,
+    /// Where each line starts, found once: every instance records its place, and counting
+    /// lines from the top each time made loading quadratic.
+    lines: std::cell::OnceCell<Vec<usize>>,
 }
 
-impl Spans<'_> {
+impl<'a> Spans<'a> {
+    pub fn new(file: &'a Path, text: &'a str) -> Self {
+        Spans {
+            file,
+            text,
+            lines: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Line and column (1-based) of a byte offset.
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let starts = self.lines.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(at, _)| at + 1))
+                .collect()
+        });
+        let offset = offset.min(self.text.len());
+        let line = starts.partition_point(|start| *start <= offset);
+        let start = starts[line - 1];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |t| t.chars().count())
+            + 1;
+        (line, column)
+    }
+
     pub fn at(&self, span: Range<usize>, message: impl Into<String>) -> SourceError {
-        let (line, column) = line_column(self.text, span.start);
+        let (line, column) = self.line_column(span.start);
         SourceError::At {
             file: self.file.to_path_buf(),
             line,
@@ -129,11 +158,7 @@ impl Spans<'_> {
     }
 
     pub fn place(&self, span: Range<usize>) -> String {
-        format!(
-            "{}:{}",
-            self.file.display(),
-            line_column(self.text, span.start).0
-        )
+        format!("{}:{}", self.file.display(), self.line_column(span.start).0)
     }
 
     /// A TOML syntax or schema error (unknown key, wrong type), on one line.
@@ -160,7 +185,7 @@ impl Spans<'_> {
 }
 
 pub fn parse(file: &Path, text: &str) -> Result<Inventory, SourceError> {
-    let spans = Spans { file, text };
+    let spans = Spans::new(file, text);
     let sections: Sections = toml::from_str(text).map_err(|e| spans.toml(&e))?;
     sections.into_inventory(&spans)
 }
@@ -491,4 +516,26 @@ pub fn render_rule(rule: &Rule) -> String {
         let _ = writeln!(out, "description = {}", quote(description));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_index_agrees_with_counting_from_the_top() {
+        let text = "a = 1\n\nb = \"é\"\nc\n";
+        let spans = Spans::new(Path::new("x.toml"), text);
+        for offset in (0..=text.len()).filter(|o| text.is_char_boundary(*o)) {
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            assert_eq!(spans.line_column(offset), (line, column), "offset {offset}");
+        }
+        assert_eq!(
+            spans.line_column(1000),
+            (5, 1),
+            "past the end: the last line"
+        );
+    }
 }
