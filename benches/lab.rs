@@ -88,6 +88,7 @@ fn main() {
     if filter.as_deref().is_none_or(|f| "agent".contains(f)) {
         report.push_str(&agent_cycle_and_rate());
         report.push_str(&agent_memory());
+        report.push_str(&agent_big_export());
     }
     println!("{report}");
 }
@@ -177,23 +178,37 @@ impl Drop for Agent {
     }
 }
 
-/// Packets the target namespace of `instance` has received so far.
-fn received(lab: &Lab, instance: &str) -> u64 {
-    let ns = lab.namespace_of(instance).expect("placed");
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "cat",
-            "/sys/class/net/p0/statistics/rx_packets",
-        ])
-        .output()
-        .expect("cat runs");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a count")
+/// Probes the target namespace of `instance` has received so far: SYNs, echo requests and
+/// UDP datagrams, counted by an nftables table of the benchmark's own (the RSTs the prober's
+/// kernel sends after each SYN-ACK are not probes).
+fn probes_received(lab: &Lab, instance: &str) -> u64 {
+    let ns = &lab.namespace_of(instance).expect("placed").name;
+    let nft = |args: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .args(args.split(' '))
+            .output()
+            .expect("nft runs")
+    };
+    let listed = nft("list table inet sgprobe_bench_count");
+    if !listed.status.success() {
+        for rule in [
+            "add table inet sgprobe_bench_count",
+            "add chain inet sgprobe_bench_count c { type filter hook prerouting priority -400 ; }",
+            "add rule inet sgprobe_bench_count c tcp flags & (syn|ack|rst) == syn counter",
+            "add rule inet sgprobe_bench_count c meta l4proto udp counter",
+            "add rule inet sgprobe_bench_count c icmp type echo-request counter",
+            "add rule inet sgprobe_bench_count c icmpv6 type echo-request counter",
+        ] {
+            assert!(nft(rule).status.success(), "nft {rule}");
+        }
+        return 0;
+    }
+    let text = String::from_utf8_lossy(&listed.stdout);
+    text.split("packets ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// 508 instances behind a group that accepts TCP 22, 80, 443 and ICMP: of the common set,
@@ -301,7 +316,8 @@ fn agent_cycle_and_rate() -> String {
     let agent = Agent::start(&lab, &config);
     Agent::wait_cycles(&socket, 1, std::time::Duration::from_secs(60));
     let window = std::time::Duration::from_secs(4);
-    let before = received(&lab, "a6-1");
+    probes_received(&lab, "a6-1");
+    let before = probes_received(&lab, "a6-1");
     let started = Instant::now();
     let checkers: Vec<std::thread::JoinHandle<u32>> = ["a6-10", "a7-20"]
         .into_iter()
@@ -324,11 +340,11 @@ fn agent_cycle_and_rate() -> String {
         .collect();
     let checks: u32 = checkers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
     let elapsed = started.elapsed().as_secs_f64();
-    let packets = received(&lab, "a6-1") - before;
+    let packets = probes_received(&lab, "a6-1") - before;
     drop(agent);
     let _ = writeln!(
         out,
-        "\nRate ceiling: agent rate {rate} pps, a cycle running and {checks} on-demand checks of 400 ports completed beside it in {elapsed:.1} s: {packets} packets reached the target namespace, {:.0} pps ({:.2}x the rate)",
+        "\nRate ceiling: agent rate {rate} pps, a cycle running and {checks} on-demand checks of 400 ports completed beside it in {elapsed:.1} s: {packets} probes reached the target namespace, {:.0} pps ({:.2}x the rate)",
         packets as f64 / elapsed,
         packets as f64 / elapsed / rate as f64
     );
@@ -1092,4 +1108,70 @@ fn echo_hosts(v6: bool) -> Workload {
         w.nmap.insert(0, "-6".into());
     }
     w
+}
+
+/// An AWS describe-security-groups export of about 50 MB (22,000 groups), as `aws ec2
+/// describe-security-groups` prints it.
+fn big_aws_export() -> String {
+    let mut groups = Vec::new();
+    for i in 0..22_000u32 {
+        let permissions: Vec<serde_json::Value> = [22u16, 80, 443, 8080, 9000]
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "IpProtocol": "tcp", "FromPort": p, "ToPort": p,
+                    "IpRanges": [{"CidrIp": format!("10.{}.{}.0/24", i % 256, p % 256), "Description": "x"}],
+                    "Ipv6Ranges": [], "PrefixListIds": [], "UserIdGroupPairs": []
+                })
+            })
+            .collect();
+        groups.push(serde_json::json!({
+            "GroupId": format!("sg-{i:08x}"), "GroupName": format!("g{i}"),
+            "Description": "generated", "VpcId": "vpc-1", "OwnerId": "123456789012",
+            "IpPermissions": permissions,
+            "IpPermissionsEgress": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                "Ipv6Ranges": [], "PrefixListIds": [], "UserIdGroupPairs": []}],
+            "Tags": [{"Key": "team", "Value": "web"}]
+        }));
+    }
+    serde_json::to_string_pretty(&serde_json::json!({ "SecurityGroups": groups }))
+        .expect("serialises")
+}
+
+/// The agent with a 50 MB export: peak RSS while it loads, and RSS after a reload to a small
+/// config.
+fn agent_big_export() -> String {
+    let instance = instance_toml("web", &address(false, 9, 10), "sg-00000000");
+    let small = format!(
+        "{}{instance}",
+        groups("").replace("id = \"sg\"", "id = \"sg-00000000\"")
+    );
+    let (_, spec) = workload(String::new(), small.clone(), Vec::new(), Vec::new(), false);
+    let lab = Lab::build(&spec).expect("the lab builds");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let export = big_aws_export();
+    std::fs::write(dir.path().join("sg.json"), &export).expect("write the export");
+    let socket = dir.path().join("sgprobe.sock");
+    let big = format!("[[source]]\nformat = \"aws\"\npath = \"sg.json\"\n\n{instance}");
+    let config = agent_config(dir.path(), 19593, "interval = \"5s\"", &big);
+    let agent = Agent::start(&lab, &config);
+    Agent::wait_cycles(&socket, 1, std::time::Duration::from_secs(120));
+    let (_, peak) = agent.rss_kib();
+    agent_config(dir.path(), 19593, "interval = \"5s\"", &small);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    );
+    let cycles = Agent::status(&socket)
+        .and_then(|s| s["cycles"].as_u64())
+        .unwrap_or(0);
+    Agent::wait_cycles(&socket, cycles + 2, std::time::Duration::from_secs(60));
+    let (after, _) = agent.rss_kib();
+    format!(
+        "\nAgent with a {:.1} MB AWS export (22,000 groups): peak RSS {:.1} MiB ({:.1}x the file); after a reload to a one-group config: RSS {:.1} MiB\n",
+        export.len() as f64 / 1e6,
+        peak as f64 / 1024.0,
+        peak as f64 * 1024.0 / export.len() as f64,
+        after as f64 / 1024.0
+    )
 }

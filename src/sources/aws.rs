@@ -16,7 +16,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     let mut recognised = false;
     if root.has("SecurityGroups") {
         recognised = true;
-        for item in root.get("SecurityGroups").items()? {
+        for item in root.get("SecurityGroups").elements()? {
+            let item = item.node();
             let group = security_group(&item)?;
             inv.groups.insert(group.id.clone(), group);
         }
@@ -24,7 +25,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     if root.has("SecurityGroupRules") {
         recognised = true;
         let mut flat = FlatRules::new(Cloud::Aws);
-        for item in root.get("SecurityGroupRules").items()? {
+        for item in root.get("SecurityGroupRules").elements()? {
+            let item = item.node();
             let group_id = item.get("GroupId").required_text()?;
             let egress = item.get("IsEgress").required("true or false", |t| {
                 t.to_ascii_lowercase().parse::<bool>().ok()
@@ -65,7 +67,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     }
     if root.has("Reservations") {
         recognised = true;
-        for reservation in root.get("Reservations").items()? {
+        for reservation in root.get("Reservations").elements()? {
+            let reservation = reservation.node();
             for item in reservation.get("Instances").items()? {
                 inv.add_instance(instance(&item)?);
             }
@@ -77,9 +80,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             id: group_id(root, id, "a prefix list's entries")?,
             members: root
                 .get("Entries")
-                .items()?
-                .iter()
-                .map(|e| address_members(&e.get("Cidr")))
+                .elements()?
+                .map(|e| address_members(&e.node().get("Cidr")))
                 .collect::<Result<Vec<_>, _>>()?
                 .concat(),
             ..AddressSet::default()

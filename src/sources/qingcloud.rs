@@ -17,7 +17,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     if root.has("security_group_rule_set") {
         recognised = true;
         let mut flat = FlatRules::new(Cloud::QingCloud);
-        for item in root.get("security_group_rule_set").items()? {
+        for item in root.get("security_group_rule_set").elements()? {
+            let item = item.node();
             let group_id = match item.get("security_group_id").text()? {
                 Some(group) => group,
                 None => super::group_id(&item, id, "the rule")?,
@@ -38,13 +39,15 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     }
     if root.has("instance_set") {
         recognised = true;
-        for item in root.get("instance_set").items()? {
+        for item in root.get("instance_set").elements()? {
+            let item = item.node();
             inv.add_instance(instance(&item)?);
         }
     }
     if root.has("security_group_ipset_set") {
         recognised = true;
-        for item in root.get("security_group_ipset_set").items()? {
+        for item in root.get("security_group_ipset_set").elements()? {
+            let item = item.node();
             // ipset_type 0 holds IPv4 addresses and 2 IPv6; 1 is a port set, which no rule
             // field of the exports we read refers to.
             if item.get("ipset_type").int()?.unwrap_or(0) == 1 {

@@ -19,7 +19,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     }
     if root.has("InstanceSet") {
         recognised = true;
-        for item in root.get("InstanceSet").items()? {
+        for item in root.get("InstanceSet").elements()? {
+            let item = item.node();
             inv.add_instance(instance(&item)?);
         }
     }
@@ -39,7 +40,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             Some("AddressTemplateIdSet"),
         ),
     ] {
-        for item in root.get(key).items()? {
+        for item in root.get(key).elements()? {
+            let item = item.node();
             recognised = true;
             let mut set = AddressSet {
                 id: item.get(id_key).required_text()?,
@@ -58,7 +60,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             inv.address_sets.insert(set.id.clone(), set);
         }
     }
-    for item in root.get("ServiceTemplateSet").items()? {
+    for item in root.get("ServiceTemplateSet").elements()? {
+        let item = item.node();
         recognised = true;
         let mut set = ServiceSet {
             id: item.get("ServiceTemplateId").required_text()?,
@@ -77,7 +80,8 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         }
         inv.service_sets.insert(set.id.clone(), set);
     }
-    for item in root.get("ServiceTemplateGroupSet").items()? {
+    for item in root.get("ServiceTemplateGroupSet").elements()? {
+        let item = item.node();
         recognised = true;
         let set = ServiceSet {
             id: item.get("ServiceTemplateGroupId").required_text()?,
