@@ -681,6 +681,58 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
+/// The three tools on a TCP scan of `ports` (`1-100`): nmap `-sS -T4 --min-rate 10000`,
+/// masscan at 200,000 packets/s (IPv4 only: Debian's masscan 1.3.2 takes no IPv6 targets),
+/// sgprobe with `options`. `targets` as sgprobe and nmap spell them, then as masscan does.
+fn tcp_scan(
+    w: &mut Workload,
+    v6: bool,
+    ports: &str,
+    options: &[&str],
+    (targets, masscan_targets): (Vec<String>, Vec<String>),
+) {
+    let spec = format!("tcp:{ports}");
+    w.sgprobe = [
+        strings(&["probe", "--ports", &spec]),
+        strings(options),
+        strings(&["--json"]),
+        targets.clone(),
+    ]
+    .concat();
+    w.nmap = [
+        strings(&[
+            "-sS",
+            "-n",
+            "-Pn",
+            "-T4",
+            "--min-rate",
+            "10000",
+            "-p",
+            ports,
+        ]),
+        strings(&["-oX", "-"]),
+        targets,
+    ]
+    .concat();
+    w.masscan = [
+        strings(&[
+            &format!("-p{ports}"),
+            "--rate",
+            "200000",
+            "--wait",
+            "1",
+            "-oL",
+            "-",
+        ]),
+        masscan_targets,
+    ]
+    .concat();
+    if v6 {
+        w.nmap.insert(0, "-6".into());
+        w.masscan.clear();
+    }
+}
+
 fn one_host_all_ports(v6: bool) -> Workload {
     let open = scattered(100, 65_535, 1);
     let host = address(v6, 1, 5);
@@ -708,46 +760,13 @@ fn one_host_all_ports(v6: bool) -> Workload {
             },
         );
     }
-    w.sgprobe = strings(&[
-        "probe",
-        &host,
-        "--ports",
-        "tcp:1-65535",
-        "--rate",
-        "200000",
-        "--timeout",
-        "500ms",
-        "--retries",
-        "1",
-        "--json",
-    ]);
-    w.nmap = strings(&[
-        "-sS",
-        "-n",
-        "-Pn",
-        "-T4",
-        "--min-rate",
-        "10000",
-        "-p",
+    tcp_scan(
+        &mut w,
+        v6,
         "1-65535",
-        "-oX",
-        "-",
-        &host,
-    ]);
-    w.masscan = strings(&[
-        "-p1-65535",
-        &host,
-        "--rate",
-        "200000",
-        "--wait",
-        "1",
-        "-oL",
-        "-",
-    ]);
-    if v6 {
-        w.nmap.insert(0, "-6".into());
-        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
-    }
+        &["--rate", "200000", "--timeout", "500ms", "--retries", "1"],
+        (vec![host.clone()], vec![host]),
+    );
     w
 }
 
@@ -787,47 +806,13 @@ fn hosts_by_100_ports(v6: bool) -> Workload {
         false,
     );
     w.truth = truth;
-    w.sgprobe = [
-        strings(&[
-            "probe",
-            "--ports",
-            "tcp:1-100",
-            "--rate",
-            "200000",
-            "--timeout",
-            "500ms",
-            "--retries",
-            "1",
-            "--json",
-        ]),
-        host_args(v6, 2, 254, false),
-    ]
-    .concat();
-    w.nmap = [
-        strings(&[
-            "-sS",
-            "-n",
-            "-Pn",
-            "-T4",
-            "--min-rate",
-            "10000",
-            "-p",
-            "1-100",
-            "-oX",
-            "-",
-        ]),
-        host_args(v6, 2, 254, false),
-    ]
-    .concat();
-    w.masscan = [
-        strings(&["-p1-100", "--rate", "200000", "--wait", "1", "-oL", "-"]),
-        host_args(v6, 2, 254, true),
-    ]
-    .concat();
-    if v6 {
-        w.nmap.insert(0, "-6".into());
-        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
-    }
+    tcp_scan(
+        &mut w,
+        v6,
+        "1-100",
+        &["--rate", "200000", "--timeout", "500ms", "--retries", "1"],
+        (host_args(v6, 2, 254, false), host_args(v6, 2, 254, true)),
+    );
     w
 }
 
@@ -939,42 +924,14 @@ fn one_host_dropping(v6: bool) -> Workload {
         };
         w.truth.insert((addr, port), truth);
     }
-    w.sgprobe = strings(&[
-        "probe",
-        &host,
-        "--ports",
-        "tcp:1-65535",
-        "--rate",
-        "200000",
-        "--json",
-    ]);
-    w.nmap = strings(&[
-        "-sS",
-        "-n",
-        "-Pn",
-        "-T4",
-        "--min-rate",
-        "10000",
-        "-p",
+    // sgprobe with its default timeout and retries.
+    tcp_scan(
+        &mut w,
+        v6,
         "1-65535",
-        "-oX",
-        "-",
-        &host,
-    ]);
-    w.masscan = strings(&[
-        "-p1-65535",
-        &host,
-        "--rate",
-        "200000",
-        "--wait",
-        "1",
-        "-oL",
-        "-",
-    ]);
-    if v6 {
-        w.nmap.insert(0, "-6".into());
-        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
-    }
+        &["--rate", "200000"],
+        (vec![host.clone()], vec![host]),
+    );
     w
 }
 
@@ -1022,43 +979,13 @@ fn hosts_mostly_silent(v6: bool) -> Workload {
         false,
     );
     w.truth = truth;
-    w.sgprobe = [
-        strings(&[
-            "probe",
-            "--ports",
-            "tcp:1-100",
-            "--rate",
-            "200000",
-            "--json",
-        ]),
-        host_args(v6, 5, 254, false),
-    ]
-    .concat();
-    w.nmap = [
-        strings(&[
-            "-sS",
-            "-n",
-            "-Pn",
-            "-T4",
-            "--min-rate",
-            "10000",
-            "-p",
-            "1-100",
-            "-oX",
-            "-",
-        ]),
-        host_args(v6, 5, 254, false),
-    ]
-    .concat();
-    w.masscan = [
-        strings(&["-p1-100", "--rate", "200000", "--wait", "1", "-oL", "-"]),
-        host_args(v6, 5, 254, true),
-    ]
-    .concat();
-    if v6 {
-        w.nmap.insert(0, "-6".into());
-        w.masscan.clear(); // Debian's masscan 1.3.2 takes no IPv6 targets.
-    }
+    tcp_scan(
+        &mut w,
+        v6,
+        "1-100",
+        &["--rate", "200000"],
+        (host_args(v6, 5, 254, false), host_args(v6, 5, 254, true)),
+    );
     w
 }
 

@@ -14,49 +14,25 @@ use nix::unistd::Pid;
 use sgprobe::lab::{Lab, LabSpec};
 use sgprobe::sources::native;
 
-/// One instance whose 3,000 planned ports take 30 s to probe at 100 packets/s.
-const SLOW: &str = r#"
-[[group]]
-id = "sg-web"
-cloud = "tencent"
-[[group.ingress]]
-action = "accept"
-protocol = "tcp"
-ports = "22"
-peer = "0.0.0.0/0"
-[[group.egress]]
-action = "accept"
-peer = "all"
+/// One instance behind a group that opens TCP 22, with `ports` of its own to check.
+fn inventory(ports: &str) -> String {
+    format!(
+        "[[group]]\nid = \"sg-web\"\ncloud = \"tencent\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"22\"\npeer = \"0.0.0.0/0\"\n[[group.egress]]\naction = \"accept\"\npeer = \"all\"\n\n[[instance]]\nname = \"web\"\naddresses = [\"10.77.1.10\"]\nsecurity_groups = [\"sg-web\"]\nports = \"{ports}\"\n"
+    )
+}
 
-[[instance]]
-name = "web"
-addresses = ["10.77.1.10"]
-security_groups = ["sg-web"]
-ports = "tcp:1000-3999"
-"#;
+/// 3,000 planned ports: 30 s to probe at 100 packets/s.
+fn slow() -> String {
+    inventory("tcp:1000-3999")
+}
 
-/// One instance, a handful of flows: cycles of a few hundred milliseconds.
-const QUICK: &str = r#"
-[[group]]
-id = "sg-web"
-cloud = "tencent"
-[[group.ingress]]
-action = "accept"
-protocol = "tcp"
-ports = "22"
-peer = "0.0.0.0/0"
-[[group.egress]]
-action = "accept"
-peer = "all"
-
-[[instance]]
-name = "web"
-addresses = ["10.77.1.10"]
-security_groups = ["sg-web"]
-"#;
+/// A handful of flows: cycles of a few hundred milliseconds.
+fn quick() -> String {
+    inventory("tcp:8080")
+}
 
 fn lab() -> Option<Lab> {
-    let inventory = native::parse(Path::new("lab.toml"), SLOW).expect("valid");
+    let inventory = native::parse(Path::new("lab.toml"), &slow()).expect("valid");
     common::lab(&LabSpec {
         inventory,
         ..LabSpec::default()
@@ -68,8 +44,9 @@ fn write_config(dir: &Path, metrics_port: u16, socket: &Path) -> std::path::Path
     std::fs::write(
         &config,
         format!(
-            "[agent]\ninterval = \"60s\"\nrate = 100\ntimeout = \"1s\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\ncontrol_socket = \"{}\"\n{SLOW}",
-            socket.display()
+            "[agent]\ninterval = \"60s\"\nrate = 100\ntimeout = \"1s\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\ncontrol_socket = \"{}\"\n{}",
+            socket.display(),
+            slow()
         ),
     )
     .expect("write config");
@@ -303,7 +280,7 @@ fn every_control_api_error_has_its_status_and_a_json_message() {
 /// idle ones shed: cycles go on, and a scrape is answered.
 #[test]
 fn a_crowd_of_idle_connections_neither_starves_the_cycles_nor_blocks_a_scrape() {
-    let inventory = native::parse(Path::new("lab.toml"), QUICK).expect("valid");
+    let inventory = native::parse(Path::new("lab.toml"), &quick()).expect("valid");
     let Some(lab) = common::lab(&LabSpec {
         inventory,
         ..LabSpec::default()
@@ -326,8 +303,9 @@ fn a_crowd_of_idle_connections_neither_starves_the_cycles_nor_blocks_a_scrape() 
     std::fs::write(
         &config,
         format!(
-            "[agent]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\n{QUICK}",
-            socket.display()
+            "[agent]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\n{}",
+            socket.display(),
+            quick()
         ),
     )
     .expect("write config");
