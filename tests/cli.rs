@@ -341,3 +341,41 @@ fn every_subcommand_teaches_with_an_example() {
         );
     }
 }
+
+#[test]
+fn the_default_table_lists_inbound_ports_in_numeric_order_then_outbound() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/example/sgprobe.toml");
+    let out = sgprobe(&[
+        "eval",
+        "-c",
+        config.to_str().expect("utf-8"),
+        "-i",
+        "web-1",
+        "--peer",
+        "10.0.0.5",
+        "--json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let flows: Vec<String> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r["address"] == "10.0.1.10")
+        .map(|r| format!("{} {} {}", r["direction"], r["protocol"], r["port"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        flows,
+        [
+            "inbound icmp null",
+            "inbound tcp 20",
+            "inbound tcp 21",
+            "inbound tcp 22",
+            "inbound tcp 80",
+            "inbound tcp 443",
+            "inbound tcp 3389",
+            "inbound tcp 8080",
+            "inbound udp 53",
+            "outbound all null",
+        ]
+    );
+}

@@ -12,7 +12,7 @@ use super::ConfigArg;
 use super::output::{describe_rule, table};
 use crate::config::Config;
 use crate::model::catalog::{COMMON_PORTS, service_name};
-use crate::model::{Direction, Flow, FlowPeer, FlowSpec, Instance, parse_port_spec};
+use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, parse_port_spec};
 use crate::policy::{Considered, Layer, Predicted, RuleRef, Verdict, evaluate, layers, remedy};
 
 #[derive(Debug, Args)]
@@ -153,6 +153,17 @@ fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
                 }
             }
             specs.retain(|(d, _)| args.direction.is_none_or(|wanted| wanted == *d));
+            // Inbound first, ICMP before TCP before UDP, ports in numeric order: the seed's
+            // list is kept as the seed gives it, the table reads as a person expects.
+            specs.sort_by_key(|(direction, spec)| {
+                let protocol = match spec.protocol {
+                    FlowProtocol::Icmp => 0,
+                    FlowProtocol::Tcp => 1,
+                    FlowProtocol::Udp => 2,
+                    FlowProtocol::All => 3,
+                };
+                (*direction != Direction::Inbound, protocol, spec.port)
+            });
             specs
         }
     };
@@ -284,8 +295,13 @@ fn print_table(rows: &[Row], with_trace: bool) {
     println!("{out}");
     for row in rows {
         let (flow, layers) = (&row.flow, row.layers);
+        // The peer is the source of an inbound flow and the destination of an outbound one.
+        let toward = match flow.direction {
+            Direction::Inbound => "from",
+            Direction::Outbound => "to",
+        };
         let title = format!(
-            "{} {} on {} ({}) from {}",
+            "{} {} on {} ({}) {toward} {}",
             flow.spec, flow.direction, row.instance.name, flow.address, flow.peer
         );
         if with_trace {

@@ -10,6 +10,8 @@ pub enum SourceError {
         file: PathBuf,
         error: std::io::Error,
     },
+    #[error("{file}: not text: save it as UTF-8 (UTF-16 with a byte-order mark is read too)")]
+    NotText { file: PathBuf },
     #[error("{file}: not a regular file: a config or export is read only from a file")]
     NotAFile { file: PathBuf },
     #[error("{file}: {size} bytes, more than the {cap} a config or export may have")]

@@ -90,7 +90,29 @@ pub fn read_text(file: &Path) -> Result<String, SourceError> {
             cap: MAX_FILE_BYTES,
         });
     }
-    std::fs::read_to_string(file).map_err(io)
+    let bytes = std::fs::read(file).map_err(io)?;
+    decode(&bytes).ok_or_else(|| SourceError::NotText {
+        file: file.to_path_buf(),
+    })
+}
+
+/// Text as exports are saved: UTF-8, with or without a byte-order mark, or UTF-16 with one
+/// (Windows PowerShell's `>` writes UTF-16LE).
+fn decode(bytes: &[u8]) -> Option<String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units = rest
+            .chunks(2)
+            .map(|c| unit([c[0], *c.get(1).unwrap_or(&0)]));
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .ok()
+    };
+    match bytes {
+        [0xef, 0xbb, 0xbf, rest @ ..] => String::from_utf8(rest.to_vec()).ok(),
+        [0xff, 0xfe, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xfe, 0xff, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        _ => String::from_utf8(bytes.to_vec()).ok(),
+    }
 }
 
 /// Reads a source's text; `file` only names it in errors. Never panics, whatever the text.
@@ -242,6 +264,25 @@ fn address_range(text: &str) -> Option<Vec<IpNet>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exports_saved_with_a_byte_order_mark_or_as_utf16_read_as_text() {
+        let text = "{\"a\": \"é\"}";
+        assert_eq!(decode(text.as_bytes()).as_deref(), Some(text));
+        let bom = [&[0xef, 0xbb, 0xbf][..], text.as_bytes()].concat();
+        assert_eq!(decode(&bom).as_deref(), Some(text));
+        let le: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(decode(&le).as_deref(), Some(text));
+        let be: Vec<u8> = [0xfe, 0xff]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(decode(&be).as_deref(), Some(text));
+        assert_eq!(decode(&[0xc3, 0x28]), None, "not UTF-8, no mark");
+    }
 
     #[test]
     fn ranges_become_exact_cidrs() {
