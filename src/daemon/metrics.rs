@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN §5). Per-flow series exist for every planned flow (or, past the
+//! Prometheus metrics (ARCHITECTURE.md §5). Per-flow series exist for every planned flow (or, past the
 //! ceiling or when configured, only for drifting ones) and disappear when a flow leaves the
 //! plan. No label takes unbounded values.
 //!

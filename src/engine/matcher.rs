@@ -506,7 +506,7 @@ fn hear(reply: &Reply) -> Option<Heard> {
     }
 }
 
-/// An ICMP error, by the protocol of the probe it quotes (DESIGN §3's table).
+/// An ICMP error, by the protocol of the probe it quotes (ARCHITECTURE.md §3's table).
 fn hear_error(error: &Unreachable) -> Option<Heard> {
     let q = &error.quoted;
     let evidence = Evidence::Icmp {

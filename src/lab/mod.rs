@@ -1,5 +1,5 @@
 //! The lab: instances and their security groups as network namespaces, veth pairs and
-//! nftables rulesets, so real probes meet a real kernel playing the cloud (DESIGN §6).
+//! nftables rulesets, so real probes meet a real kernel playing the cloud (ARCHITECTURE.md §6).
 //!
 //! One prober namespace, joined by a veth pair to each target namespace; instance addresses
 //! live on the targets' loopback and are routed through one gateway address per target.

@@ -25,8 +25,7 @@ const fn common(
 }
 
 /// The ports the console's Port Verification checks by default.
-/// Source: shared/seeds/000_8064a8fcc13762d6.txt (Tencent Cloud VPC "Port Verification",
-/// table "common ports").
+/// Source: the seed document Tencent Cloud VPC "Port Verification", table "common ports".
 pub const COMMON_PORTS: [CommonPort; 8] = {
     use Direction::{Inbound, Outbound};
     use FlowProtocol::{All, Icmp, Tcp};
@@ -64,7 +63,7 @@ const fn service(service: &'static str, protocol: FlowProtocol, port: u16) -> Se
 }
 
 /// Default ports of typical applications.
-/// Source: shared/seeds/004_335336ed30b5377f.txt (QingCloud "常用端口", table "常用端口").
+/// Source: the seed document QingCloud "常用端口" (table "常用端口").
 pub const SERVICE_PORTS: [ServicePort; 17] = {
     use FlowProtocol::{Tcp, Udp};
     [
@@ -97,7 +96,7 @@ pub fn service_name(spec: FlowSpec) -> Option<&'static str> {
 }
 
 /// Ephemeral (client source) port ranges by client type, for stateless layers' return traffic.
-/// Source: shared/seeds/004_335336ed30b5377f.txt (QingCloud "常用端口", table "临时端口").
+/// Source: the seed document QingCloud "常用端口" (table "临时端口").
 pub const EPHEMERAL_RANGES: [(&str, PortRange); 4] = [
     (
         "Linux",
@@ -130,14 +129,14 @@ pub const EPHEMERAL_RANGES: [(&str, PortRange); 4] = [
 ];
 
 /// TCP ports some carriers block as high-risk.
-/// Source: shared/seeds/004_335336ed30b5377f.txt (QingCloud "常用端口", table "高危端口", TCP row).
+/// Source: the seed document QingCloud "常用端口" (table "高危端口", TCP row).
 pub const HIGH_RISK_TCP: [u16; 21] = [
     42, 135, 137, 138, 139, 444, 445, 593, 1025, 1068, 1434, 3127, 3128, 3129, 3130, 4444, 4789,
     5554, 5800, 5900, 9996,
 ];
 
 /// UDP ports some carriers block as high-risk (`135~139` written out).
-/// Source: shared/seeds/004_335336ed30b5377f.txt (QingCloud "常用端口", table "高危端口", UDP row).
+/// Source: the seed document QingCloud "常用端口" (table "高危端口", UDP row).
 pub const HIGH_RISK_UDP: [u16; 14] = [
     135, 136, 137, 138, 139, 1026, 1027, 1028, 1068, 1433, 1434, 4789, 5554, 9996,
 ];

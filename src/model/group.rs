@@ -43,7 +43,7 @@ impl Cloud {
             .find(|c| c.name().eq_ignore_ascii_case(text.trim()))
     }
 
-    /// How the groups of one instance decide together (DESIGN §2).
+    /// How the groups of one instance decide together (ARCHITECTURE.md §2).
     pub fn semantics(self) -> Semantics {
         use Decision::*;
         let drop_both = |decision, stateful| Semantics {

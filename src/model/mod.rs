@@ -1,4 +1,4 @@
-//! The vocabulary (DESIGN §2): groups, rules, instances, flows, and the seed catalogues.
+//! The vocabulary (ARCHITECTURE.md §2): groups, rules, instances, flows, and the seed catalogues.
 //! No I/O here.
 
 pub mod catalog;

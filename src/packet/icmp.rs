@@ -22,7 +22,7 @@ impl IcmpKind {
         }
     }
 
-    /// The codes that mean a filter stopped a TCP probe (DESIGN §3): v4 3/1,2,3,9,10,13; v6
+    /// The codes that mean a filter stopped a TCP probe (ARCHITECTURE.md §3): v4 3/1,2,3,9,10,13; v6
     /// any destination-unreachable.
     pub fn filters_tcp(&self) -> bool {
         if self.v6 {

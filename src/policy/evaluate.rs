@@ -15,7 +15,7 @@ use crate::model::{
     Tie,
 };
 
-/// The verdict on a flow (DESIGN §2).
+/// The verdict on a flow (ARCHITECTURE.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Predicted {
