@@ -1,4 +1,5 @@
-//! What deploy/ and systemd/ ship: the unit's exposure, the alert rules and their tests.
+//! What deploy/ and systemd/ ship: the unit's exposure, the alert rules and their tests. (The
+//! dashboard's queries are checked against a running agent's /metrics in `lab_daemon`.)
 
 mod common;
 
@@ -53,35 +54,6 @@ fn the_alert_rules_load_and_their_tests_pass() {
             "promtool {args:?}:\n{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
-#[test]
-fn the_dashboard_queries_only_metrics_the_agent_exports() {
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("deploy/grafana/sgprobe-dashboard.json"))
-            .expect("read"),
-    )
-    .expect("JSON");
-    let source = std::fs::read_to_string(root().join("src/daemon/metrics.rs")).expect("read");
-    let mut names = Vec::new();
-    for panel in dashboard["panels"].as_array().expect("panels") {
-        for target in panel["targets"].as_array().expect("targets") {
-            let expr = target["expr"].as_str().expect("expr");
-            for word in expr
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .filter(|w| w.starts_with("sgprobe_"))
-            {
-                names.push(word.trim_end_matches("_bucket").to_string());
-            }
-        }
-    }
-    assert!(names.len() >= 8, "{names:?}");
-    for name in names {
-        assert!(
-            source.contains(&format!("\"{name}\"")),
-            "the dashboard queries {name}, which the agent does not register"
         );
     }
 }

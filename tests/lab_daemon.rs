@@ -90,6 +90,26 @@ fn check_json(socket: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// The metric names the shipped dashboard's queries use (a histogram by its `_bucket` series).
+fn dashboard_metrics() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/sgprobe-dashboard.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON");
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            names.extend(
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("sgprobe_"))
+                    .map(str::to_string),
+            );
+        }
+    }
+    assert!(names.len() >= 8, "{names:?}");
+    names
+}
+
 /// `promtool check metrics`: the exposition parses, and follows Prometheus' naming lints.
 fn promtool_accepts(text: &str) {
     if !common::tool("promtool") {
@@ -224,7 +244,16 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     );
     assert!(text.contains("sgprobe_config_last_reload_successful 1"));
     assert!(text.contains("sgprobe_build_info{version="));
-    promtool_accepts(text.split("\r\n\r\n").nth(1).expect("a body"));
+    let body = text.split("\r\n\r\n").nth(1).expect("a body");
+    promtool_accepts(body);
+    // Every metric the shipped Grafana dashboard queries is one this agent exports.
+    for name in dashboard_metrics() {
+        assert!(
+            body.lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+            "the dashboard queries {name}, which the running agent does not export"
+        );
+    }
 
     // `sgprobe check` through the socket: probes now, answers with the deciding rule.
     let rows = check_json(&socket, &["web", "--ports", "tcp:80,8080"]);

@@ -331,6 +331,10 @@ fn packets_agree_with_the_evaluator_and_host_rules_show_exactly_where_injected()
             drifted += usize::from(with_host != without_host);
         }
         if !results.is_empty() {
+            assert!(
+                drifted > 0,
+                "seed {seed}: no injected host rule landed on a flow, so the test shows nothing"
+            );
             eprintln!(
                 "seed {seed}: {} flows agree; {drifted} differ from the groups' prediction, each where a host rule was injected",
                 results.len()
