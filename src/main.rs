@@ -1,14 +1,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sgprobe::cli::{Cli, EXIT_ERROR, run};
+use sgprobe::cli::{Cli, exit_code, run};
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("sgprobe: error: {error:#}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(exit_code(&error))
         }
     }
 }

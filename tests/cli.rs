@@ -379,3 +379,10 @@ fn the_default_table_lists_inbound_ports_in_numeric_order_then_outbound() {
         ]
     );
 }
+
+#[test]
+fn a_bad_probe_target_is_bad_input_before_any_packet() {
+    let out = sgprobe(&["probe", "10.77.1.300", "--ports", "tcp:22"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad target \"10.77.1.300\""));
+}

@@ -351,3 +351,33 @@ fn a_crowd_of_idle_connections_neither_starves_the_cycles_nor_blocks_a_scrape() 
     );
     drop(crowd);
 }
+
+/// A port already in use is a failure while running, not bad input: its own exit code.
+#[test]
+fn a_metrics_port_in_use_exits_3_and_a_bad_config_exits_2() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = 19488;
+    let _taken = lab
+        .in_prober(move || std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind"))
+        .expect("runs");
+    let config = write_config(dir.path(), port, &dir.path().join("sgprobe.sock"));
+    let out = start(&lab, &config).wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on 127.0.0.1:19488"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, "[agent]\nrate = 0\n").expect("write");
+    let out = start(&lab, &config).wait_with_output().expect("ends");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -12,6 +12,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+use super::BadInput;
 use super::ConfigArg;
 use super::output::table;
 use crate::config::{Config, DEFAULT_CONTROL_SOCKET};
@@ -214,7 +215,12 @@ fn call(socket: &Path, method: Method, path: &str, body: Option<Value>) -> anyho
         let bytes = response.into_body().collect().await.context("control socket reply")?.to_bytes();
         let value: Value = serde_json::from_slice(&bytes).with_context(|| format!("the agent answered {status} with no JSON"))?;
         if !status.is_success() {
-            bail!("the agent refused ({status}): {}", value["error"].as_str().unwrap_or("no reason given"));
+            let message = format!("the agent refused ({status}): {}", value["error"].as_str().unwrap_or("no reason given"));
+            // 4xx: the request was wrong; 5xx: the agent failed at its work.
+            if status.is_client_error() {
+                return Err(BadInput(message).into());
+            }
+            bail!(message);
         }
         Ok(value)
     })

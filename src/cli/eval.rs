@@ -3,11 +3,12 @@
 use std::net::IpAddr;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::BadInput;
 use super::ConfigArg;
 use super::output::{describe_rule, table};
 use crate::config::Config;
@@ -98,21 +99,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config.config).context("cannot load the config")?;
     let inv = &config.inventory;
     let instances: Vec<&Instance> = match &args.instance {
-        Some(name) => vec![inv.instance(name).with_context(|| {
+        Some(name) => vec![inv.instance(name).ok_or_else(|| {
             let known: Vec<&str> = inv.instances.iter().map(|i| i.name.as_str()).collect();
-            format!(
+            BadInput(format!(
                 "no instance {name:?} in {} (known: {})",
                 config.file.display(),
                 known.join(", ")
-            )
+            ))
         })?],
         None => inv.instances.iter().collect(),
     };
     if instances.is_empty() {
-        bail!(
+        return Err(BadInput(format!(
             "{} defines no instance: add an [[instance]] or an inventory export as a [[source]]",
             config.file.display()
-        );
+        ))
+        .into());
     }
     let linked = instances
         .iter()
@@ -177,11 +179,11 @@ fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
         })
         .collect();
     if addresses.is_empty() {
-        bail!(
+        return Err(BadInput(format!(
             "instance {:?} has no address of the peer's family ({})",
-            instance.name,
-            args.peer
-        );
+            instance.name, args.peer
+        ))
+        .into());
     }
     Ok(addresses
         .iter()

@@ -17,7 +17,27 @@ use clap::{Parser, Subcommand};
 /// Exit code for a finding that reaches `--fail-on` (lint).
 pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for bad input: config, exports, arguments.
-pub const EXIT_ERROR: u8 = 2;
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for a failure while running: a port in use, a socket error, an agent unreachable.
+pub const EXIT_RUNTIME: u8 = 3;
+
+/// An error in what the user gave (an argument, a name, a request the agent refused), as
+/// opposed to one met while running: the two exit with different codes.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// The exit code an error means: bad input (2) if anything in its chain is the user's input,
+/// else a runtime failure (3).
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let input = error.chain().any(|e| {
+        e.is::<BadInput>()
+            || e.is::<crate::config::ConfigError>()
+            || e.is::<crate::sources::SourceError>()
+            || e.is::<crate::policy::LinkError>()
+    });
+    if input { EXIT_BAD_INPUT } else { EXIT_RUNTIME }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,7 +46,8 @@ pub const EXIT_ERROR: u8 = 2;
     about = "Checks that cloud security groups do what they say",
     long_about = "sgprobe reads an instance's security-group rules, predicts for each flow whether it \
 is open (and which rule decides), and reports every mismatch with what packets show.\n\n\
-Exit codes: 0 success, 1 lint findings at --fail-on severity, 2 bad input or usage."
+Exit codes: 0 success, 1 lint findings at --fail-on severity, 2 bad input or usage (arguments, \
+config, exports), 3 a failure while running (a port in use, a socket error, the agent unreachable)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -58,7 +79,7 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
-/// Runs a parsed command line; the caller prints the error and exits with `EXIT_ERROR`.
+/// Runs a parsed command line; the caller prints the error and exits with `exit_code`.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Eval(args) => eval::run(args),

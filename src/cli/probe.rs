@@ -11,6 +11,7 @@ use clap::Args;
 use ipnet::{IpNet, Ipv4AddrRange, Ipv6AddrRange};
 use serde::Serialize;
 
+use super::BadInput;
 use super::eval::{PortList, parse_spec};
 use super::output::table;
 use crate::engine::{
@@ -78,12 +79,17 @@ struct ObservationJson<'a> {
 pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let mut addresses = Vec::new();
     for text in &args.targets {
-        addresses.extend(parse_target(text).with_context(|| format!("bad target {text:?}"))?);
+        let found =
+            parse_target(text).map_err(|e| BadInput(format!("bad target {text:?}: {e:#}")))?;
+        addresses.extend(found);
         if addresses.len() > MAX_ADDRESSES {
-            bail!("more than {MAX_ADDRESSES} addresses: split the scan");
+            return Err(BadInput(format!(
+                "more than {MAX_ADDRESSES} addresses: split the scan"
+            ))
+            .into());
         }
     }
-    let targets = targets(&addresses, &args.ports.0)?;
+    let targets = targets(&addresses, &args.ports.0).map_err(|e| BadInput(format!("{e:#}")))?;
     let settings = Settings {
         rate: args.rate,
         timeout: args.timeout,
