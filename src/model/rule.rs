@@ -94,7 +94,8 @@ impl Protocol {
             "gre" => Protocol::Other(47),
             "esp" => Protocol::Other(50),
             "ah" => Protocol::Other(51),
-            "ipip" => Protocol::Other(4),
+            "ipip" | "ipencap" => Protocol::Other(4),
+            "vrrp" => Protocol::Other(112),
             number => Protocol::from_number(number.parse().ok()?),
         })
     }

@@ -111,6 +111,16 @@ fn service(item: &Node) -> Result<Service, SourceError> {
         }
     };
     let (from, to) = (bound("FromPort")?, bound("ToPort")?);
+    // AWS lists FromPort and ToPort for every TCP or UDP permission: one without them is
+    // malformed, not "all ports".
+    if matches!(protocol, Protocol::Tcp | Protocol::Udp)
+        && item.get("FromPort").is_unset()
+        && item.get("ToPort").is_unset()
+    {
+        return Err(item
+            .get("FromPort")
+            .error("a port: FromPort and ToPort for tcp or udp"));
+    }
     Ok(match protocol {
         Protocol::Tcp | Protocol::Udp => {
             let ports = match (from, to) {
@@ -240,4 +250,30 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
         });
     }
     Ok(instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::sources::{Format, parse};
+
+    #[test]
+    fn a_tcp_permission_without_ports_is_an_error_not_all_ports() {
+        // EC2 API, IpPermission: FromPort/ToPort give the port range of a tcp or udp
+        // permission; describe-security-groups prints them for every such permission.
+        let text = r#"{"SecurityGroups": [{"GroupId": "sg-1", "IpPermissions": [{"IpProtocol": "tcp", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}], "IpPermissionsEgress": []}]}"#;
+        let error = parse(Format::Aws, Path::new("a.json"), text, None)
+            .expect_err("malformed")
+            .to_string();
+        assert!(
+            error.contains("IpPermissions[0].FromPort: expected a port"),
+            "{error}"
+        );
+        let all = r#"{"SecurityGroups": [{"GroupId": "sg-1", "IpPermissions": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}], "IpPermissionsEgress": []}]}"#;
+        assert!(
+            parse(Format::Aws, Path::new("a.json"), all, None).is_ok(),
+            "-1: all traffic"
+        );
+    }
 }

@@ -75,7 +75,7 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
         .get("action")
         .required("accept or drop", Action::parse)?;
     let protocol = item.get("protocol").required(
-        "tcp, udp, icmp, gre, esp, ah, ipip or a number",
+        "tcp, udp, icmp, gre, esp, ah, ipip, ipencap, vrrp or a number",
         Protocol::parse,
     )?;
     let number = |key: &str, max: i64| -> Result<Option<i64>, SourceError> {
@@ -89,7 +89,14 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
     let service = match protocol {
         Protocol::Tcp | Protocol::Udp => {
             let first = number("val1", 65535)?;
-            let last = number("val2", 65535)?.or(first);
+            let end = number("val2", 65535)?;
+            // An end port without a start is malformed, not "all ports".
+            if first.is_none() && end.is_some() {
+                return Err(item
+                    .get("val1")
+                    .error("a start port, as val2 gives an end port"));
+            }
+            let last = end.or(first);
             let ports = match (first, last) {
                 (Some(first), Some(last)) => {
                     let range = PortRange::new(first as u16, last as u16)
@@ -154,4 +161,58 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
         });
     }
     Ok(instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::model::{Protocol, Service};
+    use crate::sources::{Format, parse};
+
+    fn rule(fields: &str) -> Result<Service, String> {
+        let text = format!(
+            "{{\"security_group_rule_set\": [{{\"security_group_id\": \"sg-1\", \"priority\": 1, \"direction\": 0, \"action\": \"accept\", \"val3\": \"\", {fields}}}]}}"
+        );
+        parse(Format::QingCloud, Path::new("q.json"), &text, None)
+            .map(|inv| inv.groups["sg-1"].ingress[0].service.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_end_port_without_a_start_is_an_error_and_the_consoles_protocols_read() {
+        // QingCloud API, AddSecurityGroupRules: val1 the start port (empty: all ports), val2 the
+        // end port; protocols as the console offers them, VRRP and IPENCAP among them.
+        let error = rule(r#""protocol": "tcp", "val1": "", "val2": "80""#).expect_err("malformed");
+        assert!(
+            error.contains("security_group_rule_set[0].val1: expected a start port"),
+            "{error}"
+        );
+        assert!(
+            rule(r#""protocol": "tcp", "val1": "", "val2": """#).is_ok(),
+            "no ports: all"
+        );
+        let vrrp = rule(r#""protocol": "vrrp", "val1": "", "val2": """#).expect("vrrp");
+        assert!(
+            matches!(
+                vrrp,
+                Service::Ports {
+                    protocol: Protocol::Other(112),
+                    ..
+                }
+            ),
+            "{vrrp:?}"
+        );
+        let ipencap = rule(r#""protocol": "ipencap", "val1": "", "val2": """#).expect("ipencap");
+        assert!(
+            matches!(
+                ipencap,
+                Service::Ports {
+                    protocol: Protocol::Other(4),
+                    ..
+                }
+            ),
+            "{ipencap:?}"
+        );
+    }
 }
