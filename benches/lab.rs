@@ -15,6 +15,15 @@ use sgprobe::lab::{HostEffect, HostRule, Lab, LabSpec, Listen};
 use sgprobe::model::Protocol;
 use sgprobe::sources::native;
 
+/// A port's truth: dropped by the groups, or else open if something listens, else closed.
+fn truth_of(dropped: bool, listening: bool) -> Truth {
+    match (dropped, listening) {
+        (true, _) => Truth::Filtered,
+        (false, true) => Truth::Open,
+        (false, false) => Truth::Closed,
+    }
+}
+
 /// The state a port is in, as the lab built it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Truth {
@@ -751,14 +760,8 @@ fn one_host_all_ports(v6: bool) -> Workload {
     );
     let addr: IpAddr = host.parse().expect("address");
     for port in 1..=65_535u16 {
-        w.truth.insert(
-            (addr, port),
-            if open.contains(&port) {
-                Truth::Open
-            } else {
-                Truth::Closed
-            },
-        );
+        w.truth
+            .insert((addr, port), truth_of(false, open.contains(&port)));
     }
     tcp_scan(
         &mut w,
@@ -788,14 +791,7 @@ fn hosts_by_100_ports(v6: bool) -> Workload {
         });
         let addr: IpAddr = address(v6, 2, host).parse().expect("address");
         for port in 1..=100u16 {
-            truth.insert(
-                (addr, port),
-                if open.contains(&port) {
-                    Truth::Open
-                } else {
-                    Truth::Closed
-                },
-            );
+            truth.insert((addr, port), truth_of(false, open.contains(&port)));
         }
     }
     let (mut w, _) = workload(
@@ -842,13 +838,7 @@ fn udp_hosts(v6: bool) -> Workload {
         });
         let addr: IpAddr = address(v6, 3, host).parse().expect("address");
         for port in ports {
-            let state = if port > 500 {
-                Truth::Filtered
-            } else if open.contains(&port) {
-                Truth::Open
-            } else {
-                Truth::Closed
-            };
+            let state = truth_of(port > 500, open.contains(&port));
             truth.insert((addr, port), state);
         }
     }
@@ -915,14 +905,8 @@ fn one_host_dropping(v6: bool) -> Workload {
     );
     let addr: IpAddr = host.parse().expect("address");
     for port in 1..=65_535u16 {
-        let truth = if port > 45_535 {
-            Truth::Filtered
-        } else if open.contains(&port) {
-            Truth::Open
-        } else {
-            Truth::Closed
-        };
-        w.truth.insert((addr, port), truth);
+        w.truth
+            .insert((addr, port), truth_of(port > 45_535, open.contains(&port)));
     }
     // sgprobe with its default timeout and retries.
     tcp_scan(
@@ -961,13 +945,7 @@ fn hosts_mostly_silent(v6: bool) -> Workload {
         }
         let addr: IpAddr = address(v6, 5, host).parse().expect("address");
         for port in 1..=100u16 {
-            let state = if dark || port > 30 {
-                Truth::Filtered
-            } else if open.contains(&port) {
-                Truth::Open
-            } else {
-                Truth::Closed
-            };
+            let state = truth_of(dark || port > 30, open.contains(&port));
             truth.insert((addr, port), state);
         }
     }

@@ -297,18 +297,14 @@ fn a_crowd_of_idle_connections_neither_starves_the_cycles_nor_blocks_a_scrape() 
     )
     .expect("setrlimit");
     let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("sgprobe.sock");
-    let config = dir.path().join("sgprobe.toml");
     let port = 19487;
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\ninterval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\n{}",
-            socket.display(),
-            quick()
+    let (config, socket) = common::agent_config(
+        dir.path(),
+        &format!(
+            "interval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\nmetrics_listen = \"127.0.0.1:{port}\""
         ),
-    )
-    .expect("write config");
+        &quick(),
+    );
     let agent = Command::new("sh")
         .args([
             "-c",

@@ -507,17 +507,16 @@ fn two_instances_sharing_an_address_complete_their_cycles() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("sgprobe.sock");
-    let config = dir.path().join("sgprobe.toml");
     let port = 19479;
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n{GROUPS}\n[[instance]]\nname = \"web-vip\"\naddresses = [\"10.77.1.10\"]\nsecurity_groups = [\"sg-web\"]\n",
-            socket.display()
+    let (config, socket) = common::agent_config(
+        dir.path(),
+        &format!(
+            "interval = \"1s\"\nmetrics_listen = \"127.0.0.1:{port}\"\ntimeout = \"300ms\"\nretries = 1"
         ),
-    )
-    .expect("write config");
+        &format!(
+            "{GROUPS}\n[[instance]]\nname = \"web-vip\"\naddresses = [\"10.77.1.10\"]\nsecurity_groups = [\"sg-web\"]\n"
+        ),
+    );
     let mut agent = common::Started(vec![common::spawn_in(
         &lab.prober().name,
         env!("CARGO_BIN_EXE_sgprobe"),
@@ -567,16 +566,11 @@ fn on_a_lossy_network_the_agent_confirms_no_drift() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("sgprobe.sock");
-    let config = dir.path().join("sgprobe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:19480\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\n{GROUPS}",
-            socket.display()
-        ),
-    )
-    .expect("write config");
+    let (config, socket) = common::agent_config(
+        dir.path(),
+        "interval = \"1s\"\nmetrics_listen = \"127.0.0.1:19480\"\ntimeout = \"300ms\"",
+        GROUPS,
+    );
     let _agent = common::Started(vec![common::spawn_in(
         &lab.prober().name,
         env!("CARGO_BIN_EXE_sgprobe"),

@@ -192,27 +192,13 @@ mod tests {
             rule(r#""protocol": "tcp", "val1": "", "val2": """#).is_ok(),
             "no ports: all"
         );
-        let vrrp = rule(r#""protocol": "vrrp", "val1": "", "val2": """#).expect("vrrp");
-        assert!(
-            matches!(
-                vrrp,
-                Service::Ports {
-                    protocol: Protocol::Other(112),
-                    ..
-                }
-            ),
-            "{vrrp:?}"
-        );
-        let ipencap = rule(r#""protocol": "ipencap", "val1": "", "val2": """#).expect("ipencap");
-        assert!(
-            matches!(
-                ipencap,
-                Service::Ports {
-                    protocol: Protocol::Other(4),
-                    ..
-                }
-            ),
-            "{ipencap:?}"
-        );
+        for (name, number) in [("vrrp", 112), ("ipencap", 4)] {
+            let service =
+                rule(&format!(r#""protocol": "{name}", "val1": "", "val2": """#)).expect(name);
+            assert!(
+                matches!(service, Service::Ports { protocol: Protocol::Other(n), .. } if n == number),
+                "{name}: {service:?}"
+            );
+        }
     }
 }

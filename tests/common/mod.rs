@@ -80,3 +80,19 @@ pub fn spawn_in(ns: &str, program: &str, args: &[&std::ffi::OsStr]) -> std::proc
         .spawn()
         .unwrap_or_else(|e| panic!("{program}: {e}"))
 }
+
+/// Writes an agent config in `dir`: its control socket there, `agent` lines in `[agent]`, then
+/// `inventory`. Returns the config's path and the socket's.
+pub fn agent_config(
+    dir: &std::path::Path,
+    agent: &str,
+    inventory: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (config, socket) = (dir.join("sgprobe.toml"), dir.join("sgprobe.sock"));
+    let text = format!(
+        "[agent]\ncontrol_socket = \"{}\"\n{agent}\n{inventory}",
+        socket.display()
+    );
+    std::fs::write(&config, text).expect("write the agent's config");
+    (config, socket)
+}
