@@ -148,6 +148,18 @@ fn tencent_first_match_across_bound_groups() {
             Closed,
             rule(b, 1),
         ),
+        // A group reference covers "all private IPs of all CVMs under the security group"
+        // (Tencent Cloud API 3.0, SecurityGroupPolicy.SecurityGroupId): app-1's public address
+        // is no member.
+        (
+            "web-1",
+            "10.0.0.10",
+            Inbound,
+            "tcp:3306",
+            "203.0.113.20",
+            Closed,
+            rule(b, 1),
+        ),
         // Address template group -> templates, one holding a range.
         (
             "web-1",
@@ -463,6 +475,17 @@ fn aws_allow_union_references_and_prefix_lists() {
             Inbound,
             "tcp:8085",
             "10.1.0.6",
+            Closed,
+            None,
+        ),
+        // A referenced group's members are matched by private address, "not the public IP or
+        // Elastic IP" (EC2 User Guide, security group rules: security group referencing).
+        (
+            "aws-web",
+            "10.1.0.10",
+            Inbound,
+            "tcp:8085",
+            "198.51.100.5",
             Closed,
             None,
         ),

@@ -170,8 +170,7 @@ fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
         }
     };
     let addresses: Vec<IpAddr> = instance
-        .addresses
-        .iter()
+        .all_addresses()
         .copied()
         .filter(|a| match args.peer {
             FlowPeer::Addr(peer) => peer.is_ipv6() == a.is_ipv6(),

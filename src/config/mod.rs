@@ -170,7 +170,7 @@ impl Config {
 /// of one cloud.
 pub fn validate(inv: &Inventory) -> Result<(), ConfigError> {
     for instance in &inv.instances {
-        if instance.addresses.is_empty() {
+        if instance.all_addresses().next().is_none() {
             return Err(ConfigError::Invalid {
                 at: instance.at.clone(),
                 message: format!("instance {:?} has no address", instance.name),

@@ -123,8 +123,7 @@ pub async fn check(
             // Outbound (agent on the instance): from the instance's address to the destination.
             let flows: Vec<(Flow, IpAddr)> = match item.destination {
                 None => instance
-                    .addresses
-                    .iter()
+                    .all_addresses()
                     .map(|a| {
                         (
                             Flow {

@@ -161,7 +161,7 @@ impl Lab {
             ns.wait_up(peer)?;
             for (n, instance) in instances.iter().enumerate() {
                 lab.placement.insert(instance.name.clone(), (t, n));
-                for address in &instance.addresses {
+                for address in instance.all_addresses() {
                     let (host, via) = match address {
                         IpAddr::V4(_) => (format!("{address}/32"), &v4_far),
                         IpAddr::V6(_) => (format!("{address}/128"), &v6_far),
@@ -201,7 +201,7 @@ impl Lab {
                         .iter()
                         .find(|i| i.name == l.instance)
                         .expect("filtered above");
-                    instance.addresses.iter().flat_map(move |a| {
+                    instance.all_addresses().flat_map(move |a| {
                         l.ports
                             .iter()
                             .map(move |p| (l.protocol, SocketAddr::new(*a, *p)))

@@ -63,7 +63,7 @@ pub fn ruleset(
                 Direction::Inbound => format!("i{n}_in"),
                 Direction::Outbound => format!("i{n}_out"),
             };
-            for address in &instance.addresses {
+            for address in instance.all_addresses() {
                 dispatch[d][usize::from(address.is_ipv6())]
                     .push(format!("{address} : jump {chain}"));
             }
@@ -101,7 +101,7 @@ pub fn ruleset(
         let Some(instance) = instances.iter().find(|i| i.name == rule.instance) else {
             continue;
         };
-        for address in &instance.addresses {
+        for address in instance.all_addresses() {
             host_rules.push_str(&host_rule(*address, rule));
         }
     }

@@ -23,7 +23,10 @@ pub struct Instance {
     pub name: String,
     /// The cloud's instance id, where known.
     pub id: Option<String>,
+    /// Addresses on the instance's interfaces (private): the ones a group reference matches.
     pub addresses: Vec<IpAddr>,
+    /// Addresses that reach it through NAT (public, elastic): probed, never group members.
+    pub public_addresses: Vec<IpAddr>,
     /// Bound security groups, in bound order: together they form one layer.
     pub security_groups: Vec<Located<String>>,
     /// Further layers on the path (a subnet ACL, a subnet NSG), each deciding on its own.
@@ -46,6 +49,7 @@ impl Instance {
             name: name.into(),
             id: None,
             addresses: Vec::new(),
+            public_addresses: Vec::new(),
             security_groups: Vec::new(),
             subnet_layers: Vec::new(),
             ports: Vec::new(),
@@ -59,6 +63,11 @@ impl Instance {
     /// Matches the instance's name or its cloud id.
     pub fn is_called(&self, name: &str) -> bool {
         self.name == name || self.id.as_deref() == Some(name)
+    }
+
+    /// Every address a flow may reach it at: its own, then those NAT maps to it.
+    pub fn all_addresses(&self) -> impl Iterator<Item = &IpAddr> {
+        self.addresses.iter().chain(&self.public_addresses)
     }
 
     pub fn is_bound_to(&self, group: &str) -> bool {
@@ -165,7 +174,9 @@ impl Inventory {
         )
     }
 
-    /// The addresses of the instances bound to a group, if any known instance is bound to it.
+    /// The private addresses of the instances bound to a group, if any known instance is bound
+    /// to it: a group reference matches traffic from members' own interfaces, never from
+    /// their public or elastic addresses (which NAT maps, and which the clouds leave out).
     /// Membership counts as known only then: a group no exported instance uses may well have
     /// members the exports do not show.
     pub fn group_members(&self, group: &str) -> Option<Vec<IpAddr>> {
@@ -210,6 +221,9 @@ impl Inventory {
         }
         if !new.addresses.is_empty() {
             old.addresses = new.addresses;
+        }
+        if !new.public_addresses.is_empty() {
+            old.public_addresses = new.public_addresses;
         }
         if !new.security_groups.is_empty() {
             old.security_groups = new.security_groups;

@@ -226,12 +226,20 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
     }
     instance.id = Some(id);
     let mut addresses = Vec::new();
-    for key in ["PrivateIpAddress", "PublicIpAddress", "Ipv6Address"] {
+    for key in ["PrivateIpAddress", "Ipv6Address"] {
         addresses.extend(item.get(key).address()?);
     }
+    // A public or Elastic IP is NAT'd to the instance: a group reference never matches it.
+    instance
+        .public_addresses
+        .extend(item.get("PublicIpAddress").address()?);
     for interface in item.get("NetworkInterfaces").items()? {
         for private in interface.get("PrivateIpAddresses").items()? {
             addresses.extend(private.get("PrivateIpAddress").address()?);
+            let public = private.get("Association").get("PublicIp").address()?;
+            if let Some(public) = public.filter(|p| !instance.public_addresses.contains(p)) {
+                instance.public_addresses.push(public);
+            }
         }
         for v6 in interface.get("Ipv6Addresses").items()? {
             addresses.extend(v6.get("Ipv6Address").address()?);

@@ -90,6 +90,8 @@ pub struct RawInstance {
     #[serde(default)]
     addresses: Vec<Spanned<String>>,
     #[serde(default)]
+    public_addresses: Vec<Spanned<String>>,
+    #[serde(default)]
     security_groups: Vec<Spanned<String>>,
     #[serde(default)]
     subnet_layers: Vec<Spanned<String>>,
@@ -318,10 +320,13 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
     let at = spans.place(raw.name.span());
     let mut instance = Instance::new(raw.name.into_inner(), at);
     instance.id = raw.id;
-    for address in &raw.addresses {
-        instance
-            .addresses
-            .push(spans.parse(address, "an IP address", |t| t.trim().parse().ok())?);
+    for (list, into) in [
+        (&raw.addresses, &mut instance.addresses),
+        (&raw.public_addresses, &mut instance.public_addresses),
+    ] {
+        for address in list {
+            into.push(spans.parse(address, "an IP address", |t| t.trim().parse().ok())?);
+        }
     }
     let located = |ids: Vec<Spanned<String>>| -> Vec<Located<String>> {
         ids.into_iter()
@@ -412,6 +417,14 @@ pub fn render(inv: &Inventory) -> String {
         }
         let addresses: Vec<String> = instance.addresses.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "addresses = [{}]", quoted_list(&addresses));
+        if !instance.public_addresses.is_empty() {
+            let public: Vec<String> = instance
+                .public_addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let _ = writeln!(out, "public_addresses = [{}]", quoted_list(&public));
+        }
         let _ = writeln!(
             out,
             "security_groups = [{}]",

@@ -150,8 +150,9 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
             .addresses
             .extend(vxnet.get("private_ip").address()?);
     }
+    // An EIP is NAT'd to the instance: not one of its private addresses.
     instance
-        .addresses
+        .public_addresses
         .extend(item.get("eip").get("eip_addr").address()?);
     let group = item.get("security_group").get("security_group_id");
     if let Some(value) = group.text()? {

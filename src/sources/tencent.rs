@@ -218,9 +218,20 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
         .unwrap_or_else(|| id.clone());
     let mut instance = Instance::new(name, item.place());
     instance.id = Some(id);
-    for key in ["PrivateIpAddresses", "PublicIpAddresses", "IPv6Addresses"] {
+    // IPv6 addresses sit on the interface; public IPv4 addresses are NAT'd to it, and a
+    // group reference covers "all private IPs of all CVMs under the security group" only.
+    for (key, public) in [
+        ("PrivateIpAddresses", false),
+        ("IPv6Addresses", false),
+        ("PublicIpAddresses", true),
+    ] {
         for address in item.get(key).items()? {
-            instance.addresses.extend(address.address()?);
+            let into = if public {
+                &mut instance.public_addresses
+            } else {
+                &mut instance.addresses
+            };
+            into.extend(address.address()?);
         }
     }
     for group in item.get("SecurityGroupIds").items()? {
