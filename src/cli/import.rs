@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::model::Inventory;
 use crate::sources::native::render;
-use crate::sources::{Format, load};
+use crate::sources::{Format, Merged, load};
 
 #[derive(Debug, Args)]
 #[command(
@@ -40,10 +39,10 @@ fn parse_format(text: &str) -> Result<Format, String> {
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let mut inv = Inventory::default();
+    let mut merged = Merged::default();
     for file in &args.files {
-        inv.merge(load(args.format, file, args.id.as_deref())?);
+        merged.add(file, load(args.format, file, args.id.as_deref())?)?;
     }
-    print!("{}", render(&inv));
+    print!("{}", render(&merged.inventory));
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use crate::policy::{LinkError, layers};
 use crate::sources::native::{
     RawAddressSet, RawGroup, RawInstance, RawServiceSet, Sections, Spans,
 };
-use crate::sources::{Format, SourceError, load};
+use crate::sources::{Format, Merged, SourceError, load};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
@@ -134,7 +134,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| spans.toml(&e))?;
         let agent = agent(raw.agent.unwrap_or_default(), &spans)?;
         let base = file.parent().unwrap_or(Path::new("."));
-        let mut inventory = Inventory::default();
+        let mut merged = Merged::default();
         for source in raw.source {
             let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
             let format = Format::parse(source.format.get_ref()).ok_or_else(|| {
@@ -148,7 +148,7 @@ impl Config {
                 )
             })?;
             let path = base.join(source.path.get_ref());
-            inventory.merge(load(format, &path, source.id.as_deref())?);
+            merged.add(&path, load(format, &path, source.id.as_deref())?)?;
         }
         let inline = Sections {
             group: raw.group,
@@ -156,7 +156,8 @@ impl Config {
             service_set: raw.service_set,
             instance: raw.instance,
         };
-        inventory.merge(inline.into_inventory(&spans)?);
+        merged.add(file, inline.into_inventory(&spans)?)?;
+        let inventory = merged.inventory;
         validate(&inventory)?;
         Ok(Config {
             file: file.to_path_buf(),

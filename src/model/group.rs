@@ -140,4 +140,49 @@ impl SecurityGroup {
             Direction::Outbound => &mut self.egress,
         }
     }
+
+    /// Adds the rules of another export of this group (a later page, the other direction),
+    /// after its own. A rule at a position already held (the cloud's rule id, else its index)
+    /// is the same rule seen twice when equal, and dropped; when different, the exports
+    /// disagree and the position is returned.
+    pub fn absorb(&mut self, other: SecurityGroup) -> Result<(), RulePosition> {
+        if self.name.is_none() {
+            self.name = other.name;
+        }
+        for (direction, rules) in [
+            (Direction::Inbound, other.ingress),
+            (Direction::Outbound, other.egress),
+        ] {
+            for rule in rules {
+                let key = (rule.origin.id.as_deref(), rule.origin.index);
+                let held = self.rules(direction).iter().find(|r| match key {
+                    (Some(id), _) => r.origin.id.as_deref() == Some(id),
+                    (None, index) => r.origin.id.is_none() && r.origin.index == index,
+                });
+                match held {
+                    // Pages count positions from their own start: the id decides.
+                    Some(held) if held.same_as(&rule) => {}
+                    Some(_) => {
+                        return Err(RulePosition {
+                            direction,
+                            position: match rule.origin.id {
+                                Some(id) => format!("id {id}"),
+                                None => format!("#{}", rule.origin.index),
+                            },
+                        });
+                    }
+                    None => self.rules_mut(direction).push(rule),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rule's place in its group, as `absorb` compares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulePosition {
+    pub direction: Direction,
+    /// `id X` or `#N`.
+    pub position: String,
 }

@@ -1,12 +1,13 @@
 //! Everything the sources said: groups, instances, and the named sets rules refer to.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::flow::FlowSpec;
-use super::group::SecurityGroup;
+use super::group::{RulePosition, SecurityGroup};
 use super::rule::{Ports, Protocol};
 
 /// A value with the place it was read from, for error messages.
@@ -193,15 +194,28 @@ impl Inventory {
         })
     }
 
-    /// Adds what another source said. Later sources replace earlier definitions of the same
-    /// group or set; instances with the same name or id are merged field by field.
-    pub fn merge(&mut self, other: Inventory) {
-        self.groups.extend(other.groups);
+    /// Adds what another source said. The rules of a group defined again are added to it
+    /// (see `SecurityGroup::absorb`: the group's position of disagreement is the error);
+    /// later sources replace earlier definitions of the same set; instances with the same
+    /// name or id are merged field by field.
+    pub fn merge(&mut self, other: Inventory) -> Result<(), (String, RulePosition)> {
+        for (id, group) in other.groups {
+            match self.groups.entry(id) {
+                Entry::Vacant(slot) => {
+                    slot.insert(group);
+                }
+                Entry::Occupied(mut held) => {
+                    let id = held.key().clone();
+                    held.get_mut().absorb(group).map_err(|at| (id, at))?;
+                }
+            }
+        }
         self.address_sets.extend(other.address_sets);
         self.service_sets.extend(other.service_sets);
         for instance in other.instances {
             self.add_instance(instance);
         }
+        Ok(())
     }
 
     /// Adds an instance, or merges it into one already known by the same name or id: fields

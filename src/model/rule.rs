@@ -374,3 +374,25 @@ pub struct Rule {
     pub priority: Option<i64>,
     pub origin: Origin,
 }
+
+impl Rule {
+    /// The same rule, wherever its export listed it.
+    pub fn same_as(&self, other: &Rule) -> bool {
+        let Origin {
+            group,
+            index: _,
+            id,
+            description,
+        } = &self.origin;
+        self.action == other.action
+            && self.service == other.service
+            && self.peer == other.peer
+            && self.priority == other.priority
+            && (group, id, description)
+                == (
+                    &other.origin.group,
+                    &other.origin.id,
+                    &other.origin.description,
+                )
+    }
+}

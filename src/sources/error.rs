@@ -24,6 +24,17 @@ pub enum SourceError {
         column: usize,
         message: String,
     },
+    /// Two exports of one group hold different rules at the same position.
+    #[error(
+        "{second}: security group {group:?}, {direction} rule {position}, differs from the one in {first}: two exports of one group disagree (is one page stale?)"
+    )]
+    Conflict {
+        group: String,
+        direction: crate::model::Direction,
+        position: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     /// A field of a JSON export: `file: $.JSON.path`.
     #[error("{file}: {path}: {message}")]
     Field {

@@ -9,7 +9,7 @@ mod tencent;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
@@ -62,6 +62,33 @@ impl fmt::Display for Format {
 /// The largest config or export read: far above any real account's export, far below what
 /// would exhaust the agent.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Sources read one after another into one inventory, remembering which file first defined
+/// each group so that a disagreement names both files.
+#[derive(Debug, Default)]
+pub struct Merged {
+    pub inventory: Inventory,
+    group_files: BTreeMap<String, PathBuf>,
+}
+
+impl Merged {
+    pub fn add(&mut self, file: &Path, inv: Inventory) -> Result<(), SourceError> {
+        for id in inv.groups.keys() {
+            self.group_files
+                .entry(id.clone())
+                .or_insert_with(|| file.to_path_buf());
+        }
+        self.inventory
+            .merge(inv)
+            .map_err(|(group, at)| SourceError::Conflict {
+                first: self.group_files[&group].clone(),
+                second: file.to_path_buf(),
+                group,
+                direction: at.direction,
+                position: at.position,
+            })
+    }
+}
 
 /// Reads one source file. `id` names the object for exports that do not carry its id (a
 /// Tencent policy list, an AWS prefix-list's entries).
@@ -282,6 +309,69 @@ mod tests {
             .collect();
         assert_eq!(decode(&be).as_deref(), Some(text));
         assert_eq!(decode(&[0xc3, 0x28]), None, "not UTF-8, no mark");
+    }
+
+    fn qingcloud_page(rules: &[(&str, u8, &str)]) -> String {
+        let rules: Vec<String> = rules
+            .iter()
+            .map(|(id, direction, port)| {
+                format!(
+                    r#"{{"security_group_id": "sg-q", "security_group_rule_id": "{id}", "priority": 1, "direction": {direction}, "action": "accept", "protocol": "tcp", "val1": "{port}", "val3": ""}}"#
+                )
+            })
+            .collect();
+        format!(r#"{{"security_group_rule_set": [{}]}}"#, rules.join(","))
+    }
+
+    fn add(merged: &mut Merged, file: &str, text: &str) -> Result<(), SourceError> {
+        let inv = parse(Format::QingCloud, Path::new(file), text, None).expect("valid page");
+        merged.add(Path::new(file), inv)
+    }
+
+    #[test]
+    fn pages_of_one_group_add_up_and_a_disagreement_names_both_files() {
+        // QingCloud API, DescribeSecurityGroupRules: at most 100 rules per call (limit/offset),
+        // and `direction` filters ingress or egress; exports of one group arrive in pages.
+        let mut merged = Merged::default();
+        add(
+            &mut merged,
+            "in-1.json",
+            &qingcloud_page(&[("sgr-1", 0, "22"), ("sgr-2", 0, "80")]),
+        )
+        .expect("first page");
+        add(
+            &mut merged,
+            "in-2.json",
+            &qingcloud_page(&[("sgr-2", 0, "80"), ("sgr-3", 0, "443")]),
+        )
+        .expect("an overlapping page repeats a rule unchanged");
+        add(
+            &mut merged,
+            "out.json",
+            &qingcloud_page(&[("sgr-9", 1, "53")]),
+        )
+        .expect("egress");
+        let group = &merged.inventory.groups["sg-q"];
+        let ids = |rules: &[Rule]| -> Vec<String> {
+            rules.iter().filter_map(|r| r.origin.id.clone()).collect()
+        };
+        assert_eq!(
+            ids(&group.ingress),
+            ["sgr-1", "sgr-2", "sgr-3"],
+            "file order"
+        );
+        assert_eq!(ids(&group.egress), ["sgr-9"]);
+
+        let error = add(
+            &mut merged,
+            "stale.json",
+            &qingcloud_page(&[("sgr-1", 0, "2222")]),
+        )
+        .expect_err("the same rule id with other content")
+        .to_string();
+        assert!(error.starts_with("stale.json: "), "{error}");
+        assert!(error.contains("inbound rule id sgr-1"), "{error}");
+        assert!(error.contains("in-1.json"), "{error}");
     }
 
     #[test]
