@@ -237,7 +237,7 @@ fn address_members(node: &Node) -> Result<Vec<IpNet>, SourceError> {
     let mut members = Vec::new();
     for text in texts {
         for part in text
-            .split([',', '\n', ';'])
+            .split([',', '\n', '\r', ';'])
             .map(str::trim)
             .filter(|p| !p.is_empty())
         {

@@ -1,22 +1,41 @@
 //! QingCloud exports: DescribeSecurityGroupRules, DescribeInstances, DescribeSecurityGroupIPSets.
 //!
 //! Rule fields: `direction` 0 inbound / 1 outbound; `val1`/`val2` the port range (or ICMP
-//! type/code); `val3` the peer, a CIDR, an address, an IP set id, or empty for all;
-//! `disabled` 1 leaves the rule out.
+//! type/code), or in `val1` the id of a port set; `val3` the peer, a CIDR, an address, an IP
+//! set id, or empty for all; `disabled` 1 leaves the rule out. IP and port sets have ids such
+//! as `sgi-rtyv0968` (the API documentation's example, ModifySecurityGroupIPSetAttributes).
 
 use super::json::Node;
 use super::{FlatRules, SourceError, address_members, known_shape};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
-    PortRange, Ports, Protocol, Rule, Service, parse_net,
+    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
 };
 
 pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     let mut inv = Inventory::default();
     let mut recognised = false;
+    if root.has("security_group_set") {
+        recognised = true;
+        // DescribeSecurityGroups: every group, with or without rules.
+        for item in root.get("security_group_set").elements()? {
+            let item = item.node();
+            let mut group = SecurityGroup::new(
+                item.get("security_group_id").required_text()?,
+                Cloud::QingCloud,
+            );
+            group.name = item.get("security_group_name").text()?;
+            inv.groups.insert(group.id.clone(), group);
+        }
+    }
     if root.has("security_group_rule_set") {
         recognised = true;
         let mut flat = FlatRules::new(Cloud::QingCloud);
+        // A group with no rules is still a group: its (empty) rule list says so, given its id.
+        if let Some(id) = id {
+            inv.groups
+                .insert(id.to_string(), SecurityGroup::new(id, Cloud::QingCloud));
+        }
         for item in root.get("security_group_rule_set").elements()? {
             let item = item.node();
             let group_id = match item.get("security_group_id").text()? {
@@ -48,13 +67,27 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         recognised = true;
         for item in root.get("security_group_ipset_set").elements()? {
             let item = item.node();
-            // ipset_type 0 holds IPv4 addresses and 2 IPv6; 1 is a port set, which no rule
-            // field of the exports we read refers to.
+            // ipset_type 0 holds IPv4 addresses and 2 IPv6; 1 is a port set, which a rule's
+            // val1 names in place of its ports, for the rule's own protocol.
+            let set_id = item.get("security_group_ipset_id").required_text()?;
             if item.get("ipset_type").int()?.unwrap_or(0) == 1 {
+                let val = item.get("val");
+                let ports = val.required("ports: 80, 8000-9000, comma-separated", |t| {
+                    Ports::parse(&t.replace(['\r', '\n'], ","))
+                })?;
+                for protocol in [Protocol::Tcp, Protocol::Udp] {
+                    let set = ServiceSet {
+                        id: port_set(&set_id, protocol),
+                        name: item.get("security_group_ipset_name").text()?,
+                        services: vec![(protocol, ports.clone())],
+                        includes: Vec::new(),
+                    };
+                    inv.service_sets.insert(set.id.clone(), set);
+                }
                 continue;
             }
             let set = AddressSet {
-                id: item.get("security_group_ipset_id").required_text()?,
+                id: set_id,
                 name: item.get("security_group_ipset_name").text()?,
                 members: address_members(&item.get("val"))?,
                 includes: Vec::new(),
@@ -65,9 +98,19 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     known_shape(
         root,
         recognised,
-        "a QingCloud export: security_group_rule_set, instance_set or security_group_ipset_set",
+        "a QingCloud export: security_group_set, security_group_rule_set, instance_set or security_group_ipset_set",
     )?;
     Ok(inv)
+}
+
+/// The service set standing for a port set used with one protocol.
+fn port_set(id: &str, protocol: Protocol) -> String {
+    format!("{id}@{protocol}")
+}
+
+/// An IP or port set's id, where a rule field may hold one.
+fn is_set_id(text: &str) -> bool {
+    text.starts_with("sgi-") || text.starts_with("ipset-")
 }
 
 fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
@@ -87,6 +130,11 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
         }
     };
     let service = match protocol {
+        Protocol::Tcp | Protocol::Udp
+            if item.get("val1").text()?.is_some_and(|t| is_set_id(&t)) =>
+        {
+            Service::Template(port_set(&item.get("val1").required_text()?, protocol))
+        }
         Protocol::Tcp | Protocol::Udp => {
             let first = number("val1", 65535)?;
             let end = number("val2", 65535)?;
@@ -120,7 +168,7 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
     let peer_node = item.get("val3");
     let peer = match peer_node.text()? {
         None => Peer::All,
-        Some(text) if text.starts_with("ipset-") => Peer::AddressSet(text),
+        Some(text) if is_set_id(&text) => Peer::AddressSet(text),
         Some(_) => Peer::Cidr(peer_node.required("a CIDR, an address or an IP set id", parse_net)?),
     };
     Ok(Rule {
@@ -201,5 +249,45 @@ mod tests {
                 "{name}: {service:?}"
             );
         }
+    }
+
+    #[test]
+    fn empty_groups_and_sets_by_the_id_the_ip_set_api_returns() {
+        // QingCloud API: DescribeSecurityGroups lists groups with or without rules;
+        // ModifySecurityGroupIPSetAttributes' example returns "security_group_ipset_id":
+        // "sgi-rtyv0968"; a rule's val3 names an IP set, its val1 a port set (ipset_type 1).
+        use crate::model::{Direction, Flow, FlowPeer, parse_port_spec};
+        use crate::policy::{Predicted, evaluate, layers};
+        use crate::sources::Merged;
+        let files = [
+            r#"{"security_group_set": [{"security_group_id": "sg-empty", "security_group_name": "new"}, {"security_group_id": "sg-web"}]}"#,
+            r#"{"security_group_rule_set": [{"security_group_id": "sg-web", "priority": 1, "direction": 0, "action": "accept", "protocol": "tcp", "val1": "sgi-ports001", "val3": "sgi-rtyv0968"}]}"#,
+            r#"{"security_group_ipset_set": [{"security_group_ipset_id": "sgi-rtyv0968", "ipset_type": 0, "val": "10.0.0.0/24\r10.0.1.5"}, {"security_group_ipset_id": "sgi-ports001", "ipset_type": 1, "val": "22,8000-8080"}]}"#,
+            r#"{"instance_set": [{"instance_id": "i-a", "vxnets": [{"private_ip": "172.16.0.2"}], "security_group": {"security_group_id": "sg-empty"}}, {"instance_id": "i-b", "vxnets": [{"private_ip": "172.16.0.3"}], "security_group": {"security_group_id": "sg-web"}}]}"#,
+        ];
+        let mut merged = Merged::default();
+        for (n, text) in files.iter().enumerate() {
+            let file = format!("q{n}.json");
+            let inv = parse(Format::QingCloud, Path::new(&file), text, None).expect("valid");
+            merged.add(Path::new(&file), inv).expect("merges");
+        }
+        let inv = &merged.inventory;
+        let predicted = |instance: &str, spec: &str, peer: &str| {
+            let instance = inv.instance(instance).expect("instance");
+            let layers = layers(inv, instance).expect("links, even with no rules");
+            let flow = Flow {
+                address: instance.addresses[0],
+                direction: Direction::Inbound,
+                spec: parse_port_spec(spec).expect("spec")[0],
+                peer: FlowPeer::parse(peer).expect("peer"),
+            };
+            evaluate(inv, &layers, &flow).predicted
+        };
+        assert_eq!(predicted("i-a", "tcp:22", "10.0.0.9"), Predicted::Closed);
+        assert_eq!(predicted("i-b", "tcp:22", "10.0.0.9"), Predicted::Open);
+        assert_eq!(predicted("i-b", "tcp:8080", "10.0.1.5"), Predicted::Open);
+        assert_eq!(predicted("i-b", "tcp:8081", "10.0.1.5"), Predicted::Closed);
+        assert_eq!(predicted("i-b", "udp:22", "10.0.0.9"), Predicted::Closed);
+        assert_eq!(predicted("i-b", "tcp:22", "10.0.2.1"), Predicted::Closed);
     }
 }
