@@ -245,6 +245,27 @@ fn tencent_first_match_across_bound_groups() {
             Closed,
             None,
         ),
+        // A template group one of whose templates is not exported: a present template that
+        // matches decides (Tencent API 3.0, AddressTemplateGroup: the group is the union of
+        // its templates); a peer in none of the present ones may be in the missing one.
+        (
+            "web-1",
+            "10.0.0.10",
+            Inbound,
+            "tcp:5353",
+            "10.53.0.1",
+            Open,
+            rule(a, 12),
+        ),
+        (
+            "web-1",
+            "10.0.0.10",
+            Inbound,
+            "tcp:5353",
+            "10.53.0.9",
+            Unknown,
+            rule(a, 12),
+        ),
         // Unresolved template: accept if it matches, sg-b drops if not -> unknown.
         (
             "web-1",

@@ -157,7 +157,7 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
         Peer::Cidr(net) => vec![Some(*net)],
         Peer::AddressSet(id) => inv
             .address_set_members(id)
-            .unwrap_or_default()
+            .known
             .into_iter()
             .map(Some)
             .collect(),
@@ -176,7 +176,7 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
         } => vec![(*protocol, ports.clone(), icmp.icmp_type, icmp.code)],
         Service::Template(id) => inv
             .service_set_members(id)
-            .unwrap_or_default()
+            .known
             .into_iter()
             .map(|(p, ports)| (p, ports, None, None))
             .collect(),

@@ -154,25 +154,28 @@ impl Inventory {
         self.instances.iter().find(|i| i.is_called(name))
     }
 
-    /// The addresses of a set and every set it includes; `None` if any of them is missing
-    /// from the exports.
-    pub fn address_set_members(&self, id: &str) -> Option<Vec<IpNet>> {
-        let sets = with_includes(&self.address_sets, id, |s| &s.includes)?;
-        Some(
-            sets.iter()
+    /// The addresses of a set and every set it includes that the exports hold.
+    pub fn address_set_members(&self, id: &str) -> Members<IpNet> {
+        let (sets, complete) = with_includes(&self.address_sets, id, |s| &s.includes);
+        Members {
+            known: sets
+                .iter()
                 .flat_map(|s| s.members.iter().copied())
                 .collect(),
-        )
+            complete,
+        }
     }
 
-    /// The services of a template and every template it includes; `None` if any is missing.
-    pub fn service_set_members(&self, id: &str) -> Option<Vec<(Protocol, Ports)>> {
-        let sets = with_includes(&self.service_sets, id, |s| &s.includes)?;
-        Some(
-            sets.iter()
+    /// The services of a template and every template it includes that the exports hold.
+    pub fn service_set_members(&self, id: &str) -> Members<(Protocol, Ports)> {
+        let (sets, complete) = with_includes(&self.service_sets, id, |s| &s.includes);
+        Members {
+            known: sets
+                .iter()
                 .flat_map(|s| s.services.iter().cloned())
                 .collect(),
-        )
+            complete,
+        }
     }
 
     /// The private addresses of the instances bound to a group, if any known instance is bound
@@ -253,22 +256,37 @@ impl Inventory {
     }
 }
 
-/// A named set and, transitively, every set it includes (each once, cycles cut); `None` if
-/// any of them is missing.
+/// What the exports say a named set holds. A member the exports lack (a template of a
+/// template group not exported) leaves the set incomplete, but what is known still matches:
+/// a present member can decide a flow whatever the missing one holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Members<T> {
+    pub known: Vec<T>,
+    /// Every set involved was exported.
+    pub complete: bool,
+}
+
+/// A named set and, transitively, every set it includes that the exports hold (each once,
+/// cycles cut), and whether none was missing.
 fn with_includes<'a, T>(
     sets: &'a BTreeMap<String, T>,
     id: &str,
     includes: impl Fn(&T) -> &Vec<String>,
-) -> Option<Vec<&'a T>> {
+) -> (Vec<&'a T>, bool) {
     let mut found = Vec::new();
+    let mut complete = true;
     let mut seen = BTreeSet::new();
     let mut stack = vec![id.to_string()];
     while let Some(id) = stack.pop() {
         if seen.insert(id.clone()) {
-            let set = sets.get(&id)?;
-            stack.extend(includes(set).iter().cloned());
-            found.push(set);
+            match sets.get(&id) {
+                Some(set) => {
+                    stack.extend(includes(set).iter().cloned());
+                    found.push(set);
+                }
+                None => complete = false,
+            }
         }
     }
-    Some(found)
+    (found, complete)
 }

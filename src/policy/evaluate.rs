@@ -11,8 +11,8 @@ use super::regions::{regions, space_of};
 use crate::model::catalog::PROBE_SOURCE_PORTS;
 use crate::model::{
     Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, Instance, Inventory, Peer, Ports, Protocol, Rule, Semantics, Service,
-    Tie,
+    IPPROTO_TCP, IPPROTO_UDP, Instance, Inventory, Members, Peer, Ports, Protocol, Rule, Semantics,
+    Service, Tie,
 };
 
 /// The verdict on a flow (ARCHITECTURE.md §2).
@@ -210,31 +210,39 @@ fn service_matches(
     }
 }
 
+/// A known member matching decides; otherwise a missing member may.
+fn member_matches<T>(members: Members<T>, matches: impl Fn(&T) -> bool) -> Tri {
+    if members.known.iter().any(matches) {
+        Tri::Yes
+    } else if members.complete {
+        Tri::No
+    } else {
+        Tri::Maybe
+    }
+}
+
 fn rule_matches(inv: &Inventory, rule: &Rule, p: &Packet) -> Tri {
-    let service =
-        match &rule.service {
-            Service::Ports {
-                protocol,
-                ports,
-                icmp,
-            } => yes_if(service_matches(*protocol, ports, *icmp, p)),
-            Service::Template(id) => match inv.service_set_members(id) {
-                Some(services) => yes_if(services.iter().any(|(protocol, ports)| {
-                    service_matches(*protocol, ports, Default::default(), p)
-                })),
-                None => Tri::Maybe,
-            },
-        };
+    let service = match &rule.service {
+        Service::Ports {
+            protocol,
+            ports,
+            icmp,
+        } => yes_if(service_matches(*protocol, ports, *icmp, p)),
+        Service::Template(id) => {
+            member_matches(inv.service_set_members(id), |(protocol, ports)| {
+                service_matches(*protocol, ports, Default::default(), p)
+            })
+        }
+    };
     if service == Tri::No {
         return Tri::No;
     }
     let peer = match &rule.peer {
         Peer::All => Tri::Yes,
         Peer::Cidr(net) => yes_if(net.contains(&p.remote)),
-        Peer::AddressSet(id) => match inv.address_set_members(id) {
-            Some(nets) => yes_if(nets.iter().any(|n| n.contains(&p.remote))),
-            None => Tri::Maybe,
-        },
+        Peer::AddressSet(id) => {
+            member_matches(inv.address_set_members(id), |n| n.contains(&p.remote))
+        }
         Peer::Group(id) => match inv.group_members(id) {
             Some(addrs) => yes_if(addrs.contains(&p.remote)),
             None => Tri::Maybe,
@@ -515,7 +523,7 @@ fn services_of(rule: &Rule, inv: &Inventory) -> Vec<(Protocol, Ports)> {
         Service::Ports {
             protocol, ports, ..
         } => vec![(*protocol, ports.clone())],
-        Service::Template(id) => inv.service_set_members(id).unwrap_or_default(),
+        Service::Template(id) => inv.service_set_members(id).known,
     }
 }
 
@@ -581,7 +589,7 @@ fn peer_cidrs(rules: &[&Rule], inv: &Inventory) -> Vec<IpNet> {
         match &rule.peer {
             Peer::All => {}
             Peer::Cidr(net) => cidrs.push(*net),
-            Peer::AddressSet(id) => cidrs.extend(inv.address_set_members(id).unwrap_or_default()),
+            Peer::AddressSet(id) => cidrs.extend(inv.address_set_members(id).known),
             Peer::Group(id) => cidrs.extend(
                 inv.group_members(id)
                     .unwrap_or_default()
