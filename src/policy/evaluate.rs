@@ -5,14 +5,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::Serialize;
-use thiserror::Error;
 
+use super::link::Layer;
 use super::regions::{regions, space_of};
 use crate::model::catalog::PROBE_SOURCE_PORTS;
 use crate::model::{
-    Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, Instance, Inventory, Members, Peer, Ports, Protocol, Rule, Semantics,
-    Service, Tie,
+    Action, Decision, Direction, Flow, FlowPeer, FlowProtocol, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, Inventory, Members, Peer, Ports, Protocol, Rule, Service, Tie,
 };
 
 /// The verdict on a flow (ARCHITECTURE.md §2).
@@ -66,100 +65,6 @@ pub struct Verdict<'a> {
     pub allowed_peers: Vec<IpNet>,
     /// The rules considered for the deciding packet, in order, across layers.
     pub trace: Vec<TraceStep<'a>>,
-}
-
-/// The groups an instance's traffic crosses, combined as their cloud says.
-#[derive(Debug, Clone)]
-pub struct Layer<'a> {
-    /// The ids of the groups forming the layer, in bound order.
-    pub groups: Vec<&'a str>,
-    pub cloud: Cloud,
-    pub semantics: Semantics,
-    inbound: Vec<&'a Rule>,
-    outbound: Vec<&'a Rule>,
-}
-
-impl<'a> Layer<'a> {
-    /// Rules in the order the layer considers them.
-    pub fn rules(&self, direction: Direction) -> &[&'a Rule] {
-        match direction {
-            Direction::Inbound => &self.inbound,
-            Direction::Outbound => &self.outbound,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum LinkError {
-    #[error("{at}: security group {group:?} is not in any source")]
-    UnknownGroup { group: String, at: String },
-    #[error("{at}: groups of one layer follow different clouds ({first} and {second})")]
-    MixedClouds {
-        first: Cloud,
-        second: Cloud,
-        at: String,
-    },
-    #[error("{at}: instance {instance:?} is bound to no security group")]
-    NoGroups { instance: String, at: String },
-}
-
-/// The layers of an instance: its bound groups, then each subnet layer.
-pub fn layers<'a>(inv: &'a Inventory, instance: &Instance) -> Result<Vec<Layer<'a>>, LinkError> {
-    if instance.security_groups.is_empty() {
-        return Err(LinkError::NoGroups {
-            instance: instance.name.clone(),
-            at: instance.at.clone(),
-        });
-    }
-    let mut layers = vec![layer(inv, &instance.security_groups)?];
-    for subnet in &instance.subnet_layers {
-        layers.push(layer(inv, std::slice::from_ref(subnet))?);
-    }
-    Ok(layers)
-}
-
-fn layer<'a>(
-    inv: &'a Inventory,
-    ids: &[crate::model::Located<String>],
-) -> Result<Layer<'a>, LinkError> {
-    let mut groups = Vec::new();
-    for id in ids {
-        let group = inv
-            .groups
-            .get(&id.value)
-            .ok_or_else(|| LinkError::UnknownGroup {
-                group: id.value.clone(),
-                at: id.at.clone(),
-            })?;
-        if let Some(first) = groups
-            .first()
-            .map(|g: &&crate::model::SecurityGroup| g.cloud)
-            && first != group.cloud
-        {
-            return Err(LinkError::MixedClouds {
-                first,
-                second: group.cloud,
-                at: id.at.clone(),
-            });
-        }
-        groups.push(group);
-    }
-    let cloud = groups[0].cloud;
-    let semantics = cloud.semantics();
-    let ordered = |direction| {
-        let mut rules: Vec<&Rule> = groups.iter().flat_map(|g| g.rules(direction)).collect();
-        if let Decision::Priority(_) = semantics.decision {
-            rules.sort_by_key(|r| r.priority.unwrap_or(i64::MAX));
-        }
-        rules
-    };
-    Ok(Layer {
-        groups: groups.iter().map(|g| g.id.as_str()).collect(),
-        cloud,
-        semantics,
-        inbound: ordered(Direction::Inbound),
-        outbound: ordered(Direction::Outbound),
-    })
 }
 
 /// One concrete packet, as a layer sees it.

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::evaluate::{Layer, Predicted, Reach, evaluate, layers, reach};
+use super::evaluate::{Predicted, Reach, evaluate, reach};
+use super::link::{Layer, layers};
 use crate::model::catalog::{HIGH_RISK_TCP, HIGH_RISK_UDP};
 use crate::model::{
     Action, Decision, Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, Inventory,

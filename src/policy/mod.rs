@@ -1,14 +1,13 @@
 //! Policy: evaluation, lint and remedies. Pure: no I/O.
 
 mod evaluate;
+mod link;
 pub mod lint;
 mod regions;
 mod remedy;
 
-pub use evaluate::{
-    Considered, Decider, Layer, LinkError, Predicted, Reach, TraceStep, Verdict, evaluate, layers,
-    reach,
-};
+pub use evaluate::{Considered, Decider, Predicted, Reach, TraceStep, Verdict, evaluate, reach};
+pub use link::{Layer, LinkError, layers};
 pub use remedy::{Remedy, remedy};
 
 /// A rule as reports name it: the JSON contract's `rule` (null for a layer's default).

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::json;
 
-use super::evaluate::{Layer, Predicted, Verdict};
+use super::evaluate::{Predicted, Verdict};
+use super::link::Layer;
 use crate::model::{
     Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, Origin, Peer, Ports,
     Protocol, Rule, Service,
