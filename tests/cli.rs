@@ -243,66 +243,44 @@ fn lint_reports_each_kind_and_exits_by_severity() {
     );
 }
 
-#[test]
-fn imported_native_toml_evaluates_exactly_like_the_exports() {
+/// Imports a fixture's exports as native TOML files and checks that `eval` says exactly what
+/// it says on the exports, for every peer and direction.
+fn import_round_trip(
+    cloud: &str,
+    imports: &[(&[&str], Option<&str>)],
+    ports: &str,
+    peers: &[&str],
+) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let tencent = fixture("tencent");
-    let import = |args: &[&str], name: &str| {
-        let out = sgprobe(args);
+    let exports = fixture(cloud);
+    let mut sources = String::new();
+    for (n, (files, id)) in imports.iter().enumerate() {
+        let format = cloud.split('-').next().expect("a cloud");
+        let mut args: Vec<String> = vec!["import".into(), format.into()];
+        args.extend(
+            files
+                .iter()
+                .map(|f| exports.join(f).to_str().expect("utf-8").to_string()),
+        );
+        if let Some(id) = id {
+            args.extend(["--id".to_string(), id.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sgprobe(&args);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(dir.path().join(name), &out.stdout).expect("write");
-    };
-    let file = |name: &str| tencent.join(name).to_str().expect("utf-8").to_string();
-    import(
-        &[
-            "import",
-            "tencent",
-            &file("sg-a.json"),
-            "--id",
-            "sg-aaaaaaaa",
-        ],
-        "a.toml",
-    );
-    import(
-        &[
-            "import",
-            "tencent",
-            &file("sg-b.json"),
-            "--id",
-            "sg-bbbbbbbb",
-        ],
-        "b.toml",
-    );
-    import(
-        &[
-            "import",
-            "tencent",
-            &file("templates.json"),
-            &file("service-templates.json"),
-            &file("instances.json"),
-        ],
-        "rest.toml",
-    );
+        let name = format!("{n}.toml");
+        std::fs::write(dir.path().join(&name), &out.stdout).expect("write");
+        sources.push_str(&format!(
+            "[[source]]\nformat = \"native\"\npath = \"{name}\"\n"
+        ));
+    }
     let config = dir.path().join("sgprobe.toml");
-    let sources: String = ["a.toml", "b.toml", "rest.toml"]
-        .iter()
-        .map(|f| format!("[[source]]\nformat = \"native\"\npath = \"{f}\"\n"))
-        .collect();
     std::fs::write(&config, sources).expect("write");
-
-    let ports = "tcp:22,80,443,3306,3389,8000,8100,8101,8443,8444,9000,9100,udp:53,4500,icmp,all";
-    for peer in [
-        "all",
-        "198.51.100.5",
-        "203.0.113.9",
-        "10.0.0.20",
-        "10.53.0.3",
-        "192.0.2.7",
-    ] {
+    for peer in peers {
         for direction in ["inbound", "outbound"] {
             let eval = |config: &Path| {
                 json(&sgprobe(&[
@@ -318,11 +296,56 @@ fn imported_native_toml_evaluates_exactly_like_the_exports() {
                     "--json",
                 ]))
             };
-            let original = eval(&fixture("tencent/sgprobe.toml"));
+            let original = eval(&exports.join("sgprobe.toml"));
             assert!(original.as_array().is_some_and(|a| !a.is_empty()));
-            assert_eq!(eval(&config), original, "peer {peer} {direction}");
+            assert_eq!(eval(&config), original, "{cloud}: peer {peer} {direction}");
         }
     }
+}
+
+#[test]
+fn imported_native_toml_evaluates_exactly_like_the_exports() {
+    import_round_trip(
+        "tencent",
+        &[
+            (&["sg-a.json"], Some("sg-aaaaaaaa")),
+            (&["sg-b.json"], Some("sg-bbbbbbbb")),
+            (
+                &["templates.json", "service-templates.json", "instances.json"],
+                None,
+            ),
+        ],
+        "tcp:22,80,443,3306,3389,5353,8000,8100,8101,8443,8444,9000,9100,udp:53,4500,icmp,all",
+        &[
+            "all",
+            "198.51.100.5",
+            "203.0.113.9",
+            "10.0.0.20",
+            "10.53.0.3",
+            "192.0.2.7",
+        ],
+    );
+    import_round_trip(
+        "aws-nacl",
+        &[(
+            &[
+                "security-groups.json",
+                "network-acls.json",
+                "subnets.json",
+                "instances.json",
+            ],
+            None,
+        )],
+        "tcp:22,443,5432,8080,9000,udp:53,icmp,all",
+        &[
+            "all",
+            "1.2.3.4",
+            "203.0.113.5",
+            "198.51.100.7",
+            "10.2.1.20",
+            "10.2.2.10",
+        ],
+    );
 }
 
 #[test]
@@ -385,4 +408,44 @@ fn a_bad_probe_target_is_bad_input_before_any_packet() {
     let out = sgprobe(&["probe", "10.77.1.300", "--ports", "tcp:22"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad target \"10.77.1.300\""));
+}
+
+#[test]
+fn a_reply_dropped_by_a_network_acl_is_named_and_fixed_on_the_reply_side() {
+    // AWS VPC User Guide, "Network ACLs": stateless, so the reply to a client's ephemeral
+    // port must pass the outbound entries; the guide recommends allowing 1024-65535 for it.
+    let config = fixture("aws-nacl/sgprobe.toml");
+    let config = config.to_str().expect("utf-8");
+    let base = ["eval", "-c", config, "-i", "app", "--ports", "tcp:22"];
+    let out = sgprobe(&[&base[..], &["--peer", "198.51.100.7"]].concat());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("reply: acl-0app #1 drop"),
+        "the table names the reply: {text}"
+    );
+    assert!(
+        text.contains("aws ec2 create-network-acl-entry --network-acl-id acl-0app --egress --rule-number 89 --protocol 6 --port-range From=1024,To=65535 --cidr-block 198.51.100.7/32 --rule-action allow"),
+        "{text}"
+    );
+
+    let rows = json(&sgprobe(
+        &[
+            &base[..],
+            &["--peer", "1.2.3.4", "--peer-port", "1025", "--json"],
+        ]
+        .concat(),
+    ));
+    assert_eq!(rows[0]["predicted"], "closed", "{rows}");
+    assert_eq!(rows[0]["on_reply"], true, "{rows}");
+    assert_eq!(rows[0]["rule"]["id"], "*", "{rows}");
+    let rows = json(&sgprobe(
+        &[
+            &base[..],
+            &["--peer", "1.2.3.4", "--peer-port", "40000", "--json"],
+        ]
+        .concat(),
+    ));
+    assert_eq!(rows[0]["predicted"], "open", "{rows}");
+    assert!(rows[0].get("on_reply").is_none(), "{rows}");
 }

@@ -26,6 +26,18 @@ fn verdict(
     spec: &str,
     peer: &str,
 ) -> (Predicted, Decided, Vec<String>) {
+    verdict_from_port(config, instance, address, direction, spec, peer, None)
+}
+
+fn verdict_from_port(
+    config: &Config,
+    instance: &str,
+    address: &str,
+    direction: Direction,
+    spec: &str,
+    peer: &str,
+    peer_port: Option<u16>,
+) -> (Predicted, Decided, Vec<String>) {
     let inv = &config.inventory;
     let instance = inv.instance(instance).expect("instance exists");
     let layers = layers(inv, instance).expect("instance links");
@@ -36,6 +48,7 @@ fn verdict(
         direction,
         spec: specs[0],
         peer: FlowPeer::parse(peer).expect("peer"),
+        peer_port,
     };
     let verdict = evaluate(inv, &layers, &flow);
     let decided = verdict
@@ -346,6 +359,7 @@ fn tencent_peer_all_lists_exactly_the_allowed_peers() {
         direction: Inbound,
         spec: parse_port_spec("tcp:22").expect("spec")[0],
         peer: FlowPeer::All,
+        peer_port: None,
     };
     let v = evaluate(inv, &layers, &flow);
     assert_eq!(v.predicted, Partial);
@@ -713,6 +727,167 @@ fn stateless_layers_need_the_reply_and_alibaba_ties_drop() {
             (got, &by),
             (*predicted, decided),
             "{instance} {spec} from {peer}"
+        );
+    }
+}
+
+/// Instance, address, direction, spec, peer, peer port, verdict, decided by.
+type AclCase = (
+    &'static str,
+    &'static str,
+    Direction,
+    &'static str,
+    &'static str,
+    Option<u16>,
+    Predicted,
+    Decided,
+);
+
+#[test]
+fn aws_network_acls_are_stateless_first_match_and_skip_traffic_within_the_subnet() {
+    // EC2 User Guide / VPC User Guide, "Network ACLs": rules evaluated in order of rule
+    // number, lowest first, the first match applies; the `*` rule (32767) denies the rest;
+    // stateless: "responses to allowed inbound traffic are subject to the rules for outbound
+    // traffic", to the client's ephemeral port; a network ACL controls traffic entering or
+    // leaving a subnet, not traffic between instances of one subnet.
+    let c = load("aws-nacl");
+    let acl = "acl-0app";
+    let sg = "sg-0app";
+    let cases: &[AclCase] = &[
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:22",
+            "1.2.3.4",
+            None,
+            Open,
+            rule(sg, 0),
+        ),
+        (
+            "app",
+            "192.0.2.10",
+            Inbound,
+            "tcp:22",
+            "1.2.3.4",
+            None,
+            Open,
+            rule(sg, 0),
+        ),
+        // Rule 110 denies before 120 allows.
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:8080",
+            "203.0.113.5",
+            None,
+            Closed,
+            rule(acl, 1),
+        ),
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:8080",
+            "1.2.3.4",
+            None,
+            Open,
+            rule(sg, 1),
+        ),
+        // The reply to a Windows Server 2003 client's port 1025 misses the outbound
+        // 32768-65535 allow and meets `*`; sgprobe's own probe ports pass.
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:22",
+            "1.2.3.4",
+            Some(1025),
+            Closed,
+            rule(acl, 2),
+        ),
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:22",
+            "1.2.3.4",
+            Some(40000),
+            Open,
+            rule(sg, 0),
+        ),
+        // The request passes; the reply meets the outbound deny (rule 90, listed second).
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:22",
+            "198.51.100.7",
+            None,
+            Closed,
+            rule(acl, 1),
+        ),
+        // Within the subnet the ACL is not crossed; from the next subnet it is, and `*` drops.
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:9000",
+            "10.2.1.20",
+            None,
+            Open,
+            rule(sg, 2),
+        ),
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:9000",
+            "10.2.2.10",
+            None,
+            Closed,
+            rule(acl, 4),
+        ),
+        // The request out to 443 meets the outbound rules first, and only ephemeral ports pass.
+        (
+            "app",
+            "10.2.1.10",
+            Outbound,
+            "tcp:443",
+            "1.2.3.4",
+            None,
+            Closed,
+            rule(acl, 2),
+        ),
+        // The default ACL allows everything both ways.
+        (
+            "db",
+            "10.2.2.10",
+            Inbound,
+            "tcp:9000",
+            "10.2.1.10",
+            None,
+            Open,
+            rule(sg, 2),
+        ),
+        (
+            "app",
+            "10.2.1.10",
+            Inbound,
+            "tcp:8080",
+            "all",
+            None,
+            Partial,
+            rule(sg, 1),
+        ),
+    ];
+    for (instance, address, direction, spec, peer, port, predicted, decided) in cases {
+        let (got, by, _) = verdict_from_port(&c, instance, address, *direction, spec, peer, *port);
+        assert_eq!(
+            (got, &by),
+            (*predicted, decided),
+            "{instance} {address} {direction} {spec} peer {peer} port {port:?}"
         );
     }
 }

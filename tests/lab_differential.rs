@@ -277,6 +277,7 @@ fn run(
                     direction: Direction::Inbound,
                     spec,
                     peer: FlowPeer::Addr(peer),
+                    peer_port: None,
                 };
                 let predicted = evaluate(inv, &layers, &flow).predicted;
                 assert!(

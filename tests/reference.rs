@@ -176,6 +176,7 @@ proptest! {
             direction: Direction::Inbound,
             spec: FlowSpec { protocol, port: Some(port) },
             peer: FlowPeer::Addr(IpAddr::V4(peer)),
+            peer_port: None,
         };
         let v = evaluate(&inv, &layers, &flow);
         let decided = v.decider.rule.map(|r| (r.origin.group[1..].parse::<usize>().expect("gN"), r.origin.index));
@@ -198,6 +199,7 @@ proptest! {
             direction: Direction::Inbound,
             spec: FlowSpec { protocol: FlowProtocol::Tcp, port: Some(port) },
             peer: FlowPeer::All,
+            peer_port: None,
         };
         let v = evaluate(&inv, &layers, &flow);
         let open: Vec<bool> = peers().iter().map(|p| naive(cloud, &groups, 6, port, *p).expect("no ties").0).collect();

@@ -1,5 +1,6 @@
 //! `sgprobe eval`: verdicts for flows, no packets.
 
+use crate::sources::native::render_rule;
 use std::net::IpAddr;
 use std::process::ExitCode;
 
@@ -42,6 +43,11 @@ pub struct EvalArgs {
     /// instance's own `ports`.
     #[arg(long, short = 'p', value_name = "SPEC", value_parser = parse_spec)]
     ports: Option<PortList>,
+    /// The peer's own port: a client's source port (for an outbound flow, the instance's).
+    /// Matters only where a stateless layer (an AWS network ACL) must pass the reply; the
+    /// default is every port sgprobe's probes send from.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    peer_port: Option<u16>,
     /// Only this direction; with --ports the default is inbound.
     #[arg(long, short = 'd', value_name = "inbound|outbound", value_parser = parse_direction)]
     direction: Option<Direction>,
@@ -89,6 +95,9 @@ struct RowJson<'a> {
     peer: FlowPeer,
     predicted: Predicted,
     rule: Option<RuleRef>,
+    /// The rule decided on the reply, which a stateless layer must let back too.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    on_reply: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allowed_peers: Vec<IpNet>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,6 +201,7 @@ fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
                 direction: *direction,
                 spec: *spec,
                 peer: args.peer,
+                peer_port: args.peer_port,
             })
         })
         .collect())
@@ -210,7 +220,7 @@ pub fn policy_word(predicted: Predicted) -> &'static str {
 
 /// What decided, in one line.
 pub fn decided_by(layers: &[Layer], verdict: &Verdict) -> String {
-    match verdict.decider.rule {
+    let what = match verdict.decider.rule {
         Some(rule) => describe_rule(rule),
         None => {
             let layer = &layers[verdict.decider.layer];
@@ -221,6 +231,11 @@ pub fn decided_by(layers: &[Layer], verdict: &Verdict) -> String {
                 layer.cloud
             )
         }
+    };
+    if verdict.decider.reply {
+        format!("reply: {what}")
+    } else {
+        what
     }
 }
 
@@ -260,6 +275,7 @@ fn print_json(rows: &[Row], with_trace: bool) -> anyhow::Result<()> {
             peer: row.flow.peer,
             predicted: row.verdict.predicted,
             rule: row.verdict.decider.rule.map(RuleRef::from),
+            on_reply: row.verdict.decider.reply,
             allowed_peers: row.verdict.allowed_peers.clone(),
             trace: with_trace.then(|| trace_lines(row.layers, &row.verdict)),
         })
@@ -322,17 +338,17 @@ fn print_table(rows: &[Row], with_trace: bool) {
         }
         if let Some(fix) = remedy(layers, flow, &row.verdict) {
             println!("\nTo open {title}: add a rule {}:", fix.placement);
-            println!("  {}", fix.command);
+            println!("  {}", super::remedy::command(&fix));
             println!(
                 "  as native TOML ([[group.{}]] of {}):",
-                if flow.direction == Direction::Inbound {
+                if fix.direction == Direction::Inbound {
                     "ingress"
                 } else {
                     "egress"
                 },
                 fix.group
             );
-            for line in fix.native.lines() {
+            for line in render_rule(&fix.rule).lines() {
                 println!("    {line}");
             }
         }

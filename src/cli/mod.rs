@@ -8,6 +8,7 @@ mod import;
 mod lint;
 mod output;
 mod probe;
+mod remedy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

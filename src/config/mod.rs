@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::model::Inventory;
 use crate::policy::{LinkError, layers};
 use crate::sources::native::{
-    RawAddressSet, RawGroup, RawInstance, RawServiceSet, Sections, Spans,
+    RawAddressSet, RawGroup, RawInstance, RawServiceSet, RawSubnet, Sections, Spans,
 };
 use crate::sources::{Format, Merged, SourceError, load};
 
@@ -41,6 +41,8 @@ struct RawConfig {
     address_set: Vec<RawAddressSet>,
     #[serde(default)]
     service_set: Vec<RawServiceSet>,
+    #[serde(default)]
+    subnet: Vec<RawSubnet>,
     #[serde(default)]
     instance: Vec<RawInstance>,
 }
@@ -154,6 +156,7 @@ impl Config {
             group: raw.group,
             address_set: raw.address_set,
             service_set: raw.service_set,
+            subnet: raw.subnet,
             instance: raw.instance,
         };
         merged.add(file, inline.into_inventory(&spans)?)?;

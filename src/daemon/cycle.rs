@@ -131,6 +131,7 @@ pub async fn check(
                                 direction: Direction::Inbound,
                                 spec: item.spec,
                                 peer: source_for(*a).map_or(FlowPeer::All, FlowPeer::Addr),
+                                peer_port: None,
                             },
                             *a,
                         )
@@ -157,6 +158,7 @@ pub async fn check(
                                 direction: Direction::Outbound,
                                 spec: item.spec,
                                 peer: FlowPeer::Addr(destination),
+                                peer_port: None,
                             },
                             destination,
                         )

@@ -175,6 +175,9 @@ pub struct Flow {
     pub direction: Direction,
     pub spec: FlowSpec,
     pub peer: FlowPeer,
+    /// The peer's own port (a client's source port) where a stateless layer's verdict on
+    /// the reply depends on it; `None`: any port sgprobe's probes send from.
+    pub peer_port: Option<u16>,
 }
 
 impl Flow {

@@ -51,6 +51,7 @@ impl Cloud {
             default_inbound: Action::Drop,
             default_outbound: Action::Drop,
             stateful,
+            within_subnet: true,
         };
         match self {
             Cloud::Tencent => drop_both(FirstMatch, true),
@@ -60,7 +61,10 @@ impl Cloud {
             },
             Cloud::Alibaba => drop_both(Priority(Tie::DropFirst), true),
             Cloud::Aws | Cloud::OpenStack => drop_both(AllowUnion, true),
-            Cloud::AwsNacl => drop_both(Priority(Tie::DropFirst), false),
+            Cloud::AwsNacl => Semantics {
+                within_subnet: false,
+                ..drop_both(Priority(Tie::DropFirst), false)
+            },
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct Semantics {
     pub default_outbound: Action,
     /// A stateful layer lets replies back; a stateless one must match them too.
     pub stateful: bool,
+    /// Whether traffic between two addresses of the layer's subnet crosses it: an AWS
+    /// network ACL filters only what enters or leaves the subnet.
+    pub within_subnet: bool,
 }
 
 impl Semantics {

@@ -32,6 +32,8 @@ pub struct Instance {
     pub security_groups: Vec<Located<String>>,
     /// Further layers on the path (a subnet ACL, a subnet NSG), each deciding on its own.
     pub subnet_layers: Vec<Located<String>>,
+    /// The subnet it sits in: the layers associated with that subnet apply too.
+    pub subnet: Option<Located<String>>,
     /// Flows checked besides the common ports.
     pub ports: Vec<FlowSpec>,
     pub labels: BTreeMap<String, String>,
@@ -53,6 +55,7 @@ impl Instance {
             public_addresses: Vec::new(),
             security_groups: Vec::new(),
             subnet_layers: Vec::new(),
+            subnet: None,
             ports: Vec::new(),
             labels: BTreeMap::new(),
             local: false,
@@ -87,6 +90,32 @@ pub struct AddressSet {
     pub includes: Vec<String>,
 }
 
+/// A subnet: its address ranges and the layers associated with it (an AWS network ACL, an
+/// Azure subnet NSG), which every instance in it crosses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subnet {
+    pub id: String,
+    /// Empty where the exports do not give them.
+    pub cidrs: Vec<IpNet>,
+    pub layers: Vec<String>,
+}
+
+impl Subnet {
+    /// What another export says of the same subnet adds to what is known.
+    fn absorb(&mut self, other: Subnet) {
+        for cidr in other.cidrs {
+            if !self.cidrs.contains(&cidr) {
+                self.cidrs.push(cidr);
+            }
+        }
+        for layer in other.layers {
+            if !self.layers.contains(&layer) {
+                self.layers.push(layer);
+            }
+        }
+    }
+}
+
 /// A named set of protocol/port pairs: a Tencent service template or template group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceSet {
@@ -102,6 +131,7 @@ pub struct Inventory {
     pub instances: Vec<Instance>,
     pub address_sets: BTreeMap<String, AddressSet>,
     pub service_sets: BTreeMap<String, ServiceSet>,
+    pub subnets: BTreeMap<String, Subnet>,
     index: InstanceIndex,
 }
 
@@ -214,11 +244,24 @@ impl Inventory {
             }
         }
         self.address_sets.extend(other.address_sets);
+        for (id, subnet) in other.subnets {
+            self.add_subnet(Subnet { id, ..subnet });
+        }
         self.service_sets.extend(other.service_sets);
         for instance in other.instances {
             self.add_instance(instance);
         }
         Ok(())
+    }
+
+    /// Adds a subnet, or what is new about one already known.
+    pub fn add_subnet(&mut self, subnet: Subnet) {
+        match self.subnets.entry(subnet.id.clone()) {
+            Entry::Vacant(slot) => {
+                slot.insert(subnet);
+            }
+            Entry::Occupied(mut held) => held.get_mut().absorb(subnet),
+        }
     }
 
     /// Adds an instance, or merges it into one already known by the same name or id: fields
@@ -247,6 +290,9 @@ impl Inventory {
         }
         if !new.subnet_layers.is_empty() {
             old.subnet_layers = new.subnet_layers;
+        }
+        if new.subnet.is_some() {
+            old.subnet = new.subnet;
         }
         old.ports.extend(new.ports);
         old.labels.extend(new.labels);

@@ -33,6 +33,8 @@ pub enum Predicted {
 pub struct Decider<'a> {
     /// Index into the instance's layers.
     pub layer: usize,
+    /// It decided on the reply, which a stateless layer must let back too.
+    pub reply: bool,
     /// `None`: the layer's default action.
     pub rule: Option<&'a Rule>,
     pub action: Action,
@@ -76,6 +78,8 @@ struct Packet {
     port: Option<u16>,
     icmp: Option<(u8, u8)>,
     remote: IpAddr,
+    /// The remote end's port, where known (see `Flow::peer_port`).
+    peer_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +294,7 @@ fn fold<'a>(layer: usize, outcomes: &[Outcome<'a>]) -> (State, Decider<'a>) {
             State::Ambiguous,
             Decider {
                 layer,
+                reply: false,
                 rule: Some(rule),
                 action: rule.action,
             },
@@ -298,11 +303,13 @@ fn fold<'a>(layer: usize, outcomes: &[Outcome<'a>]) -> (State, Decider<'a>) {
     let decider = |o: &Outcome<'a>| match *o {
         Outcome::Decided(rule, action) => Decider {
             layer,
+            reply: false,
             rule,
             action,
         },
         Outcome::Ambiguous(rule) => Decider {
             layer,
+            reply: false,
             rule: Some(rule),
             action: rule.action,
         },
@@ -332,7 +339,15 @@ fn evaluate_packet<'a>(
     trace: &mut Vec<TraceStep<'a>>,
 ) -> (State, Decider<'a>) {
     let mut states = Vec::new();
-    for (index, layer) in layers.iter().enumerate() {
+    // Layers run from the inside out: inbound traffic meets the outermost first.
+    let mut path: Vec<(usize, &Layer<'a>)> = layers.iter().enumerate().collect();
+    if p.direction == Direction::Inbound {
+        path.reverse();
+    }
+    for (index, layer) in path {
+        if layer.bypass.iter().any(|net| net.contains(&p.remote)) {
+            continue;
+        }
         let mut walk = Walk {
             inv,
             layer_index: index,
@@ -353,7 +368,11 @@ fn evaluate_packet<'a>(
             return *found;
         }
     }
-    states[0]
+    // Every layer lets it through: the innermost (the security groups) names the rule.
+    *states
+        .iter()
+        .min_by_key(|(_, decider)| decider.layer)
+        .expect("the security groups are never bypassed")
 }
 
 /// A stateless layer must also pass the reply, which comes back to an ephemeral port: the
@@ -371,7 +390,9 @@ fn reply_state<'a>(
         IPPROTO_ICMPV6 => Some((129, 0)),
         _ => None,
     };
-    let ports: Vec<Option<u16>> = if p.port.is_some() {
+    let ports: Vec<Option<u16>> = if let Some(port) = p.peer_port.filter(|_| p.port.is_some()) {
+        vec![Some(port)]
+    } else if p.port.is_some() {
         let range = PROBE_SOURCE_PORTS;
         port_points(layer.rules(direction).iter().copied(), inv, p.protocol)
             .into_iter()
@@ -386,6 +407,7 @@ fn reply_state<'a>(
         let reply = Packet {
             direction,
             port,
+            peer_port: p.port,
             icmp: icmp_reply,
             ..*p
         };
@@ -396,7 +418,13 @@ fn reply_state<'a>(
             trace: &mut *trace,
         };
         let (state, decider) = fold(index, &walk.outcomes(layer, &reply));
-        (state != State::Open).then_some((state, decider))
+        (state != State::Open).then_some((
+            state,
+            Decider {
+                reply: true,
+                ..decider
+            },
+        ))
     })
 }
 
@@ -524,6 +552,7 @@ pub fn evaluate<'a>(inv: &'a Inventory, layers: &[Layer<'a>], flow: &Flow) -> Ve
             let space = space_of(flow.address);
             let cidrs: Vec<IpNet> = peer_cidrs(&rules, inv)
                 .into_iter()
+                .chain(layers.iter().flat_map(|l| l.bypass.iter().copied()))
                 .filter(|c| c.addr().is_ipv6() == flow.address.is_ipv6())
                 .collect();
             regions(space, &cidrs)
@@ -550,6 +579,7 @@ pub fn evaluate<'a>(inv: &'a Inventory, layers: &[Layer<'a>], flow: &Flow) -> Ve
                 port: *port,
                 icmp: *icmp,
                 remote: *remote,
+                peer_port: flow.peer_port,
             };
             let mut trace = Vec::new();
             let (state, decider) = evaluate_packet(inv, layers, &packet, &mut trace);
@@ -631,6 +661,7 @@ pub fn reach<'a>(
                 port: None,
             },
             peer: FlowPeer::All,
+            peer_port: None,
         };
         let cidrs: Vec<IpNet> = peer_cidrs(rules, inv)
             .into_iter()
@@ -644,6 +675,7 @@ pub fn reach<'a>(
                     port,
                     icmp,
                     remote: region.network(),
+                    peer_port: None,
                 };
                 match rule_matches(inv, rule, &packet) {
                     Tri::No => continue,

@@ -1,6 +1,7 @@
 //! The linker: from an instance to the layers its traffic crosses, each holding its rules in
 //! the order its cloud considers them. Pure.
 
+use ipnet::IpNet;
 use thiserror::Error;
 
 use crate::model::{
@@ -14,6 +15,9 @@ pub struct Layer<'a> {
     pub groups: Vec<&'a str>,
     pub cloud: Cloud,
     pub semantics: Semantics,
+    /// Peers whose traffic does not cross the layer: a subnet's own addresses, for a layer
+    /// that filters only what enters or leaves the subnet (an AWS network ACL).
+    pub bypass: Vec<IpNet>,
     inbound: Vec<&'a Rule>,
     outbound: Vec<&'a Rule>,
 }
@@ -42,7 +46,8 @@ pub enum LinkError {
     NoGroups { instance: String, at: String },
 }
 
-/// The layers of an instance: its bound groups, then each subnet layer.
+/// The layers of an instance from the inside out: its bound groups, then each layer named
+/// on the instance, then the layers of its subnet. Inbound traffic meets them in reverse.
 pub fn layers<'a>(inv: &'a Inventory, instance: &Instance) -> Result<Vec<Layer<'a>>, LinkError> {
     if instance.security_groups.is_empty() {
         return Err(LinkError::NoGroups {
@@ -53,6 +58,23 @@ pub fn layers<'a>(inv: &'a Inventory, instance: &Instance) -> Result<Vec<Layer<'
     let mut layers = vec![layer(inv, &instance.security_groups)?];
     for subnet in &instance.subnet_layers {
         layers.push(layer(inv, std::slice::from_ref(subnet))?);
+    }
+    if let Some(subnet) = instance
+        .subnet
+        .as_ref()
+        .and_then(|s| inv.subnets.get(&s.value))
+    {
+        for id in &subnet.layers {
+            let id = Located {
+                value: id.clone(),
+                at: format!("subnet {}", subnet.id),
+            };
+            let mut layer = layer(inv, std::slice::from_ref(&id))?;
+            if !layer.semantics.within_subnet {
+                layer.bypass = subnet.cidrs.clone();
+            }
+            layers.push(layer);
+        }
     }
     Ok(layers)
 }
@@ -91,6 +113,7 @@ fn layer<'a>(inv: &'a Inventory, ids: &[Located<String>]) -> Result<Layer<'a>, L
         groups: groups.iter().map(|g| g.id.as_str()).collect(),
         cloud,
         semantics,
+        bypass: Vec::new(),
         inbound: ordered(Direction::Inbound),
         outbound: ordered(Direction::Outbound),
     })

@@ -132,6 +132,7 @@ fn high_risk<'a>(inv: &'a Inventory, layers: &[Layer<'a>], group: &str) -> Vec<F
                     port: Some(port),
                 },
                 peer: FlowPeer::All,
+                peer_port: None,
             };
             let verdict = evaluate(inv, layers, &flow);
             // Open, or open to all but some carve-outs, through a rule that names the world.

@@ -1,14 +1,17 @@
 //! AWS CLI output: describe-security-groups, describe-security-group-rules,
-//! describe-instances, get-managed-prefix-list-entries.
+//! describe-instances, get-managed-prefix-list-entries, describe-network-acls,
+//! describe-subnets.
 //!
 //! Security groups allow only; ports are FromPort..ToPort, with -1 (or absent) for all; for
-//! ICMP, FromPort is the type and ToPort the code, -1 any.
+//! ICMP, FromPort is the type and ToPort the code, -1 any. Network ACLs are ordered lists of
+//! allow and deny entries by RuleNumber (32767 is the `*` entry that denies the rest), one
+//! list per direction, associated with subnets.
 
 use super::json::Node;
 use super::{FlatRules, SourceError, address_members, group_id, known_shape};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
-    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, parse_net,
+    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, Subnet, parse_net,
 };
 
 pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
@@ -74,6 +77,44 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             }
         }
     }
+    if root.has("NetworkAcls") {
+        recognised = true;
+        for item in root.get("NetworkAcls").elements()? {
+            let item = item.node();
+            let acl = network_acl(&item)?;
+            for association in item.get("Associations").items()? {
+                inv.add_subnet(Subnet {
+                    id: association.get("SubnetId").required_text()?,
+                    cidrs: Vec::new(),
+                    layers: vec![acl.id.clone()],
+                });
+            }
+            inv.groups.insert(acl.id.clone(), acl);
+        }
+    }
+    if root.has("Subnets") {
+        recognised = true;
+        for item in root.get("Subnets").elements()? {
+            let item = item.node();
+            let mut cidrs: Vec<_> = item
+                .get("CidrBlock")
+                .parsed("a CIDR", parse_net)?
+                .into_iter()
+                .collect();
+            for block in item.get("Ipv6CidrBlockAssociationSet").items()? {
+                cidrs.extend(
+                    block
+                        .get("Ipv6CidrBlock")
+                        .parsed("an IPv6 CIDR", parse_net)?,
+                );
+            }
+            inv.add_subnet(Subnet {
+                id: item.get("SubnetId").required_text()?,
+                cidrs,
+                layers: Vec::new(),
+            });
+        }
+    }
     if root.has("Entries") {
         recognised = true;
         let set = AddressSet {
@@ -91,7 +132,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     known_shape(
         root,
         recognised,
-        "an AWS CLI output: SecurityGroups, SecurityGroupRules, Reservations or Entries",
+        "an AWS CLI output: SecurityGroups, SecurityGroupRules, Reservations, Entries, NetworkAcls or Subnets",
     )?;
     Ok(inv)
 }
@@ -147,6 +188,108 @@ fn service(item: &Node) -> Result<Service, SourceError> {
                 icmp: IcmpMatch {
                     icmp_type: byte(from, "FromPort")?,
                     code: byte(to, "ToPort")?,
+                },
+            }
+        }
+        _ => Service::ports(protocol, Ports::All),
+    })
+}
+
+/// A network ACL as one stateless layer: entries by RuleNumber, lowest first.
+fn network_acl(item: &Node) -> Result<SecurityGroup, SourceError> {
+    let id = item.get("NetworkAclId").required_text()?;
+    let mut acl = SecurityGroup::new(&id, Cloud::AwsNacl);
+    let mut counted = [0, 0];
+    for entry in item.get("Entries").items()? {
+        let egress = entry.get("Egress").required("true or false", |t| {
+            t.to_ascii_lowercase().parse::<bool>().ok()
+        })?;
+        let direction = if egress {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        };
+        let number = entry.get("RuleNumber");
+        let priority = number.required("a rule number 1-32767", |t| {
+            t.parse::<i64>().ok().filter(|n| (1..=32767).contains(n))
+        })?;
+        let action = entry
+            .get("RuleAction")
+            .required("allow or deny", Action::parse)?;
+        let peer = match (
+            entry.get("CidrBlock").parsed("an IPv4 CIDR", parse_net)?,
+            entry
+                .get("Ipv6CidrBlock")
+                .parsed("an IPv6 CIDR", parse_net)?,
+        ) {
+            (Some(net), None) | (None, Some(net)) => Peer::Cidr(net),
+            _ => return Err(entry.error("one of CidrBlock or Ipv6CidrBlock")),
+        };
+        let index = &mut counted[usize::from(egress)];
+        acl.rules_mut(direction).push(Rule {
+            action,
+            service: acl_service(&entry)?,
+            peer,
+            priority: Some(priority),
+            origin: Origin {
+                group: id.clone(),
+                index: *index,
+                id: Some(if priority == 32767 {
+                    "*".to_string()
+                } else {
+                    priority.to_string()
+                }),
+                description: None,
+            },
+        });
+        *index += 1;
+    }
+    Ok(acl)
+}
+
+/// An ACL entry's protocol (a number as text, -1 all) with its PortRange or IcmpTypeCode,
+/// which EC2 requires for TCP and UDP, and for ICMP.
+fn acl_service(entry: &Node) -> Result<Service, SourceError> {
+    let protocol = entry
+        .get("Protocol")
+        .required("a protocol number or -1", Protocol::parse)?;
+    let bound = |node: Node| -> Result<Option<i64>, SourceError> {
+        match node.int()? {
+            None | Some(-1) => Ok(None),
+            Some(v) if (0..=65535).contains(&v) => Ok(Some(v)),
+            Some(_) => Err(node.error("0-65535 or -1")),
+        }
+    };
+    Ok(match protocol {
+        Protocol::Tcp | Protocol::Udp => {
+            let range = entry.get("PortRange");
+            if range.is_unset() {
+                return Err(range.error("a PortRange {From, To}, required for TCP and UDP"));
+            }
+            let (from, to) = (bound(range.get("From"))?, bound(range.get("To"))?);
+            let (Some(from), Some(to)) = (from, to) else {
+                return Err(range.error("From and To ports"));
+            };
+            let ports = PortRange::new(from as u16, to as u16)
+                .ok_or_else(|| range.get("To").error("a port no lower than From"))?;
+            Service::ports(protocol, Ports::from_ranges(vec![ports]))
+        }
+        Protocol::Icmp | Protocol::Icmpv6 => {
+            let codes = entry.get("IcmpTypeCode");
+            if protocol == Protocol::Icmp && codes.is_unset() {
+                return Err(codes.error("an IcmpTypeCode {Type, Code}, required for ICMP"));
+            }
+            let byte = |node: Node| -> Result<Option<u8>, SourceError> {
+                bound(node.clone())?
+                    .map(|v| u8::try_from(v).map_err(|_| node.error("0-255 or -1")))
+                    .transpose()
+            };
+            Service::Ports {
+                protocol,
+                ports: Ports::All,
+                icmp: IcmpMatch {
+                    icmp_type: byte(codes.get("Type"))?,
+                    code: byte(codes.get("Code"))?,
                 },
             }
         }
@@ -249,6 +392,13 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
         if !instance.addresses.contains(&address) {
             instance.addresses.push(address);
         }
+    }
+    let subnet = item.get("SubnetId");
+    if let Some(value) = subnet.text()? {
+        instance.subnet = Some(Located {
+            value,
+            at: subnet.place(),
+        });
     }
     for group in item.get("SecurityGroups").items()? {
         let node = group.get("GroupId");

@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::{SourceError, service_entry};
 use crate::model::{
     Action, AddressSet, Cloud, Decision, Direction, IcmpMatch, Instance, Inventory, Located,
-    Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
+    Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, Subnet, parse_net,
     parse_port_spec,
 };
 
@@ -28,7 +28,21 @@ pub struct Sections {
     #[serde(default)]
     pub service_set: Vec<RawServiceSet>,
     #[serde(default)]
+    pub subnet: Vec<RawSubnet>,
+    #[serde(default)]
     pub instance: Vec<RawInstance>,
+}
+
+/// A subnet: its ranges (traffic within them does not cross an AWS network ACL) and the
+/// layers associated with it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubnet {
+    id: String,
+    #[serde(default)]
+    cidrs: Vec<Spanned<String>>,
+    #[serde(default)]
+    layers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +109,7 @@ pub struct RawInstance {
     security_groups: Vec<Spanned<String>>,
     #[serde(default)]
     subnet_layers: Vec<Spanned<String>>,
+    subnet: Option<Spanned<String>>,
     ports: Option<Spanned<String>>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -229,6 +244,17 @@ impl Sections {
             };
             inv.service_sets.insert(set.id.clone(), set);
         }
+        for raw in self.subnet {
+            let mut cidrs = Vec::new();
+            for cidr in &raw.cidrs {
+                cidrs.push(spans.parse(cidr, "a CIDR", parse_net)?);
+            }
+            inv.add_subnet(Subnet {
+                id: raw.id,
+                cidrs,
+                layers: raw.layers,
+            });
+        }
         for raw in self.instance {
             inv.add_instance(instance(raw, spans)?);
         }
@@ -338,6 +364,10 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
     };
     instance.security_groups = located(raw.security_groups);
     instance.subnet_layers = located(raw.subnet_layers);
+    instance.subnet = raw.subnet.map(|id| Located {
+        at: spans.place(id.span()),
+        value: id.into_inner(),
+    });
     if let Some(ports) = raw.ports {
         instance.ports =
             parse_port_spec(ports.get_ref()).map_err(|e| spans.at(ports.span(), e.to_string()))?;
@@ -407,6 +437,16 @@ pub fn render(inv: &Inventory) -> String {
             &set.includes,
         );
     }
+    for subnet in inv.subnets.values() {
+        let cidrs: Vec<String> = subnet.cidrs.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "[[subnet]]\nid = {}\ncidrs = [{}]\nlayers = [{}]\n",
+            quote(&subnet.id),
+            quoted_list(&cidrs),
+            quoted_list(&subnet.layers)
+        );
+    }
     for instance in &inv.instances {
         let ids = |ids: &[Located<String>]| {
             quoted_list(&ids.iter().map(|g| g.value.clone()).collect::<Vec<_>>())
@@ -432,6 +472,9 @@ pub fn render(inv: &Inventory) -> String {
         );
         if !instance.subnet_layers.is_empty() {
             let _ = writeln!(out, "subnet_layers = [{}]", ids(&instance.subnet_layers));
+        }
+        if let Some(subnet) = &instance.subnet {
+            let _ = writeln!(out, "subnet = {}", quote(&subnet.value));
         }
         if !instance.ports.is_empty() {
             let specs: Vec<String> = instance.ports.iter().map(ToString::to_string).collect();

@@ -280,6 +280,7 @@ mod tests {
                 direction: Direction::Inbound,
                 spec: parse_port_spec(spec).expect("spec")[0],
                 peer: FlowPeer::parse(peer).expect("peer"),
+                peer_port: None,
             };
             evaluate(inv, &layers, &flow).predicted
         };

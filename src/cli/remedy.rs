@@ -1,0 +1,139 @@
+//! A remedy in the cloud's own terms: the CLI command that adds the rule. Builds text, runs
+//! nothing.
+
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::model::{Cloud, Direction, Peer, Ports, Protocol, Service};
+use crate::policy::Remedy;
+
+/// The cloud CLI command that adds the remedy's rule.
+pub fn command(remedy: &Remedy) -> String {
+    let rule = &remedy.rule;
+    let group = &remedy.group;
+    let inbound = remedy.direction == Direction::Inbound;
+    let (
+        Service::Ports {
+            protocol, ports, ..
+        },
+        Peer::Cidr(peer),
+    ) = (&rule.service, &rule.peer)
+    else {
+        return String::new();
+    };
+    let (protocol, peer) = (*protocol, *peer);
+    let range = match ports {
+        Ports::Ranges(ranges) if protocol.has_ports() => ranges.first().copied(),
+        _ => None,
+    };
+    let v6 = matches!(peer, IpNet::V6(_));
+    let description = rule.origin.description.clone().unwrap_or_default();
+    let priority = rule.priority.unwrap_or(1);
+    match remedy.cloud {
+        Cloud::Tencent => {
+            let mut policy = json!({
+                "PolicyIndex": rule.origin.index,
+                "Protocol": protocol.to_string().to_uppercase().replace("ICMPV6", "ICMPv6"),
+                "Port": range.map_or("ALL".to_string(), |r| r.to_string()),
+                "Action": "ACCEPT",
+                "PolicyDescription": description,
+            });
+            policy[if v6 { "Ipv6CidrBlock" } else { "CidrBlock" }] = json!(peer.to_string());
+            let set = json!({ if inbound { "Ingress" } else { "Egress" }: [policy] });
+            format!(
+                "tccli vpc CreateSecurityGroupPolicies --SecurityGroupId {group} --SecurityGroupPolicySet '{set}'"
+            )
+        }
+        Cloud::QingCloud => {
+            let mut entry = json!({
+                "protocol": protocol.to_string(),
+                "priority": priority,
+                "action": "accept",
+                "direction": if inbound { 0 } else { 1 },
+                "val3": peer.to_string(),
+            });
+            if let Some(range) = range {
+                entry["val1"] = json!(range.first.to_string());
+                entry["val2"] = json!(range.last.to_string());
+            }
+            format!(
+                "qingcloud iaas add-security-group-rules -s {group} -r '{}'",
+                json!([entry])
+            )
+        }
+        Cloud::OpenStack => {
+            let dir = if inbound { "--ingress" } else { "--egress" };
+            let port = range.map_or(String::new(), |r| format!(" --dst-port {}", colon(r)));
+            let proto = if protocol == Protocol::All {
+                "any".to_string()
+            } else {
+                protocol.to_string()
+            };
+            format!(
+                "openstack security group rule create {dir} --protocol {proto}{port} --remote-ip {peer} {group}"
+            )
+        }
+        Cloud::Aws => {
+            let verb = if inbound {
+                "authorize-security-group-ingress"
+            } else {
+                "authorize-security-group-egress"
+            };
+            let proto = if protocol == Protocol::All {
+                "-1".to_string()
+            } else {
+                protocol.to_string()
+            };
+            let (from, to) = range.map_or((-1, -1), |r| (i32::from(r.first), i32::from(r.last)));
+            let cidrs = if v6 {
+                format!("Ipv6Ranges=[{{CidrIpv6={peer}}}]")
+            } else {
+                format!("IpRanges=[{{CidrIp={peer}}}]")
+            };
+            format!(
+                "aws ec2 {verb} --group-id {group} --ip-permissions 'IpProtocol={proto},FromPort={from},ToPort={to},{cidrs}'"
+            )
+        }
+        Cloud::AwsNacl => {
+            let dir = if inbound { "--ingress" } else { "--egress" };
+            let proto = protocol.number().map_or("-1".into(), |n| n.to_string());
+            let ports = range.map_or(String::new(), |r| {
+                format!(" --port-range From={},To={}", r.first, r.last)
+            });
+            let cidr = if v6 {
+                "--ipv6-cidr-block"
+            } else {
+                "--cidr-block"
+            };
+            format!(
+                "aws ec2 create-network-acl-entry --network-acl-id {group} {dir} --rule-number {priority} --protocol {proto}{ports} {cidr} {peer} --rule-action allow"
+            )
+        }
+        Cloud::Alibaba => {
+            let verb = if inbound {
+                "AuthorizeSecurityGroup"
+            } else {
+                "AuthorizeSecurityGroupEgress"
+            };
+            let ports = range.map_or("-1/-1".to_string(), |r| format!("{}/{}", r.first, r.last));
+            let cidr = match (inbound, v6) {
+                (true, false) => "--SourceCidrIp",
+                (true, true) => "--Ipv6SourceCidrIp",
+                (false, false) => "--DestCidrIp",
+                (false, true) => "--Ipv6DestCidrIp",
+            };
+            format!(
+                "aliyun ecs {verb} --SecurityGroupId {group} --IpProtocol {protocol} --PortRange {ports} {cidr} {peer} --Policy accept --Priority {priority}"
+            )
+        }
+    }
+}
+
+/// OpenStack's spelling of a port range.
+fn colon(range: crate::model::PortRange) -> String {
+    if range.first == range.last {
+        range.first.to_string()
+    } else {
+        format!("{}:{}", range.first, range.last)
+    }
+}
