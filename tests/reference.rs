@@ -118,6 +118,7 @@ fn build(cloud: Cloud, groups: &[Vec<R>]) -> Inventory {
                     Ports::Ranges(vec![PortRange::new(r.first, r.last).expect("ordered")]),
                 ),
                 peer: Peer::Cidr(IpNet::V4(r.net)),
+                local: Peer::All,
                 priority: Some(r.priority),
                 origin: Origin {
                     group: id.clone(),

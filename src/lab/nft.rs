@@ -123,6 +123,11 @@ fn layer_rules(inv: &Inventory, layer: &Layer, direction: Direction) -> String {
     if layer.semantics.stateful {
         out.push_str("    ct state established,related return\n");
     }
+    // Traffic within the subnet does not cross a subnet ACL.
+    let (key, _) = peer_keys(direction);
+    for net in &layer.bypass {
+        let _ = writeln!(out, "    {} {key} {net} return", family(net.addr()));
+    }
     let mut rules: Vec<&Rule> = layer.rules(direction).to_vec();
     if layer.semantics.decision == Decision::Priority(Tie::DropFirst) {
         // Stable: list order stays within a priority; drops come first on ties.
@@ -145,14 +150,17 @@ fn layer_rules(inv: &Inventory, layer: &Layer, direction: Direction) -> String {
     out
 }
 
-/// The match expressions of one rule: one per (peer network family, service) it covers.
-/// Unresolvable references match nothing here.
-fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
-    let key = match direction {
-        Direction::Inbound => "saddr",
-        Direction::Outbound => "daddr",
-    };
-    let peers: Vec<Option<IpNet>> = match &rule.peer {
+/// The address keys of the peer and of the instance, for a packet crossing a layer.
+fn peer_keys(direction: Direction) -> (&'static str, &'static str) {
+    match direction {
+        Direction::Inbound => ("saddr", "daddr"),
+        Direction::Outbound => ("daddr", "saddr"),
+    }
+}
+
+/// The networks an address match stands for (`None`: any); unresolved references, none.
+fn nets(inv: &Inventory, peer: &Peer) -> Vec<Option<IpNet>> {
+    match peer {
         Peer::All => vec![None],
         Peer::Cidr(net) => vec![Some(*net)],
         Peer::AddressSet(id) => inv
@@ -167,7 +175,26 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
             .into_iter()
             .map(|a| Some(IpNet::from(a)))
             .collect(),
-    };
+    }
+}
+
+/// The match expressions of one rule: one per (peer network family, service) it covers.
+/// Unresolvable references match nothing here.
+fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
+    let (key, local_key) = peer_keys(direction);
+    // Each (peer, local) pair of one family; `None` is any address.
+    let peers: Vec<(Option<IpNet>, Option<IpNet>)> = nets(inv, &rule.peer)
+        .into_iter()
+        .flat_map(|peer| {
+            nets(inv, &rule.local)
+                .into_iter()
+                .map(move |local| (peer, local))
+        })
+        .filter(|(peer, local)| match (peer, local) {
+            (Some(p), Some(l)) => p.addr().is_ipv6() == l.addr().is_ipv6(),
+            _ => true,
+        })
+        .collect();
     let services: Vec<(Protocol, Ports, Option<u8>, Option<u8>)> = match &rule.service {
         Service::Ports {
             protocol,
@@ -182,12 +209,16 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
             .collect(),
     };
     let mut out = Vec::new();
-    for peer in &peers {
+    for (peer, local) in &peers {
         for (protocol, ports, icmp_type, code) in &services {
             let mut text = String::new();
             if let Some(net) = peer {
                 let _ = write!(text, "{} {key} {net} ", family(net.addr()));
             }
+            if let Some(net) = local {
+                let _ = write!(text, "{} {local_key} {net} ", family(net.addr()));
+            }
+            let peer = peer.or(*local);
             let icmp_family = match (protocol, peer) {
                 (Protocol::Icmp, Some(net)) | (Protocol::Icmpv6, Some(net))
                     if net.addr().is_ipv6() != (*protocol == Protocol::Icmpv6) =>

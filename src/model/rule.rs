@@ -370,6 +370,10 @@ pub struct Rule {
     pub action: Action,
     pub service: Service,
     pub peer: Peer,
+    /// The instance's own addresses the rule applies to: Azure's destination prefix on an
+    /// inbound rule (source on an outbound one); `all` for the clouds whose rules name only
+    /// the peer.
+    pub local: Peer,
     /// Priority where the cloud orders by it (lower first); `None` elsewhere.
     pub priority: Option<i64>,
     pub origin: Origin,
@@ -387,6 +391,7 @@ impl Rule {
         self.action == other.action
             && self.service == other.service
             && self.peer == other.peer
+            && self.local == other.local
             && self.priority == other.priority
             && (group, id, description)
                 == (

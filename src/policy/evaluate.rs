@@ -78,6 +78,8 @@ struct Packet {
     port: Option<u16>,
     icmp: Option<(u8, u8)>,
     remote: IpAddr,
+    /// The instance's address.
+    local: IpAddr,
     /// The remote end's port, where known (see `Flow::peer_port`).
     peer_port: Option<u16>,
 }
@@ -146,18 +148,23 @@ fn rule_matches(inv: &Inventory, rule: &Rule, p: &Packet) -> Tri {
     if service == Tri::No {
         return Tri::No;
     }
-    let peer = match &rule.peer {
+    service
+        .and(address_matches(inv, &rule.peer, p.remote))
+        .and(address_matches(inv, &rule.local, p.local))
+}
+
+fn address_matches(inv: &Inventory, peer: &Peer, address: IpAddr) -> Tri {
+    match peer {
         Peer::All => Tri::Yes,
-        Peer::Cidr(net) => yes_if(net.contains(&p.remote)),
+        Peer::Cidr(net) => yes_if(net.contains(&address)),
         Peer::AddressSet(id) => {
-            member_matches(inv.address_set_members(id), |n| n.contains(&p.remote))
+            member_matches(inv.address_set_members(id), |n| n.contains(&address))
         }
         Peer::Group(id) => match inv.group_members(id) {
-            Some(addrs) => yes_if(addrs.contains(&p.remote)),
+            Some(addrs) => yes_if(addrs.contains(&address)),
             None => Tri::Maybe,
         },
-    };
-    service.and(peer)
+    }
 }
 
 /// One way a layer may decide a packet; several when unresolved references branch.
@@ -579,6 +586,7 @@ pub fn evaluate<'a>(inv: &'a Inventory, layers: &[Layer<'a>], flow: &Flow) -> Ve
                 port: *port,
                 icmp: *icmp,
                 remote: *remote,
+                local: flow.address,
                 peer_port: flow.peer_port,
             };
             let mut trace = Vec::new();
@@ -675,6 +683,7 @@ pub fn reach<'a>(
                     port,
                     icmp,
                     remote: region.network(),
+                    local: address,
                     peer_port: None,
                 };
                 match rule_matches(inv, rule, &packet) {

@@ -119,6 +119,7 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
         action: Action::Accept,
         service: Service::ports(protocol, ports),
         peer: Peer::Cidr(peer),
+        local: Peer::All,
         priority,
         origin: Origin {
             group: group.clone(),

@@ -62,6 +62,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 action: Action::Accept,
                 service: service(&item)?,
                 peer,
+                local: Peer::All,
                 priority: None,
                 origin,
             };
@@ -230,6 +231,7 @@ fn network_acl(item: &Node) -> Result<SecurityGroup, SourceError> {
             action,
             service: acl_service(&entry)?,
             peer,
+            local: Peer::All,
             priority: Some(priority),
             origin: Origin {
                 group: id.clone(),
@@ -337,6 +339,7 @@ fn security_group(item: &Node) -> Result<SecurityGroup, SourceError> {
                     action: Action::Accept,
                     service: service.clone(),
                     peer,
+                    local: Peer::All,
                     priority: None,
                     origin: Origin {
                         group: id.clone(),

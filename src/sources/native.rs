@@ -68,6 +68,8 @@ pub struct RawRule {
     /// A service template id, instead of protocol and ports.
     service: Option<String>,
     peer: Spanned<String>,
+    /// The instance's own addresses the rule applies to (Azure's destination inbound).
+    local: Option<Spanned<String>>,
     priority: Option<i64>,
     id: Option<String>,
     description: Option<String>,
@@ -328,10 +330,15 @@ fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, 
         }
     };
     let peer = spans.parse(&raw.peer, "all, a CIDR, group:ID or set:ID", Peer::parse)?;
+    let local = match &raw.local {
+        Some(local) => spans.parse(local, "all, a CIDR, group:ID or set:ID", Peer::parse)?,
+        None => Peer::All,
+    };
     Ok(Rule {
         action,
         service,
         peer,
+        local,
         priority: raw.priority,
         origin: Origin {
             group: group.to_string(),
@@ -562,6 +569,9 @@ pub fn render_rule(rule: &Rule) -> String {
         }
     }
     let _ = writeln!(out, "peer = {}", quote(&rule.peer.to_string()));
+    if rule.local != Peer::All {
+        let _ = writeln!(out, "local = {}", quote(&rule.local.to_string()));
+    }
     if let Some(priority) = rule.priority {
         let _ = writeln!(out, "priority = {priority}");
     }

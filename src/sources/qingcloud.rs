@@ -175,6 +175,7 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
         action,
         service,
         peer,
+        local: Peer::All,
         priority: Some(item.get("priority").int()?.unwrap_or(0)),
         origin: Origin {
             group: group.to_string(),

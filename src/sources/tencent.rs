@@ -188,6 +188,7 @@ fn policy(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
         action,
         service,
         peer,
+        local: Peer::All,
         priority: None,
         origin: Origin {
             group: group.to_string(),
