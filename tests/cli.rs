@@ -346,6 +346,28 @@ fn imported_native_toml_evaluates_exactly_like_the_exports() {
             "10.2.2.10",
         ],
     );
+    import_round_trip(
+        "alibaba",
+        &[(
+            &[
+                "sg-web.json",
+                "sg-app.json",
+                "security-groups.json",
+                "instances.json",
+            ],
+            None,
+        )],
+        "tcp:22,25,80,443,3306,8080,9999,icmp,all",
+        &[
+            "all",
+            "1.2.3.4",
+            "198.51.100.9",
+            "203.0.113.5",
+            "172.16.1.10",
+            "172.16.0.11",
+            "47.1.1.20",
+        ],
+    );
 }
 
 #[test]

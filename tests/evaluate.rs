@@ -8,10 +8,14 @@ use sgprobe::model::{Direction, Flow, FlowPeer, parse_port_spec};
 use sgprobe::policy::{Predicted, evaluate, layers};
 
 fn load(cloud: &str) -> Config {
+    load_file(cloud, "sgprobe.toml")
+}
+
+fn load_file(cloud: &str, file: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(cloud)
-        .join("sgprobe.toml");
+        .join(file);
     Config::load(&path).unwrap_or_else(|e| panic!("{cloud} fixture loads: {e}"))
 }
 
@@ -890,4 +894,137 @@ fn aws_network_acls_are_stateless_first_match_and_skip_traffic_within_the_subnet
             "{instance} {address} {direction} {spec} peer {peer} port {port:?}"
         );
     }
+}
+
+#[test]
+fn alibaba_priorities_drop_first_group_types_and_inner_access() {
+    // ECS API DescribeSecurityGroupAttribute: Priority 1-100, a smaller value first; ECS user
+    // guide "Security group rules": on equal priority Drop wins; a basic group allows all
+    // outbound traffic by default and an enterprise group denies it; a SourceGroupId admits
+    // the group's members' private addresses; ModifySecurityGroupPolicy: InnerAccessPolicy
+    // Accept lets members reach each other ahead of custom rules.
+    let c = load("alibaba");
+    let web = "sg-web";
+    // (instance, direction, spec, peer, verdict, the deciding rule's id)
+    let cases: &[(&str, Direction, &str, &str, Predicted, Option<&str>)] = &[
+        ("web-1", Inbound, "tcp:22", "1.2.3.4", Open, Some("sgr-ssh")),
+        (
+            "web-1",
+            Inbound,
+            "tcp:22",
+            "198.51.100.9",
+            Closed,
+            Some("sgr-nossh"),
+        ),
+        (
+            "web-1",
+            Inbound,
+            "tcp:80",
+            "203.0.113.5",
+            Closed,
+            Some("sgr-noweb"),
+        ),
+        ("web-1", Inbound, "tcp:80", "1.2.3.4", Open, Some("sgr-web")),
+        (
+            "web-1",
+            Inbound,
+            "tcp:3306",
+            "172.16.1.10",
+            Open,
+            Some("sgr-mysql"),
+        ),
+        // app-1's EIP is no member of sg-app.
+        ("web-1", Inbound, "tcp:3306", "47.1.1.20", Closed, None),
+        (
+            "web-1",
+            Inbound,
+            "tcp:9999",
+            "172.16.0.11",
+            Open,
+            Some("inner-accept"),
+        ),
+        (
+            "web-1",
+            Inbound,
+            "tcp:443",
+            "1.2.3.4",
+            Unknown,
+            Some("sgr-tls"),
+        ),
+        (
+            "web-1",
+            Outbound,
+            "tcp:25",
+            "1.2.3.4",
+            Closed,
+            Some("sgr-nosmtp"),
+        ),
+        (
+            "web-1",
+            Outbound,
+            "tcp:443",
+            "1.2.3.4",
+            Open,
+            Some("default-outbound"),
+        ),
+        (
+            "app-1",
+            Outbound,
+            "tcp:443",
+            "1.2.3.4",
+            Closed,
+            Some("default-outbound"),
+        ),
+        (
+            "app-1",
+            Inbound,
+            "tcp:8080",
+            "172.16.0.10",
+            Open,
+            Some("sgr-app"),
+        ),
+        // Enterprise: members are isolated from each other unless a rule says otherwise.
+        ("app-1", Inbound, "tcp:22", "172.16.1.11", Closed, None),
+    ];
+    let check = |c: &Config, cases: &[(&str, Direction, &str, &str, Predicted, Option<&str>)]| {
+        for (instance, direction, spec, peer, predicted, id) in cases {
+            let address =
+                c.inventory.instance(instance).expect("instance").addresses[0].to_string();
+            let (got, by, ids) = verdict(c, instance, &address, *direction, spec, peer);
+            assert_eq!(
+                (got, ids.first().map(String::as_str)),
+                (*predicted, *id),
+                "{instance} {direction} {spec} peer {peer}: decided by {by:?}"
+            );
+            if let Some((group, _)) = by {
+                assert!(group == web || group == "sg-app", "{group}");
+            }
+        }
+    };
+    check(&c, cases);
+    // Without DescribeSecurityGroups an enterprise group's type is not known (its
+    // InnerAccessPolicy is Drop, as a basic group's may be): outbound is unknown there, and
+    // still known for the basic group, whose InnerAccessPolicy Accept shows its type.
+    let untyped = load_file("alibaba", "untyped.toml");
+    check(
+        &untyped,
+        &[
+            (
+                "app-1",
+                Outbound,
+                "tcp:443",
+                "1.2.3.4",
+                Unknown,
+                Some("default-outbound-untyped"),
+            ),
+            (
+                "web-1",
+                Outbound,
+                "tcp:443",
+                "1.2.3.4",
+                Open,
+                Some("default-outbound"),
+            ),
+        ],
+    );
 }

@@ -88,6 +88,44 @@ const KEYS: &[&str] = &[
     "NetworkInterfaces",
     "Entries",
     "Cidr",
+    // AWS network ACLs and subnets
+    "NetworkAcls",
+    "NetworkAclId",
+    "Associations",
+    "SubnetId",
+    "RuleNumber",
+    "RuleAction",
+    "Egress",
+    "PortRange",
+    "From",
+    "To",
+    "IcmpTypeCode",
+    "Type",
+    "Code",
+    "Subnets",
+    "Ipv6CidrBlockAssociationSet",
+    // Alibaba
+    "Permissions",
+    "Permission",
+    "Direction",
+    "Policy",
+    "Priority",
+    "SourceCidrIp",
+    "Ipv6SourceCidrIp",
+    "SourceGroupId",
+    "SourcePrefixListId",
+    "DestCidrIp",
+    "SourcePortRange",
+    "InnerAccessPolicy",
+    "SecurityGroup",
+    "SecurityGroupType",
+    "Instance",
+    "VpcAttributes",
+    "PrivateIpAddress",
+    "IpAddress",
+    "EipAddress",
+    "Tag",
+    "TagKey",
 ];
 
 const TEXTS: &[&str] = &[
@@ -120,6 +158,14 @@ const TEXTS: &[&str] = &[
     "1",
     "0",
     "true",
+    "22/22",
+    "-1/-1",
+    "accept",
+    "ingress",
+    "egress",
+    "normal",
+    "enterprise",
+    "sgi-1",
 ];
 
 fn value() -> impl Strategy<Value = Value> {
@@ -153,7 +199,7 @@ proptest! {
     #[test]
     fn json_importers_never_panic(value in value(), id in prop::option::of("[a-z-]{1,8}")) {
         let text = value.to_string();
-        for format in [Format::Tencent, Format::QingCloud, Format::Aws] {
+        for format in Format::ALL.into_iter().filter(|f| *f != Format::Native) {
             let _ = parse(format, Path::new("x.json"), &text, id.as_deref());
         }
     }

@@ -20,6 +20,9 @@ pub fn describe_rule(rule: &Rule) -> String {
         "{} #{} {} {} from {}",
         rule.origin.group, rule.origin.index, rule.action, rule.service, rule.peer
     );
+    if rule.local != crate::model::Peer::All {
+        text.push_str(&format!(" at {}", rule.local));
+    }
     if let Some(id) = &rule.origin.id {
         text.push_str(&format!(" [{id}]"));
     }

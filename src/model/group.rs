@@ -178,7 +178,16 @@ impl SecurityGroup {
                             },
                         });
                     }
-                    None => self.rules_mut(direction).push(rule),
+                    None => {
+                        // A later page counts from its own start: a taken index moves to the
+                        // end of the merged list.
+                        let mut rule = rule;
+                        let rules = self.rules_mut(direction);
+                        if rules.iter().any(|r| r.origin.index == rule.origin.index) {
+                            rule.origin.index = rules.len();
+                        }
+                        rules.push(rule);
+                    }
                 }
             }
         }

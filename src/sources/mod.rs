@@ -1,5 +1,6 @@
 //! Sources: cloud exports and native TOML, read into the model. One file per format.
 
+mod alibaba;
 mod aws;
 mod error;
 mod json;
@@ -27,14 +28,16 @@ pub enum Format {
     Tencent,
     QingCloud,
     Aws,
+    Alibaba,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [
+    pub const ALL: [Format; 5] = [
         Format::Native,
         Format::Tencent,
         Format::QingCloud,
         Format::Aws,
+        Format::Alibaba,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Format {
             Format::Tencent => "tencent",
             Format::QingCloud => "qingcloud",
             Format::Aws => "aws",
+            Format::Alibaba => "alibaba",
         }
     }
 
@@ -158,6 +162,7 @@ pub fn parse(
         Format::Tencent => tencent::import(&root, id),
         Format::QingCloud => qingcloud::import(&root, id),
         Format::Aws => aws::import(&root, id),
+        Format::Alibaba => alibaba::import(&root, id),
         Format::Native => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,316 @@
+//! Alibaba Cloud exports, as `aliyun ecs ...` prints them (the API response):
+//! DescribeSecurityGroupAttribute, DescribeSecurityGroups, DescribeInstances.
+//!
+//! A permission has a Direction, a Policy (accept or drop), a Priority 1-100 (smaller
+//! first; on equal priority drop wins), IpProtocol with PortRange `a/b` (`-1/-1` where the
+//! protocol has no ports), and one peer: SourceCidrIp, Ipv6SourceCidrIp, SourceGroupId or
+//! SourcePrefixListId inbound, the Dest* fields outbound.
+//!
+//! What the rules do not say is added as implicit rules, named in explanations:
+//! - a basic group allows all outbound traffic, an enterprise group denies it (ECS user
+//!   guide, "Security group rules"); DescribeSecurityGroups gives the type
+//!   (SecurityGroupType `normal` or `enterprise`), and InnerAccessPolicy `Accept` shows a
+//!   basic group. Where neither says, the outbound default is unknown.
+//! - InnerAccessPolicy `Accept`: members reach each other over private addresses, ahead of
+//!   every custom rule (ModifySecurityGroupPolicy).
+
+use super::json::Node;
+use super::{SourceError, group_id, known_shape};
+use crate::model::{
+    Action, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange, Ports,
+    Protocol, Rule, SecurityGroup, Service, parse_net,
+};
+
+/// After every custom rule (priorities 1-100).
+const AFTER_CUSTOM: i64 = 101;
+/// Ahead of every custom rule.
+const AHEAD_OF_CUSTOM: i64 = 0;
+
+pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
+    let mut inv = Inventory::default();
+    let mut recognised = false;
+    if root.has("Permissions") {
+        recognised = true;
+        let group = group_attribute(root, id)?;
+        inv.groups.insert(group.id.clone(), group);
+    }
+    if root.has("SecurityGroups") {
+        recognised = true;
+        for item in root.get("SecurityGroups").get("SecurityGroup").elements()? {
+            let item = item.node();
+            let id = item.get("SecurityGroupId").required_text()?;
+            let mut group = SecurityGroup::new(&id, Cloud::Alibaba);
+            group.name = item.get("SecurityGroupName").text()?;
+            let kind = item.get("SecurityGroupType");
+            let basic = kind.required("normal or enterprise", |t| {
+                match t.to_ascii_lowercase().as_str() {
+                    "normal" => Some(true),
+                    "enterprise" => Some(false),
+                    _ => None,
+                }
+            })?;
+            push(&mut group.egress, outbound_default(&id, Some(basic)));
+            inv.groups.insert(id, group);
+        }
+    }
+    if root.has("Instances") {
+        recognised = true;
+        for item in root.get("Instances").get("Instance").elements()? {
+            inv.add_instance(instance(&item.node())?);
+        }
+    }
+    known_shape(
+        root,
+        recognised,
+        "an Alibaba Cloud export: Permissions (DescribeSecurityGroupAttribute), SecurityGroups or Instances",
+    )?;
+    Ok(inv)
+}
+
+fn group_attribute(root: &Node, id: Option<&str>) -> Result<SecurityGroup, SourceError> {
+    let id = match root.get("SecurityGroupId").text()? {
+        Some(id) => id,
+        None => group_id(root, id, "DescribeSecurityGroupAttribute")?,
+    };
+    let mut group = SecurityGroup::new(&id, Cloud::Alibaba);
+    group.name = root.get("SecurityGroupName").text()?;
+    let inner = root.get("InnerAccessPolicy");
+    let inner_accept = match inner.text()? {
+        None => false,
+        Some(_) => inner.required("Accept or Drop", Action::parse)? == Action::Accept,
+    };
+    let mut counted = [0, 0];
+    for item in root.get("Permissions").get("Permission").items()? {
+        let direction = item
+            .get("Direction")
+            .required("ingress or egress", Direction::parse)?;
+        let index = &mut counted[usize::from(direction == Direction::Outbound)];
+        let rule = permission(&item, &id, direction, *index)?;
+        *index += 1;
+        group.rules_mut(direction).push(rule);
+    }
+    if inner_accept {
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            // Over the internal network: between members' private addresses only.
+            let rules = group.rules_mut(direction);
+            let rule = Rule {
+                local: Peer::Group(id.clone()),
+                ..implicit(
+                    &id,
+                    "inner-accept",
+                    Action::Accept,
+                    Peer::Group(id.clone()),
+                    AHEAD_OF_CUSTOM,
+                    "InnerAccessPolicy Accept: members reach each other",
+                )
+            };
+            push(rules, rule);
+        }
+    }
+    // Only a basic group has InnerAccessPolicy Accept; Drop leaves the type open.
+    push(
+        &mut group.egress,
+        outbound_default(&id, inner_accept.then_some(true)),
+    );
+    Ok(group)
+}
+
+/// The default for outbound traffic no custom rule matches: `Some(true)` a basic group
+/// (allow), `Some(false)` an enterprise group (deny), `None` not known from this export.
+fn outbound_default(id: &str, basic: Option<bool>) -> Rule {
+    match basic {
+        Some(true) => implicit(
+            id,
+            "default-outbound",
+            Action::Accept,
+            Peer::All,
+            AFTER_CUSTOM,
+            "basic group: all outbound traffic allowed by default",
+        ),
+        Some(false) => implicit(
+            id,
+            "default-outbound",
+            Action::Drop,
+            Peer::All,
+            AFTER_CUSTOM,
+            "enterprise group: outbound traffic denied by default",
+        ),
+        None => implicit(
+            id,
+            "default-outbound-untyped",
+            Action::Accept,
+            Peer::AddressSet(format!("{id}:type")),
+            AFTER_CUSTOM,
+            "basic groups allow all outbound, enterprise groups deny it: export DescribeSecurityGroups to say which this is",
+        ),
+    }
+}
+
+/// Adds a rule at the end of a list, indexed by its position there.
+fn push(rules: &mut Vec<Rule>, mut rule: Rule) {
+    rule.origin.index = rules.len();
+    rules.push(rule);
+}
+
+fn implicit(group: &str, id: &str, action: Action, peer: Peer, priority: i64, why: &str) -> Rule {
+    Rule {
+        action,
+        service: Service::ports(Protocol::All, Ports::All),
+        peer,
+        local: Peer::All,
+        priority: Some(priority),
+        origin: Origin {
+            group: group.to_string(),
+            index: 0,
+            id: Some(id.to_string()),
+            description: Some(why.to_string()),
+        },
+    }
+}
+
+fn permission(
+    item: &Node,
+    group: &str,
+    direction: Direction,
+    index: usize,
+) -> Result<Rule, SourceError> {
+    let action = item
+        .get("Policy")
+        .required("accept or drop", Action::parse)?;
+    let priority = item.get("Priority").required("a priority 1-100", |t| {
+        t.parse::<i64>().ok().filter(|p| (1..=100).contains(p))
+    })?;
+    let protocol = item
+        .get("IpProtocol")
+        .required("TCP, UDP, ICMP, ICMPv6, GRE or ALL", Protocol::parse)?;
+    let range = item.get("PortRange");
+    let ports = range.required("a port range a/b, or -1/-1", |t| {
+        let (a, b) = t.split_once('/')?;
+        match (a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?) {
+            (-1, -1) => Some(None),
+            (a, b) => Some(Some(PortRange::new(
+                u16::try_from(a).ok().filter(|a| *a >= 1)?,
+                u16::try_from(b).ok()?,
+            )?)),
+        }
+    })?;
+    let service = match (protocol.has_ports(), ports) {
+        (true, Some(range)) => Service::ports(protocol, Ports::from_ranges(vec![range])),
+        (true, None) => return Err(range.error("a port range 1-65535 (a/b) for TCP or UDP")),
+        (false, _) => Service::ports(protocol, Ports::All),
+    };
+    // A source-port condition is not something sgprobe models: say so rather than widen it.
+    let source_ports = item.get("SourcePortRange");
+    if let Some(text) = source_ports.text()?
+        && !matches!(text.as_str(), "-1/-1" | "1/65535")
+    {
+        return Err(
+            source_ports.error("no source-port condition (sgprobe matches destination ports only)")
+        );
+    }
+    let side = match direction {
+        Direction::Inbound => "Source",
+        Direction::Outbound => "Dest",
+    };
+    let peer = if let Some(net) = item
+        .get(&format!("{side}CidrIp"))
+        .parsed("an IPv4 CIDR", parse_net)?
+    {
+        Peer::Cidr(net)
+    } else if let Some(net) = item
+        .get(&format!("Ipv6{side}CidrIp"))
+        .parsed("an IPv6 CIDR", parse_net)?
+    {
+        Peer::Cidr(net)
+    } else if let Some(group) = item.get(&format!("{side}GroupId")).text()? {
+        Peer::Group(group)
+    } else if let Some(list) = item.get(&format!("{side}PrefixListId")).text()? {
+        Peer::AddressSet(list)
+    } else {
+        return Err(item.error(&format!(
+            "a peer: {side}CidrIp, Ipv6{side}CidrIp, {side}GroupId or {side}PrefixListId"
+        )));
+    };
+    Ok(Rule {
+        action,
+        service,
+        peer,
+        local: Peer::All,
+        priority: Some(priority),
+        origin: Origin {
+            group: group.to_string(),
+            index,
+            id: item.get("SecurityGroupRuleId").text()?,
+            description: item.get("Description").text()?,
+        },
+    })
+}
+
+fn instance(item: &Node) -> Result<Instance, SourceError> {
+    let id = item.get("InstanceId").required_text()?;
+    let name = item
+        .get("InstanceName")
+        .text()?
+        .unwrap_or_else(|| id.clone());
+    let mut instance = Instance::new(name, item.place());
+    instance.id = Some(id);
+    let mut private = Vec::new();
+    for list in [
+        item.get("VpcAttributes").get("PrivateIpAddress"),
+        item.get("InnerIpAddress"),
+    ] {
+        for address in list.get("IpAddress").items()? {
+            private.extend(address.address()?);
+        }
+    }
+    for interface in item
+        .get("NetworkInterfaces")
+        .get("NetworkInterface")
+        .items()?
+    {
+        private.extend(interface.get("PrimaryIpAddress").address()?);
+        for v6 in interface.get("Ipv6Sets").get("Ipv6Set").items()? {
+            private.extend(v6.get("Ipv6Address").address()?);
+        }
+    }
+    let mut public = Vec::new();
+    for address in item.get("PublicIpAddress").get("IpAddress").items()? {
+        public.extend(address.address()?);
+    }
+    public.extend(item.get("EipAddress").get("IpAddress").address()?);
+    for (from, into) in [
+        (private, &mut instance.addresses),
+        (public, &mut instance.public_addresses),
+    ] {
+        for address in from {
+            if !into.contains(&address) {
+                into.push(address);
+            }
+        }
+    }
+    for group in item
+        .get("SecurityGroupIds")
+        .get("SecurityGroupId")
+        .items()?
+    {
+        instance.security_groups.push(Located {
+            value: group.required_text()?,
+            at: group.place(),
+        });
+    }
+    let vswitch = item.get("VpcAttributes").get("VSwitchId");
+    if let Some(value) = vswitch.text()? {
+        instance.subnet = Some(Located {
+            value,
+            at: vswitch.place(),
+        });
+    }
+    for tag in item.get("Tags").get("Tag").items()? {
+        if let Some(key) = tag.get("TagKey").text()? {
+            instance
+                .labels
+                .insert(key, tag.get("TagValue").text()?.unwrap_or_default());
+        }
+    }
+    Ok(instance)
+}
