@@ -896,6 +896,16 @@ fn aws_network_acls_are_stateless_first_match_and_skip_traffic_within_the_subnet
     }
 }
 
+/// Instance, direction, spec, peer, verdict, the deciding rule's id.
+type ByIdCase = (
+    &'static str,
+    Direction,
+    &'static str,
+    &'static str,
+    Predicted,
+    Option<&'static str>,
+);
+
 #[test]
 fn alibaba_priorities_drop_first_group_types_and_inner_access() {
     // ECS API DescribeSecurityGroupAttribute: Priority 1-100, a smaller value first; ECS user
@@ -906,7 +916,7 @@ fn alibaba_priorities_drop_first_group_types_and_inner_access() {
     let c = load("alibaba");
     let web = "sg-web";
     // (instance, direction, spec, peer, verdict, the deciding rule's id)
-    let cases: &[(&str, Direction, &str, &str, Predicted, Option<&str>)] = &[
+    let cases: &[ByIdCase] = &[
         ("web-1", Inbound, "tcp:22", "1.2.3.4", Open, Some("sgr-ssh")),
         (
             "web-1",
@@ -986,7 +996,7 @@ fn alibaba_priorities_drop_first_group_types_and_inner_access() {
         // Enterprise: members are isolated from each other unless a rule says otherwise.
         ("app-1", Inbound, "tcp:22", "172.16.1.11", Closed, None),
     ];
-    let check = |c: &Config, cases: &[(&str, Direction, &str, &str, Predicted, Option<&str>)]| {
+    let check = |c: &Config, cases: &[ByIdCase]| {
         for (instance, direction, spec, peer, predicted, id) in cases {
             let address =
                 c.inventory.instance(instance).expect("instance").addresses[0].to_string();
