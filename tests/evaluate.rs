@@ -1038,3 +1038,72 @@ fn alibaba_priorities_drop_first_group_types_and_inner_access() {
         ],
     );
 }
+
+#[test]
+fn openstack_allow_union_ethertypes_remote_groups_and_address_groups() {
+    // Neutron API reference, security group rules: allow-only; `ethertype` IPv4 or IPv6;
+    // null protocol and ports mean any; for ICMP, port_range_min is the type and
+    // port_range_max the code; remote_group_id admits the ports of that group (their fixed
+    // IPs), remote_address_group_id the addresses of an address group; with no remote, any
+    // peer of the ethertype. port_security_enabled false: the port is not filtered.
+    let c = load("openstack");
+    let cases: &[ByIdCase] = &[
+        ("web-1", Inbound, "tcp:22", "10.1.2.3", Open, Some("r-ssh")),
+        ("web-1", Inbound, "tcp:22", "1.2.3.4", Closed, None),
+        ("web-1", Inbound, "tcp:80", "1.2.3.4", Open, Some("r-http")),
+        (
+            "web-1",
+            Inbound,
+            "tcp:8080",
+            "10.0.1.7",
+            Open,
+            Some("r-app"),
+        ),
+        ("web-1", Inbound, "tcp:8080", "10.0.1.8", Closed, None),
+        (
+            "web-1",
+            Inbound,
+            "tcp:9100",
+            "10.9.1.5",
+            Open,
+            Some("r-mon"),
+        ),
+        ("web-1", Inbound, "tcp:9100", "10.9.2.1", Closed, None),
+        ("web-1", Inbound, "icmp", "1.2.3.4", Open, Some("r-ping")),
+        ("web-1", Inbound, "udp:53", "192.0.2.9", Open, Some("r-any")),
+        (
+            "web-1",
+            Outbound,
+            "tcp:443",
+            "1.2.3.4",
+            Open,
+            Some("r-out4"),
+        ),
+        ("app-1", Inbound, "tcp:22", "10.0.0.5", Closed, None),
+        ("lb-1", Inbound, "tcp:22", "1.2.3.4", Open, None),
+    ];
+    for (instance, direction, spec, peer, predicted, id) in cases {
+        let address = c.inventory.instance(instance).expect("instance").addresses[0].to_string();
+        let (got, _, ids) = verdict(&c, instance, &address, *direction, spec, peer);
+        assert_eq!(
+            (got, ids.first().map(String::as_str)),
+            (*predicted, *id),
+            "{instance} {direction} {spec} peer {peer}"
+        );
+    }
+    // IPv6: the IPv6 rules apply, and an IPv4-only remote-group rule does not, even from a
+    // member's IPv6 address.
+    let v6: &[(&str, &str, Predicted, Option<&str>)] = &[
+        ("tcp:80", "2001:db8::1", Open, Some("r-http6")),
+        ("tcp:22", "2001:db8::1", Closed, None),
+        ("tcp:8080", "2001:db8:5::7", Closed, None),
+    ];
+    for (spec, peer, predicted, id) in v6 {
+        let (got, _, ids) = verdict(&c, "web-1", "2001:db8:5::5", Inbound, spec, peer);
+        assert_eq!(
+            (got, ids.first().map(String::as_str)),
+            (*predicted, *id),
+            "web-1 v6 {spec} peer {peer}"
+        );
+    }
+}

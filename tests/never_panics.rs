@@ -126,6 +126,22 @@ const KEYS: &[&str] = &[
     "EipAddress",
     "Tag",
     "TagKey",
+    // OpenStack
+    "rules",
+    "ethertype",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "remote_group_id",
+    "remote_address_group_id",
+    "id",
+    "fixed_ips",
+    "ip_address",
+    "subnet_id",
+    "security_group_ids",
+    "port_security_enabled",
+    "addresses",
+    "stateful",
 ];
 
 const TEXTS: &[&str] = &[
@@ -166,6 +182,10 @@ const TEXTS: &[&str] = &[
     "normal",
     "enterprise",
     "sgi-1",
+    "IPv4",
+    "IPv6",
+    "false",
+    "ip_address='10.0.0.1', subnet_id='s'",
 ];
 
 fn value() -> impl Strategy<Value = Value> {

@@ -290,6 +290,13 @@ impl<'a> Node<'a> {
         }
     }
 
+    pub fn is_array(&self) -> bool {
+        matches!(
+            self.value,
+            Some(Slot::Array(..)) | Some(Slot::Value(Value::Array(_)))
+        )
+    }
+
     /// The strings of an array of strings.
     pub fn texts(&self) -> Result<Vec<String>, SourceError> {
         let mut out = Vec::new();

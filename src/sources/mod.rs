@@ -5,6 +5,7 @@ mod aws;
 mod error;
 mod json;
 pub mod native;
+mod openstack;
 mod qingcloud;
 mod tencent;
 
@@ -29,15 +30,17 @@ pub enum Format {
     QingCloud,
     Aws,
     Alibaba,
+    OpenStack,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Native,
         Format::Tencent,
         Format::QingCloud,
         Format::Aws,
         Format::Alibaba,
+        Format::OpenStack,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Format {
             Format::QingCloud => "qingcloud",
             Format::Aws => "aws",
             Format::Alibaba => "alibaba",
+            Format::OpenStack => "openstack",
         }
     }
 
@@ -163,6 +167,7 @@ pub fn parse(
         Format::QingCloud => qingcloud::import(&root, id),
         Format::Aws => aws::import(&root, id),
         Format::Alibaba => alibaba::import(&root, id),
+        Format::OpenStack => openstack::import(&root, id),
         Format::Native => unreachable!("handled above"),
     }
 }
