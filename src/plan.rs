@@ -31,21 +31,39 @@ impl Planned {
     }
 }
 
-/// The flows to probe on the instance, in a stable order.
-pub fn plan(instance: &Instance, layers: &[Layer]) -> Vec<Planned> {
-    let mut flows: BTreeSet<Planned> = COMMON_PORTS
+/// What the console checks on an instance: its common ports both ways, and the instance's
+/// own `ports` inbound; inbound first, ICMP before TCP before UDP before all traffic, ports in
+/// numeric order, as a person reads them.
+pub fn console_checks(instance: &Instance) -> Vec<(Direction, FlowSpec)> {
+    let checks: BTreeSet<(Direction, FlowSpec)> = COMMON_PORTS
         .iter()
-        // "All traffic" (the console's outbound check) is a verdict, not a probe.
-        .filter(|c| c.direction == Direction::Inbound && c.spec.protocol != FlowProtocol::All)
-        .map(|c| Planned::inbound(c.spec))
+        .map(|c| (c.direction, c.spec))
+        .chain(instance.ports.iter().map(|s| (Direction::Inbound, *s)))
         .collect();
-    flows.extend(
-        instance
-            .ports
-            .iter()
-            .filter(|s| s.protocol != FlowProtocol::All)
-            .map(|s| Planned::inbound(*s)),
-    );
+    let mut checks: Vec<_> = checks.into_iter().collect();
+    checks.sort_by_key(|(direction, spec)| {
+        let protocol = match spec.protocol {
+            FlowProtocol::Icmp => 0,
+            FlowProtocol::Tcp => 1,
+            FlowProtocol::Udp => 2,
+            FlowProtocol::All => 3,
+        };
+        (*direction, protocol, spec.port)
+    });
+    checks
+}
+
+/// The flows to probe on the instance, in a stable order: the console's checks a probe from
+/// here can tell (inbound, and not "all traffic", which is a verdict), the instance's
+/// egress checks where the agent runs on it, and the boundaries of its rules.
+pub fn plan(instance: &Instance, layers: &[Layer]) -> Vec<Planned> {
+    let mut flows: BTreeSet<Planned> = console_checks(instance)
+        .into_iter()
+        .filter(|(direction, spec)| {
+            *direction == Direction::Inbound && spec.protocol != FlowProtocol::All
+        })
+        .map(|(_, spec)| Planned::inbound(spec))
+        .collect();
     if instance.local {
         flows.extend(instance.outbound.iter().map(|(spec, destination)| Planned {
             direction: Direction::Outbound,

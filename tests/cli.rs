@@ -368,6 +368,28 @@ fn imported_native_toml_evaluates_exactly_like_the_exports() {
             "47.1.1.20",
         ],
     );
+    import_round_trip(
+        "openstack",
+        &[(
+            &[
+                "sg-web.json",
+                "sg-app.json",
+                "address-group.json",
+                "ports.json",
+            ],
+            None,
+        )],
+        "tcp:22,80,443,8080,9100,udp:53,icmp,all",
+        &[
+            "all",
+            "1.2.3.4",
+            "10.1.2.3",
+            "10.0.1.7",
+            "10.9.1.5",
+            "192.0.2.9",
+            "2001:db8:5::7",
+        ],
+    );
 }
 
 #[test]

@@ -13,8 +13,9 @@ use super::BadInput;
 use super::ConfigArg;
 use super::output::{describe_rule, table};
 use crate::config::Config;
-use crate::model::catalog::{COMMON_PORTS, service_name};
-use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, parse_port_spec};
+use crate::model::catalog::service_name;
+use crate::model::{Direction, Flow, FlowPeer, FlowSpec, Instance, parse_port_spec};
+use crate::plan::console_checks;
 use crate::policy::{Considered, Layer, Predicted, RuleRef, Verdict, evaluate, layers, remedy};
 
 #[derive(Debug, Args)]
@@ -131,7 +132,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     for (instance, layers) in &linked {
-        for flow in plan(instance, &args)? {
+        for flow in flows(instance, &args) {
             rows.push(Row {
                 instance,
                 layers,
@@ -139,6 +140,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 verdict: evaluate(inv, layers, &flow),
             });
         }
+    }
+    if rows.is_empty() {
+        return Err(BadInput(format!(
+            "no instance checked has an address of the peer's family ({})",
+            args.peer
+        ))
+        .into());
     }
     if args.json {
         print_json(&rows, args.trace)?;
@@ -149,32 +157,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The flows to check on one instance: per address of the peer's family, per spec.
-fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
+fn flows(instance: &Instance, args: &EvalArgs) -> Vec<Flow> {
     let specs: Vec<(Direction, FlowSpec)> = match &args.ports {
         Some(PortList(specs)) => specs
             .iter()
             .map(|s| (args.direction.unwrap_or(Direction::Inbound), *s))
             .collect(),
         None => {
-            let mut specs: Vec<(Direction, FlowSpec)> =
-                COMMON_PORTS.iter().map(|c| (c.direction, c.spec)).collect();
-            for spec in &instance.ports {
-                if !specs.contains(&(Direction::Inbound, *spec)) {
-                    specs.push((Direction::Inbound, *spec));
-                }
-            }
+            let mut specs = console_checks(instance);
             specs.retain(|(d, _)| args.direction.is_none_or(|wanted| wanted == *d));
-            // Inbound first, ICMP before TCP before UDP, ports in numeric order: the seed's
-            // list is kept as the seed gives it, the table reads as a person expects.
-            specs.sort_by_key(|(direction, spec)| {
-                let protocol = match spec.protocol {
-                    FlowProtocol::Icmp => 0,
-                    FlowProtocol::Tcp => 1,
-                    FlowProtocol::Udp => 2,
-                    FlowProtocol::All => 3,
-                };
-                (*direction != Direction::Inbound, protocol, spec.port)
-            });
             specs
         }
     };
@@ -186,14 +177,7 @@ fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
             FlowPeer::All => true,
         })
         .collect();
-    if addresses.is_empty() {
-        return Err(BadInput(format!(
-            "instance {:?} has no address of the peer's family ({})",
-            instance.name, args.peer
-        ))
-        .into());
-    }
-    Ok(addresses
+    addresses
         .iter()
         .flat_map(|address| {
             specs.iter().map(|(direction, spec)| Flow {
@@ -204,7 +188,7 @@ fn plan(instance: &Instance, args: &EvalArgs) -> anyhow::Result<Vec<Flow>> {
                 peer_port: args.peer_port,
             })
         })
-        .collect())
+        .collect()
 }
 
 /// The console's words for a verdict.
