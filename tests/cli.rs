@@ -390,6 +390,24 @@ fn imported_native_toml_evaluates_exactly_like_the_exports() {
             "2001:db8:5::7",
         ],
     );
+    import_round_trip(
+        "azure",
+        &[(
+            &["vnet.json", "nsg-subnet.json", "nsg-nic.json", "nics.json"],
+            None,
+        )],
+        "tcp:22,25,80,443,3389,8080,9100,icmp,all",
+        &[
+            "all",
+            "1.2.3.4",
+            "10.9.9.9",
+            "10.2.0.7",
+            "203.0.113.9",
+            "10.1.1.10",
+            "10.1.1.4",
+            "168.63.129.16",
+        ],
+    );
 }
 
 #[test]

@@ -1107,3 +1107,170 @@ fn openstack_allow_union_ethertypes_remote_groups_and_address_groups() {
         );
     }
 }
+
+#[test]
+fn azure_subnet_and_nic_nsgs_both_decide_with_tags_and_application_security_groups() {
+    // Azure documentation, "Network security groups" / "How network security groups filter
+    // network traffic": rules by priority, lower first; default rules AllowVnetInBound 65000,
+    // AllowAzureLoadBalancerInBound 65001, DenyAllInBound 65500 (and the outbound three);
+    // inbound traffic meets the subnet's NSG, then the NIC's, outbound the reverse, and both
+    // must allow; service tags VirtualNetwork (the VNet's address space and its peers'),
+    // Internet (outside it, publicly routable) and AzureLoadBalancer (168.63.129.16);
+    // application security groups match the NICs that list them.
+    let c = load("azure");
+    let nsg = |name: &str| {
+        format!(
+            "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg-web/providers/microsoft.network/networksecuritygroups/{name}"
+        )
+    };
+    // (instance, direction, spec, peer, verdict, deciding NSG, deciding rule)
+    let cases: &[(&str, Direction, &str, &str, Predicted, &str, &str)] = &[
+        (
+            "web-1",
+            Inbound,
+            "tcp:443",
+            "1.2.3.4",
+            Open,
+            "nsg-nic",
+            "AllowHttps",
+        ),
+        // Not VirtualNetwork, not Internet (a private range outside the VNet): the subnet's
+        // DenyAllInBound.
+        (
+            "web-1",
+            Inbound,
+            "tcp:443",
+            "10.9.9.9",
+            Closed,
+            "nsg-subnet",
+            "DenyAllInBound",
+        ),
+        // A peered VNet is VirtualNetwork.
+        (
+            "web-1",
+            Inbound,
+            "tcp:443",
+            "10.2.0.7",
+            Open,
+            "nsg-nic",
+            "AllowHttps",
+        ),
+        (
+            "web-1",
+            Inbound,
+            "tcp:3389",
+            "1.2.3.4",
+            Closed,
+            "nsg-subnet",
+            "DenyRdp",
+        ),
+        // The subnet allows SSH from the office; the NIC does not.
+        (
+            "web-1",
+            Inbound,
+            "tcp:22",
+            "203.0.113.9",
+            Closed,
+            "nsg-nic",
+            "DenyAllInBound",
+        ),
+        (
+            "web-1",
+            Inbound,
+            "tcp:22",
+            "10.1.1.10",
+            Open,
+            "nsg-nic",
+            "AllowSshFromBastion",
+        ),
+        (
+            "web-2",
+            Inbound,
+            "tcp:8080",
+            "10.1.1.4",
+            Open,
+            "nsg-nic",
+            "AllowAppFromWeb",
+        ),
+        // The destination prefix names web-2 only.
+        (
+            "web-2",
+            Inbound,
+            "tcp:9100",
+            "1.2.3.4",
+            Open,
+            "nsg-nic",
+            "AllowMetricsToWeb2",
+        ),
+        (
+            "web-1",
+            Inbound,
+            "tcp:9100",
+            "1.2.3.4",
+            Closed,
+            "nsg-nic",
+            "DenyAllInBound",
+        ),
+        (
+            "web-1",
+            Inbound,
+            "tcp:80",
+            "168.63.129.16",
+            Open,
+            "nsg-nic",
+            "AllowAzureLoadBalancerInBound",
+        ),
+        (
+            "web-1",
+            Outbound,
+            "tcp:25",
+            "1.2.3.4",
+            Closed,
+            "nsg-nic",
+            "DenySmtpOut",
+        ),
+        (
+            "web-1",
+            Outbound,
+            "tcp:443",
+            "1.2.3.4",
+            Open,
+            "nsg-nic",
+            "AllowInternetOutBound",
+        ),
+        (
+            "web-1",
+            Outbound,
+            "tcp:443",
+            "10.9.9.9",
+            Closed,
+            "nsg-nic",
+            "DenyAllOutBound",
+        ),
+        (
+            "web-1",
+            Inbound,
+            "icmp",
+            "10.1.1.10",
+            Open,
+            "nsg-nic",
+            "AllowVnetInBound",
+        ),
+    ];
+    for (instance, direction, spec, peer, predicted, group, rule) in cases {
+        let address = c.inventory.instance(instance).expect("instance").addresses[0].to_string();
+        let (got, by, ids) = verdict(&c, instance, &address, *direction, spec, peer);
+        assert_eq!(
+            (got, by.map(|(g, _)| g), ids.first().map(String::as_str)),
+            (*predicted, Some(nsg(group)), Some(*rule)),
+            "{instance} {direction} {spec} peer {peer}"
+        );
+    }
+    // Without the VNet export, VirtualNetwork is unknown, and so is Internet (defined as
+    // outside it): only what neither decides stays known.
+    let c = load_file("azure", "no-vnet.toml");
+    let (got, _, _) = verdict(&c, "web-1", "10.1.1.4", Inbound, "tcp:443", "10.9.9.9");
+    assert_eq!(got, Unknown, "10.9.9.9 may be in the VNet");
+    let (got, _, ids) = verdict(&c, "web-1", "10.1.1.4", Inbound, "tcp:3389", "1.2.3.4");
+    assert_eq!((got, ids[0].as_str()), (Closed, "DenyRdp"));
+}

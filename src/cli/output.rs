@@ -18,7 +18,11 @@ pub fn table(header: &[&str]) -> Table {
 pub fn describe_rule(rule: &Rule) -> String {
     let mut text = format!(
         "{} #{} {} {} from {}",
-        rule.origin.group, rule.origin.index, rule.action, rule.service, rule.peer
+        short_id(&rule.origin.group),
+        rule.origin.index,
+        rule.action,
+        rule.service,
+        rule.peer
     );
     if rule.local != crate::model::Peer::All {
         text.push_str(&format!(" at {}", rule.local));
@@ -30,4 +34,14 @@ pub fn describe_rule(rule: &Rule) -> String {
         text.push_str(&format!(" {description:?}"));
     }
     text
+}
+
+/// An ARM resource id (`/subscriptions/.../networkSecurityGroups/nsg-web`) by its name, as a
+/// table has room for; other ids as they are.
+pub fn short_id(id: &str) -> &str {
+    if id.starts_with("/subscriptions/") {
+        id.rsplit('/').next().unwrap_or(id)
+    } else {
+        id
+    }
 }

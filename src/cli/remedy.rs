@@ -109,6 +109,36 @@ pub fn command(remedy: &Remedy) -> String {
                 "aws ec2 create-network-acl-entry --network-acl-id {group} {dir} --rule-number {priority} --protocol {proto}{ports} {cidr} {peer} --rule-action allow"
             )
         }
+        Cloud::Azure => {
+            // An NSG's id: /subscriptions/S/resourceGroups/RG/providers/.../networkSecurityGroups/NAME
+            let parts: Vec<&str> = group.split('/').collect();
+            let after = |key: &str| {
+                parts
+                    .iter()
+                    .position(|p| p.eq_ignore_ascii_case(key))
+                    .and_then(|i| parts.get(i + 1))
+                    .copied()
+            };
+            let name = after("networkSecurityGroups").unwrap_or(group);
+            let resource_group = after("resourceGroups").unwrap_or("<resource-group>");
+            let proto = match protocol {
+                Protocol::All => "*".to_string(),
+                Protocol::Icmpv6 => "Icmp".to_string(),
+                other => {
+                    let name = other.to_string();
+                    name[..1].to_uppercase() + &name[1..]
+                }
+            };
+            let ports = range.map_or("*".to_string(), |r| r.to_string());
+            let (address, direction) = if inbound {
+                ("--source-address-prefixes", "Inbound")
+            } else {
+                ("--destination-address-prefixes", "Outbound")
+            };
+            format!(
+                "az network nsg rule create --resource-group {resource_group} --nsg-name {name} --name sgprobe-{priority} --priority {priority} --direction {direction} --access Allow --protocol {proto} --destination-port-ranges {ports} {address} {peer}"
+            )
+        }
         Cloud::Alibaba => {
             let verb = if inbound {
                 "AuthorizeSecurityGroup"

@@ -14,16 +14,20 @@ pub enum Cloud {
     AwsNacl,
     Alibaba,
     OpenStack,
+    /// Azure network security groups: by priority, stateful; a NIC's and its subnet's NSG
+    /// each decide.
+    Azure,
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 6] = [
+    pub const ALL: [Cloud; 7] = [
         Cloud::Tencent,
         Cloud::QingCloud,
         Cloud::Aws,
         Cloud::AwsNacl,
         Cloud::Alibaba,
         Cloud::OpenStack,
+        Cloud::Azure,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +38,7 @@ impl Cloud {
             Cloud::AwsNacl => "aws-nacl",
             Cloud::Alibaba => "alibaba",
             Cloud::OpenStack => "openstack",
+            Cloud::Azure => "azure",
         }
     }
 
@@ -41,6 +46,17 @@ impl Cloud {
         Cloud::ALL
             .into_iter()
             .find(|c| c.name().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// The priorities a rule written by hand may take, where the cloud orders by priority.
+    pub fn custom_priorities(self) -> std::ops::RangeInclusive<i64> {
+        match self {
+            Cloud::QingCloud => 0..=100,
+            Cloud::Alibaba => 1..=100,
+            Cloud::AwsNacl => 1..=32766,
+            Cloud::Azure => 100..=4096,
+            Cloud::Tencent | Cloud::Aws | Cloud::OpenStack => 1..=i64::MAX,
+        }
     }
 
     /// How the groups of one instance decide together (ARCHITECTURE.md §2).
@@ -59,7 +75,8 @@ impl Cloud {
                 default_outbound: Action::Accept,
                 ..drop_both(Priority(Tie::Ambiguous), true)
             },
-            Cloud::Alibaba => drop_both(Priority(Tie::DropFirst), true),
+            // Azure priorities are unique within an NSG's direction: ties do not occur.
+            Cloud::Alibaba | Cloud::Azure => drop_both(Priority(Tie::DropFirst), true),
             Cloud::Aws | Cloud::OpenStack => drop_both(AllowUnion, true),
             Cloud::AwsNacl => Semantics {
                 within_subnet: false,

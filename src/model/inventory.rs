@@ -30,6 +30,8 @@ pub struct Instance {
     pub public_addresses: Vec<IpAddr>,
     /// Bound security groups, in bound order: together they form one layer.
     pub security_groups: Vec<Located<String>>,
+    /// Azure application security groups of its NIC: rules name them as peers.
+    pub application_security_groups: Vec<String>,
     /// Further layers on the path (a subnet ACL, a subnet NSG), each deciding on its own.
     pub subnet_layers: Vec<Located<String>>,
     /// The subnet it sits in: the layers associated with that subnet apply too.
@@ -54,6 +56,7 @@ impl Instance {
             addresses: Vec::new(),
             public_addresses: Vec::new(),
             security_groups: Vec::new(),
+            application_security_groups: Vec::new(),
             subnet_layers: Vec::new(),
             subnet: None,
             ports: Vec::new(),
@@ -74,8 +77,10 @@ impl Instance {
         self.addresses.iter().chain(&self.public_addresses)
     }
 
+    /// Bound to the security group, or a member of the application security group.
     pub fn is_bound_to(&self, group: &str) -> bool {
         self.security_groups.iter().any(|g| g.value == group)
+            || self.application_security_groups.iter().any(|g| g == group)
     }
 }
 
@@ -88,6 +93,9 @@ pub struct AddressSet {
     pub members: Vec<IpNet>,
     /// Ids of other sets this one includes (template groups).
     pub includes: Vec<String>,
+    /// Ids of sets whose addresses are not members, whatever `members` says (Azure's
+    /// Internet tag: everything outside the virtual network and the special-use ranges).
+    pub excludes: Vec<String>,
 }
 
 /// A subnet: its address ranges and the layers associated with it (an AWS network ACL, an
@@ -184,16 +192,33 @@ impl Inventory {
         self.instances.iter().find(|i| i.is_called(name))
     }
 
-    /// The addresses of a set and every set it includes that the exports hold.
+    /// The addresses of a set and every set it includes that the exports hold, less those
+    /// of the sets it excludes.
     pub fn address_set_members(&self, id: &str) -> Members<IpNet> {
+        self.address_set_members_within(id, &mut BTreeSet::new())
+    }
+
+    /// `address_set_members`, cutting exclusion cycles: a set met again excludes nothing.
+    fn address_set_members_within(&self, id: &str, seen: &mut BTreeSet<String>) -> Members<IpNet> {
         let (sets, complete) = with_includes(&self.address_sets, id, |s| &s.includes);
-        Members {
+        let mut members = Members {
             known: sets
                 .iter()
                 .flat_map(|s| s.members.iter().copied())
                 .collect(),
             complete,
+            excluded: Vec::new(),
+            excluded_complete: true,
+        };
+        for excluded in sets.iter().flat_map(|s| &s.excludes) {
+            if !seen.insert(excluded.clone()) {
+                continue;
+            }
+            let out = self.address_set_members_within(excluded, seen);
+            members.excluded.extend(out.known);
+            members.excluded_complete &= out.complete;
         }
+        members
     }
 
     /// The services of a template and every template it includes that the exports hold.
@@ -205,6 +230,8 @@ impl Inventory {
                 .flat_map(|s| s.services.iter().cloned())
                 .collect(),
             complete,
+            excluded: Vec::new(),
+            excluded_complete: true,
         }
     }
 
@@ -288,6 +315,9 @@ impl Inventory {
         if !new.security_groups.is_empty() {
             old.security_groups = new.security_groups;
         }
+        if !new.application_security_groups.is_empty() {
+            old.application_security_groups = new.application_security_groups;
+        }
         if !new.subnet_layers.is_empty() {
             old.subnet_layers = new.subnet_layers;
         }
@@ -310,6 +340,10 @@ pub struct Members<T> {
     pub known: Vec<T>,
     /// Every set involved was exported.
     pub complete: bool,
+    /// Never members, whatever `known` holds.
+    pub excluded: Vec<T>,
+    /// Every excluded set was exported.
+    pub excluded_complete: bool,
 }
 
 /// A named set and, transitively, every set it includes that the exports hold (each once,

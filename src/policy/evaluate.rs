@@ -121,15 +121,24 @@ fn service_matches(
     }
 }
 
-/// A known member matching decides; otherwise a missing member may.
+/// A known member matching decides; otherwise a missing member may. Likewise for what the
+/// set excludes.
 fn member_matches<T>(members: Members<T>, matches: impl Fn(&T) -> bool) -> Tri {
-    if members.known.iter().any(matches) {
-        Tri::Yes
-    } else if members.complete {
-        Tri::No
-    } else {
-        Tri::Maybe
-    }
+    let within = |items: &[T], complete: bool| {
+        if items.iter().any(&matches) {
+            Tri::Yes
+        } else if complete {
+            Tri::No
+        } else {
+            Tri::Maybe
+        }
+    };
+    let outside = match within(&members.excluded, members.excluded_complete) {
+        Tri::Yes => Tri::No,
+        Tri::No => Tri::Yes,
+        Tri::Maybe => Tri::Maybe,
+    };
+    within(&members.known, members.complete).and(outside)
 }
 
 fn rule_matches(inv: &Inventory, rule: &Rule, p: &Packet) -> Tri {
@@ -529,7 +538,10 @@ fn peer_cidrs(rules: &[&Rule], inv: &Inventory) -> Vec<IpNet> {
         match &rule.peer {
             Peer::All => {}
             Peer::Cidr(net) => cidrs.push(*net),
-            Peer::AddressSet(id) => cidrs.extend(inv.address_set_members(id).known),
+            Peer::AddressSet(id) => {
+                let members = inv.address_set_members(id);
+                cidrs.extend(members.known.into_iter().chain(members.excluded));
+            }
             Peer::Group(id) => cidrs.extend(
                 inv.group_members(id)
                     .unwrap_or_default()

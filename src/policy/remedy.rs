@@ -88,7 +88,9 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
         }
         (Decision::Priority(_), Some(rule)) => {
             let p = rule.priority.unwrap_or(1);
-            let note = if p <= 1 {
+            let allowed = layer.cloud.custom_priorities();
+            let target = (p - 1).clamp(*allowed.start(), *allowed.end());
+            let note = if target >= p {
                 format!(
                     " (rule {} already has priority {p}: raise its number first)",
                     rule.origin.index
@@ -98,15 +100,18 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
             };
             (
                 0,
-                Some((p - 1).max(1)),
+                Some(target),
                 format!(
-                    "in {group} with priority {}, ahead of the {} rule at priority {p}{note}",
-                    (p - 1).max(1),
+                    "in {group} with priority {target}, ahead of the {} rule at priority {p}{note}",
                     rule.action
                 ),
             )
         }
-        (Decision::Priority(_), None) => (0, Some(1), format!("in {group} with any priority")),
+        (Decision::Priority(_), None) => (
+            0,
+            Some(*layer.cloud.custom_priorities().end()),
+            format!("in {group} with any priority"),
+        ),
         (Decision::AllowUnion, _) => (0, None, format!("in {group}")),
     };
     if reply {

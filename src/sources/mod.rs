@@ -2,6 +2,7 @@
 
 mod alibaba;
 mod aws;
+mod azure;
 mod error;
 mod json;
 pub mod native;
@@ -31,16 +32,18 @@ pub enum Format {
     Aws,
     Alibaba,
     OpenStack,
+    Azure,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Native,
         Format::Tencent,
         Format::QingCloud,
         Format::Aws,
         Format::Alibaba,
         Format::OpenStack,
+        Format::Azure,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Format {
             Format::Aws => "aws",
             Format::Alibaba => "alibaba",
             Format::OpenStack => "openstack",
+            Format::Azure => "azure",
         }
     }
 
@@ -168,6 +172,7 @@ pub fn parse(
         Format::Aws => aws::import(&root, id),
         Format::Alibaba => alibaba::import(&root, id),
         Format::OpenStack => openstack::import(&root, id),
+        Format::Azure => azure::import(&root, id),
         Format::Native => unreachable!("handled above"),
     }
 }

@@ -84,6 +84,9 @@ pub struct RawAddressSet {
     members: Vec<Spanned<String>>,
     #[serde(default)]
     includes: Vec<String>,
+    /// Sets whose addresses are never members.
+    #[serde(default)]
+    excludes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +115,8 @@ pub struct RawInstance {
     #[serde(default)]
     subnet_layers: Vec<Spanned<String>>,
     subnet: Option<Spanned<String>>,
+    #[serde(default)]
+    application_security_groups: Vec<String>,
     ports: Option<Spanned<String>>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -226,6 +231,7 @@ impl Sections {
                 name: raw.name,
                 members,
                 includes: raw.includes,
+                excludes: raw.excludes,
             };
             inv.address_sets.insert(set.id.clone(), set);
         }
@@ -371,6 +377,7 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
     };
     instance.security_groups = located(raw.security_groups);
     instance.subnet_layers = located(raw.subnet_layers);
+    instance.application_security_groups = raw.application_security_groups;
     instance.subnet = raw.subnet.map(|id| Located {
         at: spans.place(id.span()),
         value: id.into_inner(),
@@ -428,6 +435,11 @@ pub fn render(inv: &Inventory) -> String {
             ("members", members),
             &set.includes,
         );
+        if !set.excludes.is_empty() {
+            // The set's table is still open: its keys go on.
+            out.pop();
+            let _ = writeln!(out, "excludes = [{}]\n", quoted_list(&set.excludes));
+        }
     }
     for set in inv.service_sets.values() {
         let services = set
@@ -482,6 +494,13 @@ pub fn render(inv: &Inventory) -> String {
         }
         if let Some(subnet) = &instance.subnet {
             let _ = writeln!(out, "subnet = {}", quote(&subnet.value));
+        }
+        if !instance.application_security_groups.is_empty() {
+            let _ = writeln!(
+                out,
+                "application_security_groups = [{}]",
+                quoted_list(&instance.application_security_groups)
+            );
         }
         if !instance.ports.is_empty() {
             let specs: Vec<String> = instance.ports.iter().map(ToString::to_string).collect();

@@ -44,6 +44,7 @@ pub fn import(root: &Node, _id: Option<&str>) -> Result<Inventory, SourceError> 
                 name: object.get("name").text()?,
                 members: address_members(&object.get("addresses"))?,
                 includes: Vec::new(),
+                excludes: Vec::new(),
             };
             inv.address_sets.insert(set.id.clone(), set);
         }

@@ -91,6 +91,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 name: item.get("security_group_ipset_name").text()?,
                 members: address_members(&item.get("val"))?,
                 includes: Vec::new(),
+                excludes: Vec::new(),
             };
             inv.address_sets.insert(set.id.clone(), set);
         }
