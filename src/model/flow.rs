@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::rule::{Direction, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use super::rule::{Direction, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PortRange};
 
 /// The protocol of a checked flow. `Icmp` is an echo request, ICMPv6 on an IPv6 address; `All`
 /// is "all traffic", the console's outbound check.
@@ -126,14 +126,7 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<FlowSpec>, PortSpecError> {
 }
 
 fn port_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
-    let (first, last) = match text.split_once('-') {
-        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
-        None => {
-            let port = text.trim().parse().ok()?;
-            (port, port)
-        }
-    };
-    (first >= 1 && first <= last).then_some(first..=last)
+    PortRange::parse(text).map(|r| r.first..=r.last)
 }
 
 /// The other end of a flow: one address, or every address of the instance address's family.

@@ -167,6 +167,19 @@ impl PortRange {
     pub fn contains(self, port: u16) -> bool {
         (self.first..=self.last).contains(&port)
     }
+
+    /// The one port grammar, for rules and port specs alike: `22` or `8000-8100`, ports
+    /// 1-65535, the first no higher than the last.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (first, last) = match text.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let port = text.trim().parse().ok()?;
+                (port, port)
+            }
+        };
+        PortRange::new(first, last).filter(|r| r.first >= 1)
+    }
 }
 
 impl fmt::Display for PortRange {
@@ -187,7 +200,8 @@ pub enum Ports {
 }
 
 impl Ports {
-    /// Parses `ALL`, `22`, `22,80`, `8000-9000`, and lists of those; empty means all.
+    /// Parses `ALL`, `22`, `22,80`, `8000-9000`, and lists of those (see `PortRange::parse`);
+    /// empty means all, and so does `0-65535`, as several clouds spell it.
     pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim();
         if text.is_empty() || text.eq_ignore_ascii_case("all") || text == "-1" {
@@ -196,11 +210,10 @@ impl Ports {
         let mut ranges = Vec::new();
         for part in text.split(',') {
             let part = part.trim();
-            let range = match part.split_once(['-', '~', '/']) {
-                Some((a, b)) => PortRange::new(a.trim().parse().ok()?, b.trim().parse().ok()?)?,
-                None => PortRange::single(part.parse().ok()?),
-            };
-            ranges.push(range);
+            if part == "0-65535" {
+                return Some(Ports::All);
+            }
+            ranges.push(PortRange::parse(part)?);
         }
         Some(Ports::from_ranges(ranges))
     }
@@ -399,5 +412,36 @@ impl Rule {
                     &other.origin.id,
                     &other.origin.description,
                 )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse_port_spec;
+
+    #[test]
+    fn rules_and_port_specs_share_one_port_grammar() {
+        for (text, rule, spec) in [
+            ("22", true, true),
+            ("8000-8100", true, true),
+            ("0", false, false),
+            ("0-22", false, false),
+            ("100-90", false, false),
+            ("70000", false, false),
+            ("80~90", false, false),
+            ("80/90", false, false),
+        ] {
+            assert_eq!(Ports::parse(text).is_some(), rule, "rule ports {text}");
+            assert_eq!(
+                parse_port_spec(&format!("tcp:{text}")).is_ok(),
+                spec,
+                "port spec tcp:{text}"
+            );
+        }
+        // How clouds spell every port, in rules only.
+        assert_eq!(Ports::parse("0-65535"), Some(Ports::All));
+        assert_eq!(Ports::parse("1-65535"), Some(Ports::All));
+        assert_eq!(Ports::parse("ALL"), Some(Ports::All));
     }
 }

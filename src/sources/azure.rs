@@ -333,16 +333,10 @@ fn ranges(fields: &Node, key: &str) -> Result<Ports, SourceError> {
         if text == "*" {
             return Ok(Ports::All);
         }
-        let range = match text.split_once('-') {
-            Some((a, b)) => a
-                .trim()
-                .parse()
-                .ok()
-                .zip(b.trim().parse().ok())
-                .and_then(|(a, b)| PortRange::new(a, b)),
-            None => text.trim().parse().ok().map(PortRange::single),
-        };
-        out.push(range.ok_or_else(|| node.error("*, a port or a range a-b"))?);
+        if text == "0-65535" {
+            return Ok(Ports::All);
+        }
+        out.push(PortRange::parse(&text).ok_or_else(|| node.error("*, a port or a range a-b"))?);
     }
     Ok(if out.is_empty() {
         Ports::All
