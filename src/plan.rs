@@ -44,11 +44,13 @@ pub fn console_checks(instance: &Instance) -> Vec<(Direction, FlowSpec)> {
     checks.sort_by_key(|(direction, spec)| {
         let protocol = match spec.protocol {
             FlowProtocol::Icmp => 0,
-            FlowProtocol::Tcp => 1,
-            FlowProtocol::Udp => 2,
-            FlowProtocol::All => 3,
+            FlowProtocol::IcmpMessage { .. } => 1,
+            FlowProtocol::Tcp => 2,
+            FlowProtocol::Udp => 3,
+            FlowProtocol::Ip(_) => 4,
+            FlowProtocol::All => 5,
         };
-        (*direction, protocol, spec.port)
+        (*direction, protocol, spec.port, spec.protocol)
     });
     checks
 }
@@ -59,9 +61,7 @@ pub fn console_checks(instance: &Instance) -> Vec<(Direction, FlowSpec)> {
 pub fn plan(instance: &Instance, layers: &[Layer]) -> Vec<Planned> {
     let mut flows: BTreeSet<Planned> = console_checks(instance)
         .into_iter()
-        .filter(|(direction, spec)| {
-            *direction == Direction::Inbound && spec.protocol != FlowProtocol::All
-        })
+        .filter(|(direction, spec)| *direction == Direction::Inbound && spec.protocol.is_probe())
         .map(|(_, spec)| Planned::inbound(spec))
         .collect();
     if instance.local {
@@ -171,7 +171,7 @@ ports = "udp:53,all"
         assert!(
             flows
                 .iter()
-                .all(|p| p.direction == Direction::Inbound && p.spec.protocol != FlowProtocol::All),
+                .all(|p| p.direction == Direction::Inbound && p.spec.protocol.is_probe()),
             "remote: inbound probes only"
         );
         assert!(flows.contains(&Planned::inbound(FlowSpec {

@@ -1274,3 +1274,34 @@ fn azure_subnet_and_nic_nsgs_both_decide_with_tags_and_application_security_grou
     let (got, _, ids) = verdict(&c, "web-1", "10.1.1.4", Inbound, "tcp:3389", "1.2.3.4");
     assert_eq!((got, ids[0].as_str()), (Closed, "DenyRdp"));
 }
+
+#[test]
+fn icmp_types_and_ip_protocols_are_evaluated_as_flows() {
+    // AWS (EC2 API IpPermission: for ICMP, FromPort is the type and ToPort the code, -1 any)
+    // and QingCloud (val1 the ICMP type, val2 the code) rules name ICMP types; Tencent names
+    // GRE; any cloud's "all traffic" covers ESP.
+    let aws = load("aws");
+    for (spec, peer, predicted) in [
+        // sg-0a allows ICMP type 8 (any code) from 10/8 only.
+        ("icmp:8", "10.0.0.1", Open),
+        ("icmp:3/4", "10.0.0.1", Closed),
+        ("icmp:3", "10.0.0.1", Closed),
+        ("esp", "10.0.0.1", Closed),
+    ] {
+        let (got, _, _) = verdict(&aws, "aws-web", "10.1.0.10", Inbound, spec, peer);
+        assert_eq!(got, predicted, "aws {spec} from {peer}");
+    }
+    let tencent = load("tencent");
+    for (spec, predicted) in [("gre", Open), ("proto:50", Open), ("icmp:3/1", Open)] {
+        // sg-a's egress allows all traffic after dropping TCP 25.
+        let (got, _, _) = verdict(
+            &tencent,
+            "web-1",
+            "10.0.0.10",
+            Outbound,
+            spec,
+            "198.51.100.1",
+        );
+        assert_eq!(got, predicted, "tencent outbound {spec}");
+    }
+}

@@ -180,13 +180,16 @@ fn flows(instance: &Instance, args: &EvalArgs) -> Vec<Flow> {
     addresses
         .iter()
         .flat_map(|address| {
-            specs.iter().map(|(direction, spec)| Flow {
-                address: *address,
-                direction: *direction,
-                spec: *spec,
-                peer: args.peer,
-                peer_port: args.peer_port,
-            })
+            specs
+                .iter()
+                .filter(|(_, spec)| spec.protocol.applies_to(*address))
+                .map(|(direction, spec)| Flow {
+                    address: *address,
+                    direction: *direction,
+                    spec: *spec,
+                    peer: args.peer,
+                    peer_port: args.peer_port,
+                })
         })
         .collect()
 }

@@ -226,7 +226,11 @@ fn targets(addresses: &[IpAddr], specs: &[crate::model::FlowSpec]) -> anyhow::Re
                 FlowProtocol::Tcp => ProbeProtocol::Tcp,
                 FlowProtocol::Udp => ProbeProtocol::Udp,
                 FlowProtocol::Icmp => ProbeProtocol::Icmp,
-                FlowProtocol::All => bail!("`all` is no probe: name tcp, udp or icmp ports"),
+                FlowProtocol::All | FlowProtocol::IcmpMessage { .. } | FlowProtocol::Ip(_) => {
+                    bail!(
+                        "{spec} is no probe: a probe tells TCP and UDP ports and ICMP echo (icmp); `sgprobe eval` answers for the rest"
+                    )
+                }
             };
             out.push(Target {
                 addr: *addr,

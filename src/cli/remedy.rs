@@ -14,13 +14,17 @@ pub fn command(remedy: &Remedy) -> String {
     let inbound = remedy.direction == Direction::Inbound;
     let (
         Service::Ports {
-            protocol, ports, ..
+            protocol,
+            ports,
+            icmp,
         },
         Peer::Cidr(peer),
     ) = (&rule.service, &rule.peer)
     else {
         return String::new();
     };
+    let (icmp_type, icmp_code) = (icmp.icmp_type, icmp.code);
+    let typed = icmp_type.is_some();
     let (protocol, peer) = (*protocol, *peer);
     let range = match ports {
         Ports::Ranges(ranges) if protocol.has_ports() => ranges.first().copied(),
@@ -29,7 +33,7 @@ pub fn command(remedy: &Remedy) -> String {
     let v6 = matches!(peer, IpNet::V6(_));
     let description = rule.origin.description.clone().unwrap_or_default();
     let priority = rule.priority.unwrap_or(1);
-    match remedy.cloud {
+    let command = match remedy.cloud {
         Cloud::Tencent => {
             let mut policy = json!({
                 "PolicyIndex": rule.origin.index,
@@ -56,6 +60,10 @@ pub fn command(remedy: &Remedy) -> String {
                 entry["val1"] = json!(range.first.to_string());
                 entry["val2"] = json!(range.last.to_string());
             }
+            if let Some(t) = icmp_type {
+                entry["val1"] = json!(t.to_string());
+                entry["val2"] = json!(icmp_code.map(|c| c.to_string()).unwrap_or_default());
+            }
             format!(
                 "qingcloud iaas add-security-group-rules -s {group} -r '{}'",
                 json!([entry])
@@ -63,7 +71,14 @@ pub fn command(remedy: &Remedy) -> String {
         }
         Cloud::OpenStack => {
             let dir = if inbound { "--ingress" } else { "--egress" };
-            let port = range.map_or(String::new(), |r| format!(" --dst-port {}", colon(r)));
+            let port = match (range, icmp_type) {
+                (Some(r), _) => format!(" --dst-port {}", colon(r)),
+                (None, Some(t)) => {
+                    let code = icmp_code.map_or(String::new(), |c| format!(" --icmp-code {c}"));
+                    format!(" --icmp-type {t}{code}")
+                }
+                (None, None) => String::new(),
+            };
             let proto = if protocol == Protocol::All {
                 "any".to_string()
             } else {
@@ -84,7 +99,14 @@ pub fn command(remedy: &Remedy) -> String {
             } else {
                 protocol.to_string()
             };
-            let (from, to) = range.map_or((-1, -1), |r| (i32::from(r.first), i32::from(r.last)));
+            let (from, to) = match range {
+                Some(r) => (i32::from(r.first), i32::from(r.last)),
+                // For ICMP, FromPort is the type and ToPort the code.
+                None => (
+                    icmp_type.map_or(-1, i32::from),
+                    icmp_code.map_or(-1, i32::from),
+                ),
+            };
             let cidrs = if v6 {
                 format!("Ipv6Ranges=[{{CidrIpv6={peer}}}]")
             } else {
@@ -97,9 +119,14 @@ pub fn command(remedy: &Remedy) -> String {
         Cloud::AwsNacl => {
             let dir = if inbound { "--ingress" } else { "--egress" };
             let proto = protocol.number().map_or("-1".into(), |n| n.to_string());
-            let ports = range.map_or(String::new(), |r| {
-                format!(" --port-range From={},To={}", r.first, r.last)
-            });
+            let ports = match (range, icmp_type) {
+                (Some(r), _) => format!(" --port-range From={},To={}", r.first, r.last),
+                (None, Some(t)) => format!(
+                    " --icmp-type-code Type={t},Code={}",
+                    icmp_code.map_or(-1, i32::from)
+                ),
+                (None, None) => String::new(),
+            };
             let cidr = if v6 {
                 "--ipv6-cidr-block"
             } else {
@@ -156,6 +183,18 @@ pub fn command(remedy: &Remedy) -> String {
                 "aliyun ecs {verb} --SecurityGroupId {group} --IpProtocol {protocol} --PortRange {ports} {cidr} {peer} --Policy accept --Priority {priority}"
             )
         }
+    };
+    let names_types = matches!(
+        remedy.cloud,
+        Cloud::Aws | Cloud::AwsNacl | Cloud::QingCloud | Cloud::OpenStack
+    );
+    if typed && !names_types {
+        format!(
+            "{command}  # opens every ICMP type: {} rules do not name one",
+            remedy.cloud
+        )
+    } else {
+        command
     }
 }
 

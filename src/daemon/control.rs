@@ -22,7 +22,7 @@ use super::cycle::{Selection, check};
 use super::listen::Caller;
 use super::{Shared, lock, settings};
 use crate::drift::Drift;
-use crate::model::{Direction, FlowProtocol, parse_port_spec};
+use crate::model::{Direction, parse_port_spec};
 
 /// The control socket's file as this agent created it, known by its inode so that only it
 /// is removed.
@@ -204,11 +204,11 @@ async fn check_now(
     // Valid requests that name nothing to probe get 422, not an empty 200.
     if ports
         .as_ref()
-        .is_some_and(|p| p.iter().all(|s| s.protocol == FlowProtocol::All))
+        .is_some_and(|p| p.iter().any(|s| !s.protocol.is_probe()))
     {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "\"all\" names no port a probe can send to: give protocols and ports, as tcp:1-1024,udp:53,icmp",
+            "a probe tells TCP and UDP ports and ICMP echo only (\"all\", ICMP types and IP protocols are verdicts: ask eval): give protocols and ports, as tcp:1-1024,udp:53,icmp",
         );
     }
     if direction == Some(Direction::Outbound) && (!instance.local || instance.outbound.is_empty()) {

@@ -117,7 +117,10 @@ pub async fn check(
                 FlowProtocol::Tcp => ProbeProtocol::Tcp,
                 FlowProtocol::Udp => ProbeProtocol::Udp,
                 FlowProtocol::Icmp => ProbeProtocol::Icmp,
-                FlowProtocol::All => continue,
+                // Verdicts only: no probe can tell them.
+                FlowProtocol::All | FlowProtocol::IcmpMessage { .. } | FlowProtocol::Ip(_) => {
+                    continue;
+                }
             };
             // Inbound: from here to each address of the instance, for our source address.
             // Outbound (agent on the instance): from the instance's address to the destination.

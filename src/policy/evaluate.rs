@@ -489,6 +489,33 @@ fn service_points(flow: &Flow, rules: &[&Rule], inv: &Inventory) -> Vec<ServiceP
         FlowProtocol::Tcp => vec![(IPPROTO_TCP, flow.spec.port, None)],
         FlowProtocol::Udp => vec![(IPPROTO_UDP, flow.spec.port, None)],
         FlowProtocol::Icmp => vec![(icmp_number, None, Some(echo))],
+        FlowProtocol::IcmpMessage {
+            icmp_type, code, ..
+        } => {
+            // Every code of the type, where the spec names none: each code a rule names,
+            // and one no rule names.
+            let codes = match code {
+                Some(code) => BTreeSet::from([code]),
+                None => {
+                    let mut codes: BTreeSet<u8> = rules
+                        .iter()
+                        .filter_map(|r| match &r.service {
+                            Service::Ports { icmp, .. } if icmp.icmp_type == Some(icmp_type) => {
+                                icmp.code
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    codes.insert(first_missing(&codes));
+                    codes
+                }
+            };
+            codes
+                .into_iter()
+                .map(|code| (icmp_number, None, Some((icmp_type, code))))
+                .collect()
+        }
+        FlowProtocol::Ip(number) => vec![(number, None, None)],
         FlowProtocol::All => {
             let mut points = Vec::new();
             for protocol in [IPPROTO_TCP, IPPROTO_UDP] {

@@ -6,8 +6,8 @@ use ipnet::IpNet;
 use super::evaluate::{Predicted, Verdict};
 use super::link::Layer;
 use crate::model::{
-    Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, Origin, Peer, PortRange,
-    Ports, Protocol, Rule, Service,
+    Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, IcmpMatch, Origin, Peer,
+    PortRange, Ports, Protocol, Rule, Service,
 };
 
 /// The return range the AWS VPC documentation recommends opening for replies: every
@@ -62,12 +62,33 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
         };
         Some(Ports::Ranges(vec![range]))
     };
-    let (protocol, ports) = match flow.spec.protocol {
-        FlowProtocol::Tcp => (Protocol::Tcp, port(flow.spec.port)?),
-        FlowProtocol::Udp => (Protocol::Udp, port(flow.spec.port)?),
-        FlowProtocol::Icmp if flow.address.is_ipv6() => (Protocol::Icmpv6, Ports::All),
-        FlowProtocol::Icmp => (Protocol::Icmp, Ports::All),
-        FlowProtocol::All => (Protocol::All, Ports::All),
+    let icmp = |v6: bool, icmp_type, code| Service::Ports {
+        protocol: if v6 { Protocol::Icmpv6 } else { Protocol::Icmp },
+        ports: Ports::All,
+        icmp: IcmpMatch {
+            icmp_type: Some(icmp_type),
+            code,
+        },
+    };
+    let service = match flow.spec.protocol {
+        FlowProtocol::Tcp => Service::ports(Protocol::Tcp, port(flow.spec.port)?),
+        FlowProtocol::Udp => Service::ports(Protocol::Udp, port(flow.spec.port)?),
+        // The reply to an echo request is an echo reply (0, ICMPv6 129).
+        FlowProtocol::Icmp if reply => {
+            let v6 = flow.address.is_ipv6();
+            icmp(v6, if v6 { 129 } else { 0 }, None)
+        }
+        FlowProtocol::Icmp if flow.address.is_ipv6() => {
+            Service::ports(Protocol::Icmpv6, Ports::All)
+        }
+        FlowProtocol::Icmp => Service::ports(Protocol::Icmp, Ports::All),
+        FlowProtocol::IcmpMessage {
+            v6,
+            icmp_type,
+            code,
+        } => icmp(v6, icmp_type, code),
+        FlowProtocol::Ip(number) => Service::ports(Protocol::from_number(number), Ports::All),
+        FlowProtocol::All => Service::ports(Protocol::All, Ports::All),
     };
     let (index, priority, mut placement) = match (layer.semantics.decision, decider) {
         (Decision::FirstMatch, Some(rule)) => (
@@ -122,7 +143,7 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
     }
     let rule = Rule {
         action: Action::Accept,
-        service: Service::ports(protocol, ports),
+        service,
         peer: Peer::Cidr(peer),
         local: Peer::All,
         priority,

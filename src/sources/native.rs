@@ -398,10 +398,10 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
         let specs = parse_port_spec(outbound.ports.get_ref())
             .map_err(|e| spans.at(outbound.ports.span(), e.to_string()))?;
         for spec in specs {
-            if spec.protocol == crate::model::FlowProtocol::All {
+            if !spec.protocol.is_probe() {
                 return Err(spans.at(
                     outbound.ports.span(),
-                    "`all` is a verdict, not a probe: name tcp, udp or icmp ports",
+                    "`all`, ICMP types and IP protocols are verdicts, not probes: name tcp, udp or icmp ports",
                 ));
             }
             instance.outbound.push((spec, destination));
