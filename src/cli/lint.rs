@@ -20,6 +20,9 @@ use crate::policy::lint::{Severity, lint};
 all-ports-open   critical  an inbound rule accepts every port (or protocol) from 0.0.0.0/0 or ::/0\n  \
 high-risk-open   high      a high-risk port (the carriers' list: TCP 445, 3389-adjacent, ...) is open to the world\n  \
 shadowed         medium    a rule never decides: earlier rules always decide first\n  \
+acl-return-ports medium    a stateless ACL drops replies to some clients' ephemeral ports (by OS)\n  \
+equal-priority-conflict  medium  QingCloud rules at one priority, different actions, same traffic\n  \
+alibaba-tcp-25   low       an outbound allow for TCP 25, which Alibaba Cloud restricts by default\n  \
 redundant        info      an allow-only rule allows nothing the group's other rules do not\n\n\
 Exit code 1 when a finding reaches --fail-on.\n\n\
 Example:\n  sgprobe lint --config deploy/example/sgprobe.toml --fail-on medium"

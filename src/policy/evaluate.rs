@@ -751,3 +751,58 @@ pub fn reach<'a>(
     // A rule that matches nothing at all (say, an IPv6 CIDR on ICMP) is shadowed by nothing.
     shadowed_by.map_or(Reach::Decides, Reach::Shadowed)
 }
+
+/// Where one layer, alone, drops a packet of `protocol` to `port` in `direction`: the peer
+/// regions of the family that the layer's rules (or its default) drop, each with what
+/// decided. Regions whose verdict depends on references the exports lack are left out.
+pub fn layer_drops<'a>(
+    inv: &'a Inventory,
+    layer: &Layer<'a>,
+    direction: Direction,
+    protocol: u8,
+    port: u16,
+    v6: bool,
+) -> Vec<(IpNet, Decider<'a>)> {
+    let local: IpAddr = if v6 { "::" } else { "0.0.0.0" }
+        .parse()
+        .expect("valid literal");
+    let cidrs: Vec<IpNet> = peer_cidrs(layer.rules(direction), inv)
+        .into_iter()
+        .filter(|c| c.addr().is_ipv6() == v6)
+        .collect();
+    let mut drops = Vec::new();
+    for region in regions(space_of(local), &cidrs) {
+        let packet = Packet {
+            direction,
+            protocol,
+            port: Some(port),
+            icmp: None,
+            remote: region.network(),
+            local,
+            peer_port: None,
+        };
+        let mut trace = Vec::new();
+        let mut walk = Walk {
+            inv,
+            layer_index: 0,
+            reply: false,
+            trace: &mut trace,
+        };
+        let (state, decider) = fold(0, &walk.outcomes(layer, &packet));
+        if state == State::Closed {
+            drops.push((region, decider));
+        }
+    }
+    drops
+}
+
+/// Ports where a layer's rules for `protocol` change: checking these and one inside each
+/// stretch between them covers every port.
+pub fn layer_port_points(
+    inv: &Inventory,
+    layer: &Layer,
+    direction: Direction,
+    protocol: u8,
+) -> BTreeSet<u16> {
+    port_points(layer.rules(direction).iter().copied(), inv, protocol)
+}

@@ -4,12 +4,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::evaluate::{Predicted, Reach, evaluate, reach};
+use super::evaluate::{Predicted, Reach, evaluate, layer_drops, layer_port_points, reach};
 use super::link::{Layer, layers};
-use crate::model::catalog::{HIGH_RISK_TCP, HIGH_RISK_UDP};
+use crate::model::catalog::{EPHEMERAL_RANGES, HIGH_RISK_TCP, HIGH_RISK_UDP};
 use crate::model::{
-    Action, Decision, Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, Inventory,
-    Located, Peer, Ports, Protocol, Rule, Service,
+    Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, IPPROTO_TCP,
+    Instance, Inventory, Located, Peer, Ports, Protocol, Rule, Service, Tie,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -68,15 +68,180 @@ pub fn lint(inv: &Inventory) -> Vec<Finding<'_>> {
         };
         let layer = &layers[0];
         for direction in [Direction::Inbound, Direction::Outbound] {
-            if direction == Direction::Inbound {
+            // A network ACL that allows everything is AWS's default posture: the security
+            // groups behind it filter. Its `*` rule cannot be removed, so it is never news.
+            if direction == Direction::Inbound && group.cloud != Cloud::AwsNacl {
                 findings.extend(world_open(layer, &group.id));
                 findings.extend(high_risk(inv, &layers, &group.id));
             }
             findings.extend(unreachable(inv, layer, &group.id, direction));
         }
+        findings.extend(acl_return_ports(inv, layer, &group.id));
+        findings.extend(equal_priority_conflicts(layer, &group.id));
+        if group.cloud == Cloud::Alibaba {
+            findings.extend(alibaba_smtp(layer, &group.id));
+        }
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.group.cmp(&b.group)));
     findings
+}
+
+/// A stateless ACL that admits TCP requests must let the replies out to the clients'
+/// ephemeral ports; the seed catalogue lists each OS's range. One finding per client OS
+/// whose range the outbound rules cut, naming the first port and peers dropped.
+fn acl_return_ports<'a>(inv: &'a Inventory, layer: &Layer<'a>, group: &str) -> Vec<Finding<'a>> {
+    if layer.semantics.stateful {
+        return Vec::new();
+    }
+    // The families whose TCP requests the ACL admits: only their replies matter.
+    let admits_tcp = |v6: bool| {
+        layer.rules(Direction::Inbound).iter().any(|r| {
+            r.action == Action::Accept
+                && matches!(
+                    &r.service,
+                    Service::Ports {
+                        protocol: Protocol::Tcp | Protocol::All,
+                        ..
+                    }
+                )
+                && match &r.peer {
+                    Peer::Cidr(net) => net.addr().is_ipv6() == v6,
+                    _ => true,
+                }
+        })
+    };
+    let families: Vec<bool> = [false, true]
+        .into_iter()
+        .filter(|v6| admits_tcp(*v6))
+        .collect();
+    let points = layer_port_points(inv, layer, Direction::Outbound, IPPROTO_TCP);
+    let mut findings = Vec::new();
+    for (client, range) in EPHEMERAL_RANGES {
+        let ports = points
+            .iter()
+            .copied()
+            .filter(|p| range.contains(*p))
+            .chain([range.first]);
+        let dropped = ports.into_iter().find_map(|port| {
+            families.iter().find_map(|&v6| {
+                let drops = layer_drops(inv, layer, Direction::Outbound, IPPROTO_TCP, port, v6);
+                drops
+                    .into_iter()
+                    .next()
+                    .map(|(peers, by)| (port, peers, by))
+            })
+        });
+        if let Some((port, peers, by)) = dropped {
+            findings.push(Finding {
+                severity: Severity::Medium,
+                check: "acl-return-ports",
+                group: group.to_string(),
+                direction: Direction::Outbound,
+                rule: by.rule,
+                message: format!(
+                    "replies to {client} clients (ephemeral ports {}-{}) are dropped: TCP to port {port} for {peers}; a stateless ACL must let them out",
+                    range.first, range.last
+                ),
+            });
+        }
+    }
+    findings
+}
+
+/// QingCloud does not say which of two rules at one priority wins when their actions
+/// differ: where their traffic overlaps, the verdict is `ambiguous`.
+fn equal_priority_conflicts<'a>(layer: &Layer<'a>, group: &str) -> Vec<Finding<'a>> {
+    if layer.semantics.decision != Decision::Priority(Tie::Ambiguous) {
+        return Vec::new();
+    }
+    let mut findings = Vec::new();
+    for direction in [Direction::Inbound, Direction::Outbound] {
+        let rules = layer.rules(direction);
+        for (i, a) in rules.iter().enumerate() {
+            let clash = rules[i + 1..]
+                .iter()
+                .find(|b| a.priority == b.priority && a.action != b.action && overlap(a, b));
+            if let Some(b) = clash {
+                findings.push(Finding {
+                    severity: Severity::Medium,
+                    check: "equal-priority-conflict",
+                    group: group.to_string(),
+                    direction,
+                    rule: Some(*a),
+                    message: format!(
+                        "rule {} ({}) and rule {} ({}) share priority {} and may match the same traffic: QingCloud does not say which wins",
+                        a.origin.index,
+                        a.action,
+                        b.origin.index,
+                        b.action,
+                        a.priority.unwrap_or(0)
+                    ),
+                });
+            }
+        }
+    }
+    findings
+}
+
+/// Whether two rules may match one packet (named sets and groups are assumed to overlap).
+fn overlap(a: &Rule, b: &Rule) -> bool {
+    let peers = match (&a.peer, &b.peer) {
+        (Peer::Cidr(x), Peer::Cidr(y)) => x.contains(y) || y.contains(x),
+        _ => true,
+    };
+    let services = match (&a.service, &b.service) {
+        (
+            Service::Ports {
+                protocol: pa,
+                ports: xa,
+                ..
+            },
+            Service::Ports {
+                protocol: pb,
+                ports: xb,
+                ..
+            },
+        ) => {
+            let protocols = match (pa.number(), pb.number()) {
+                (Some(x), Some(y)) => x == y,
+                _ => true,
+            };
+            let ports = xa.ranges().iter().any(|r| {
+                xb.ranges()
+                    .iter()
+                    .any(|s| r.first <= s.last && s.first <= r.last)
+            });
+            protocols && (ports || !pa.has_ports() || !pb.has_ports())
+        }
+        _ => true,
+    };
+    peers && services
+}
+
+/// Alibaba Cloud restricts outbound TCP 25 by default (ECS user guide, "Security group
+/// rules"): a custom rule allowing it does not open it.
+fn alibaba_smtp<'a>(layer: &Layer<'a>, group: &str) -> Vec<Finding<'a>> {
+    layer
+        .rules(Direction::Outbound)
+        .iter()
+        .filter(|r| {
+            r.origin.group == group
+                && r.action == Action::Accept
+                && r.priority.is_some_and(|p| Cloud::Alibaba.custom_priorities().contains(&p))
+                && matches!(
+                    &r.service,
+                    Service::Ports { protocol: Protocol::Tcp | Protocol::All, ports, .. } if ports.contains(25)
+                )
+        })
+        .map(|rule| Finding {
+            severity: Severity::Low,
+            check: "alibaba-tcp-25",
+            group: group.to_string(),
+            direction: Direction::Outbound,
+            rule: Some(rule),
+            message: "allows outbound TCP 25, which Alibaba Cloud restricts by default whatever the rules say: send mail over 465".to_string(),
+        })
+        .collect()
 }
 
 fn is_world(peer: &Peer) -> bool {
@@ -183,6 +348,7 @@ fn unreachable<'a>(
     layer
         .rules(direction)
         .iter()
+        .filter(|rule| !(layer.cloud == Cloud::AwsNacl && rule.origin.id.as_deref() == Some("*")))
         .filter_map(|rule| match reach(inv, layer, direction, rule) {
             Reach::Shadowed(by) => {
                 let by = by.rule.map_or("the default".to_string(), |r| {
@@ -211,4 +377,133 @@ fn unreachable<'a>(
             Reach::Decides | Reach::Unresolved => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::native;
+
+    fn checks(toml: &str) -> Vec<(&'static str, String)> {
+        let inv = native::parse(std::path::Path::new("t.toml"), toml).expect("valid");
+        lint(&inv)
+            .into_iter()
+            .map(|f| (f.check, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn an_acl_that_cuts_a_clients_return_ports_is_named_per_client() {
+        // VPC user guide, "Network ACLs" / "Ephemeral ports": replies go to the client's
+        // ephemeral port, whose range depends on its OS (the seed catalogue's table).
+        let found = checks(
+            r#"
+[[group]]
+id = "acl-1"
+cloud = "aws-nacl"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "443"
+peer = "0.0.0.0/0"
+priority = 100
+[[group.egress]]
+action = "accept"
+protocol = "tcp"
+ports = "32768-65535"
+peer = "0.0.0.0/0"
+priority = 100
+"#,
+        );
+        let returns: Vec<&String> = found
+            .iter()
+            .filter(|(c, _)| *c == "acl-return-ports")
+            .map(|(_, m)| m)
+            .collect();
+        assert!(
+            returns
+                .iter()
+                .any(|m| m.contains("Windows Server 2003") && m.contains("port 1025")),
+            "{found:?}"
+        );
+        assert!(!returns.iter().any(|m| m.contains("Linux")), "{found:?}");
+        let open = checks(
+            r#"
+[[group]]
+id = "acl-2"
+cloud = "aws-nacl"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "443"
+peer = "0.0.0.0/0"
+priority = 100
+[[group.egress]]
+action = "accept"
+protocol = "tcp"
+ports = "1024-65535"
+peer = "0.0.0.0/0"
+priority = 100
+[[group.egress]]
+action = "accept"
+protocol = "tcp"
+ports = "1024-65535"
+peer = "::/0"
+priority = 101
+"#,
+        );
+        assert!(
+            !open.iter().any(|(c, _)| *c == "acl-return-ports"),
+            "1024-65535 covers every client: {open:?}"
+        );
+    }
+
+    #[test]
+    fn qingcloud_equal_priorities_and_alibaba_smtp_are_flagged() {
+        let found = checks(
+            r#"
+[[group]]
+id = "sg-q"
+cloud = "qingcloud"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22"
+peer = "10.0.0.0/8"
+priority = 5
+[[group.ingress]]
+action = "drop"
+protocol = "tcp"
+ports = "20-30"
+peer = "10.1.0.0/16"
+priority = 5
+[[group.ingress]]
+action = "drop"
+protocol = "udp"
+ports = "22"
+peer = "10.1.0.0/16"
+priority = 5
+
+[[group]]
+id = "sg-a"
+cloud = "alibaba"
+[[group.egress]]
+action = "accept"
+protocol = "tcp"
+ports = "25"
+peer = "0.0.0.0/0"
+priority = 1
+"#,
+        );
+        let conflicts: Vec<_> = found
+            .iter()
+            .filter(|(c, _)| *c == "equal-priority-conflict")
+            .collect();
+        assert_eq!(conflicts.len(), 1, "tcp 22 vs tcp 20-30 only: {found:?}");
+        assert!(conflicts[0].1.contains("rule 0 (accept) and rule 1 (drop)"));
+        assert!(
+            found.iter().any(|(c, _)| *c == "alibaba-tcp-25"),
+            "{found:?}"
+        );
+    }
 }

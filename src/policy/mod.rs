@@ -6,7 +6,10 @@ pub mod lint;
 mod regions;
 mod remedy;
 
-pub use evaluate::{Considered, Decider, Predicted, Reach, TraceStep, Verdict, evaluate, reach};
+pub use evaluate::{
+    Considered, Decider, Predicted, Reach, TraceStep, Verdict, evaluate, layer_drops,
+    layer_port_points, reach,
+};
 pub use link::{Layer, LinkError, layers};
 pub use remedy::{Remedy, remedy};
 
