@@ -1,6 +1,11 @@
 //! Differential: random security groups are built into a lab, every planned flow is probed
 //! with real packets, and what the packets show must be what `policy::evaluate` predicts —
 //! except exactly where a host firewall was injected. Then again with 10% packet loss.
+//!
+//! The clouds drawn cover every way layers decide: first match (Tencent), priorities with
+//! drop first on ties (Alibaba), unique priorities and rules on the instance's own address
+//! with a NIC and a subnet NSG (Azure), allow-only unions (AWS, OpenStack), and a stateless
+//! network ACL behind an AWS group, whose replies to the prober's ports must pass too.
 
 mod common;
 
@@ -43,12 +48,104 @@ impl Rng {
 
 const INSTANCES: usize = 4;
 
+/// How an instance's layers are drawn: its groups' cloud, and a second layer for two.
+const KINDS: [&str; 6] = ["tencent", "aws", "alibaba", "openstack", "azure", "aws+acl"];
+
 struct World {
     spec: LabSpec,
+    kinds: Vec<&'static str>,
     ports: Vec<u16>,
     tcp_listening: BTreeSet<(usize, u16)>,
     udp_listening: BTreeSet<(usize, u16)>,
     host: Vec<(usize, Protocol, Option<u16>, HostEffect)>,
+}
+
+/// A random peer for instance `i`'s rules: everyone, the prober's own address, its
+/// neighbour's, or networks that hold neither.
+fn peer(rng: &mut Rng, i: usize) -> String {
+    let own = format!("10.76.{i}.1/32");
+    let other = format!("10.76.{}.1/32", (i + 1) % INSTANCES);
+    rng.pick(&[
+        "all",
+        "0.0.0.0/0",
+        "10.76.0.0/16",
+        own.as_str(),
+        other.as_str(),
+        "10.99.0.0/16",
+        "::/0",
+        "fd76::/16",
+        "fd99::/16",
+    ])
+    .to_string()
+}
+
+/// One group's random ingress rules, as `cloud` allows them: allow-only for AWS and
+/// OpenStack; unique priorities for Azure and network ACLs, which number every rule; ties
+/// for Alibaba. Azure rules sometimes name the instance's own address.
+fn group(toml: &mut String, rng: &mut Rng, id: &str, cloud: &str, i: usize, ports: &[u16]) {
+    let _ = writeln!(toml, "[[group]]\nid = \"{id}\"\ncloud = \"{cloud}\"");
+    for k in 0..(2 + rng.below(5)) {
+        let allow_only = matches!(cloud, "aws" | "openstack");
+        let action = if allow_only || rng.chance(65) {
+            "accept"
+        } else {
+            "drop"
+        };
+        let protocol = *rng.pick(&["tcp", "udp", "icmp", "all"]);
+        let _ = writeln!(
+            toml,
+            "[[group.ingress]]\naction = \"{action}\"\nprotocol = \"{protocol}\"\npeer = \"{}\"",
+            peer(rng, i)
+        );
+        if matches!(protocol, "tcp" | "udp") {
+            let first = rng.below(ports.len());
+            let last = (first + rng.below(3)).min(ports.len() - 1);
+            let _ = writeln!(toml, "ports = \"{}-{}\"", ports[first], ports[last]);
+        }
+        match cloud {
+            "alibaba" => {
+                let _ = writeln!(toml, "priority = {}", 1 + rng.below(3));
+            }
+            "azure" | "aws-nacl" => {
+                let _ = writeln!(toml, "priority = {}", 100 + 10 * k + rng.below(10));
+            }
+            _ => {}
+        }
+        if cloud == "azure" && rng.chance(25) {
+            let local = rng
+                .pick(&[
+                    format!("10.77.{i}.10/32"),
+                    format!("fd77:{i}::10/128"),
+                    "10.99.0.0/16".to_string(),
+                ])
+                .clone();
+            let _ = writeln!(toml, "local = \"{local}\"");
+        }
+    }
+}
+
+/// A network ACL's outbound entries, which the replies meet. ICMP and UDP always pass: a UDP
+/// probe of a closed port is answered by an ICMP error, not by UDP, so a UDP verdict that
+/// hangs on the reply's path is no verdict packets can check. TCP replies (SYN-ACK and RST
+/// alike) to the prober's ports (61001-65535) pass only as the random entries say.
+fn acl_egress(toml: &mut String, rng: &mut Rng, ports: &[u16]) {
+    for (k, protocol) in ["icmp", "icmpv6", "udp"].into_iter().enumerate() {
+        let _ = writeln!(
+            toml,
+            "[[group.egress]]\naction = \"accept\"\nprotocol = \"{protocol}\"\npeer = \"all\"\npriority = {}",
+            k + 1
+        );
+    }
+    let listed = format!("{}-{}", ports[0], ports[ports.len() - 1]);
+    for k in 0..(1 + rng.below(3)) {
+        let action = if rng.chance(70) { "accept" } else { "drop" };
+        let range = *rng.pick(&["1024-65535", "61001-65535", "32768-61000", listed.as_str()]);
+        let _ = writeln!(
+            toml,
+            "[[group.egress]]\naction = \"{action}\"\nprotocol = \"tcp\"\nports = \"{range}\"\npeer = \"all\"\npriority = {}",
+            10 + 10 * k
+        );
+    }
 }
 
 /// Random groups of a random cloud per instance, random listeners, and a few host-firewall
@@ -56,66 +153,56 @@ struct World {
 fn world(seed: u64, ports: &[u16], with_host_rules: bool) -> World {
     let mut rng = Rng(seed);
     let mut toml = String::new();
-    let peers = |rng: &mut Rng, instance: usize| -> String {
-        let own = format!("10.76.{instance}.1/32");
-        let other = format!("10.76.{}.1/32", (instance + 1) % INSTANCES);
-        rng.pick(&[
-            "all",
-            "0.0.0.0/0",
-            "10.76.0.0/16",
-            own.as_str(),
-            other.as_str(),
-            "10.99.0.0/16",
-            "::/0",
-            "fd76::/16",
-            "fd99::/16",
-        ])
-        .to_string()
-    };
     let mut world = World {
         spec: LabSpec::default(),
+        kinds: Vec::new(),
         ports: ports.to_vec(),
         tcp_listening: BTreeSet::new(),
         udp_listening: BTreeSet::new(),
         host: Vec::new(),
     };
     for i in 0..INSTANCES {
-        let cloud = *rng.pick(&["tencent", "aws", "alibaba"]);
-        let groups = 1 + rng.below(2);
+        let kind = *rng.pick(&KINDS);
+        world.kinds.push(kind);
+        let cloud = kind.split('+').next().expect("a cloud");
+        // Azure binds one NSG to a NIC.
+        let groups = if cloud == "azure" {
+            1
+        } else {
+            1 + rng.below(2)
+        };
         let mut ids = Vec::new();
         for g in 0..groups {
             let id = format!("sg-{i}-{g}");
-            let _ = writeln!(toml, "[[group]]\nid = \"{id}\"\ncloud = \"{cloud}\"");
-            for _ in 0..(2 + rng.below(5)) {
-                let action = if cloud == "aws" || rng.chance(65) {
-                    "accept"
-                } else {
-                    "drop"
-                };
-                let protocol = *rng.pick(&["tcp", "udp", "icmp", "all"]);
-                let _ = writeln!(
-                    toml,
-                    "[[group.ingress]]\naction = \"{action}\"\nprotocol = \"{protocol}\"\npeer = \"{}\"",
-                    peers(&mut rng, i)
-                );
-                if matches!(protocol, "tcp" | "udp") {
-                    let first = rng.below(ports.len());
-                    let last = (first + rng.below(3)).min(ports.len() - 1);
-                    let _ = writeln!(toml, "ports = \"{}-{}\"", ports[first], ports[last]);
-                }
-                if cloud == "alibaba" {
-                    let _ = writeln!(toml, "priority = {}", 1 + rng.below(3));
-                }
-            }
+            group(&mut toml, &mut rng, &id, cloud, i, ports);
             let _ = writeln!(
                 toml,
                 "[[group.egress]]\naction = \"accept\"\npeer = \"all\""
             );
             ids.push(format!("\"{id}\""));
         }
+        // A second layer: the subnet's NSG, or a network ACL.
+        let outer = match kind {
+            "azure" => {
+                let id = format!("nsg-subnet-{i}");
+                group(&mut toml, &mut rng, &id, "azure", i, ports);
+                let _ = writeln!(
+                    toml,
+                    "[[group.egress]]\naction = \"accept\"\npeer = \"all\"\npriority = 4000"
+                );
+                format!("\nsubnet_layers = [\"{id}\"]")
+            }
+            "aws+acl" => {
+                let id = format!("acl-{i}");
+                group(&mut toml, &mut rng, &id, "aws-nacl", i, ports);
+                acl_egress(&mut toml, &mut rng, ports);
+                format!("\nsubnet_layers = [\"{id}\"]")
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             toml,
-            "[[instance]]\nname = \"i{i}\"\naddresses = [\"10.77.{i}.10\", \"fd77:{i}::10\"]\nsecurity_groups = [{}]",
+            "[[instance]]\nname = \"i{i}\"\naddresses = [\"10.77.{i}.10\", \"fd77:{i}::10\"]\nsecurity_groups = [{}]{outer}",
             ids.join(", ")
         );
         for port in ports {
@@ -227,6 +314,7 @@ fn run(
     settings: Settings,
 ) -> Vec<(Target, Predicted, PortState, PortState, PortState)> {
     let mut world = world(seed, ports, loss == 0);
+    eprintln!("seed {seed}: instances of kinds {:?}", world.kinds);
     world.spec.loss_percent = loss;
     let Some(lab) = common::lab(&world.spec) else {
         return Vec::new();
@@ -321,8 +409,19 @@ fn packets_agree_with_the_evaluator_and_host_rules_show_exactly_where_injected()
         retries: 1,
         ..Settings::default()
     };
-    for seed in [1, 2, 3] {
-        let results = run(seed, &[22, 80, 443, 1000, 1001], 0, settings.clone());
+    let seeds = [1, 2, 3, 4];
+    let ports = [22, 80, 443, 1000, 1001];
+    let drawn: BTreeSet<&str> = seeds
+        .iter()
+        .flat_map(|seed| world(*seed, &ports, true).kinds)
+        .collect();
+    assert_eq!(
+        drawn,
+        KINDS.into_iter().collect(),
+        "the seeds must draw every kind of layer, or the test covers less than it says"
+    );
+    for seed in seeds {
+        let results = run(seed, &ports, 0, settings.clone());
         let mut drifted = 0;
         for (target, predicted, seen, with_host, without_host) in &results {
             assert_eq!(
