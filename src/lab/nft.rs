@@ -208,15 +208,38 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
             .map(|(p, ports)| (p, ports, None, None))
             .collect(),
     };
+    // What a named set excludes (Azure's Internet tag) is carved out of each match.
+    let excluded = |peer: &Peer| match peer {
+        Peer::AddressSet(id) => inv.address_set_members(id).excluded,
+        _ => Vec::new(),
+    };
+    let (peer_out, local_out) = (excluded(&rule.peer), excluded(&rule.local));
+    let carve = |text: &mut String, net: &IpNet, key: &str, out: &[IpNet]| {
+        let same: Vec<String> = out
+            .iter()
+            .filter(|o| o.addr().is_ipv6() == net.addr().is_ipv6())
+            .map(ToString::to_string)
+            .collect();
+        if !same.is_empty() {
+            let _ = write!(
+                text,
+                "{} {key} != {{ {} }} ",
+                family(net.addr()),
+                same.join(", ")
+            );
+        }
+    };
     let mut out = Vec::new();
     for (peer, local) in &peers {
         for (protocol, ports, icmp_type, code) in &services {
             let mut text = String::new();
             if let Some(net) = peer {
                 let _ = write!(text, "{} {key} {net} ", family(net.addr()));
+                carve(&mut text, net, key, &peer_out);
             }
             if let Some(net) = local {
                 let _ = write!(text, "{} {local_key} {net} ", family(net.addr()));
+                carve(&mut text, net, local_key, &local_out);
             }
             let peer = peer.or(*local);
             let icmp_family = match (protocol, peer) {
