@@ -14,14 +14,20 @@ use crate::sources::{Format, Merged, load};
     after_help = "Formats and the exports each reads (recognised by shape; raw API responses too):\n  \
 tencent    DescribeSecurityGroupPolicies (needs --id), DescribeInstances, DescribeAddressTemplates,\n             \
 DescribeAddressTemplateGroups, DescribeServiceTemplates, DescribeServiceTemplateGroups\n  \
-qingcloud  DescribeSecurityGroupRules, DescribeInstances, DescribeSecurityGroupIPSets\n  \
+qingcloud  DescribeSecurityGroups, DescribeSecurityGroupRules, DescribeInstances,\n             \
+DescribeSecurityGroupIPSets\n  \
 aws        describe-security-groups, describe-security-group-rules, describe-instances,\n             \
-get-managed-prefix-list-entries (needs --id)\n\n\
+get-managed-prefix-list-entries (needs --id), describe-network-acls, describe-subnets\n  \
+alibaba    DescribeSecurityGroupAttribute, DescribeSecurityGroups, DescribeInstances\n  \
+azure      az network nsg show (or the ARM resource), nic list-effective-nsg, nic show/list,\n             \
+vnet show, list-service-tags\n  \
+openstack  security group show, port show, address group show (-f json)\n\n\
+Several files of one group (pages) merge in order; a rule that differs between them is an error.\n\n\
 Example:\n  tccli vpc DescribeSecurityGroupPolicies --SecurityGroupId sg-2ykq3cxa > sg-web.json\n  \
 sgprobe import tencent sg-web.json --id sg-2ykq3cxa > sg-web.toml"
 )]
 pub struct ImportArgs {
-    /// The export format: tencent, qingcloud or aws.
+    /// The export format: tencent, qingcloud, aws, alibaba, azure or openstack.
     #[arg(value_parser = parse_format)]
     format: Format,
     /// Export files (JSON), merged in order.
@@ -35,7 +41,9 @@ pub struct ImportArgs {
 fn parse_format(text: &str) -> Result<Format, String> {
     Format::parse(text)
         .filter(|f| *f != Format::Native)
-        .ok_or_else(|| format!("{text:?}: expected tencent, qingcloud or aws"))
+        .ok_or_else(|| {
+            format!("{text:?}: expected tencent, qingcloud, aws, alibaba, azure or openstack")
+        })
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
