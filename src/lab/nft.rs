@@ -175,6 +175,12 @@ fn nets(inv: &Inventory, peer: &Peer) -> Vec<Option<IpNet>> {
             .into_iter()
             .map(|a| Some(IpNet::from(a)))
             .collect(),
+        Peer::GroupPublic(id) => inv
+            .group_public_members(id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| Some(IpNet::from(a)))
+            .collect(),
     }
 }
 

@@ -241,6 +241,19 @@ impl Inventory {
     /// Membership counts as known only then: a group no exported instance uses may well have
     /// members the exports do not show.
     pub fn group_members(&self, group: &str) -> Option<Vec<IpAddr>> {
+        self.members_by(group, |i| &i.addresses)
+    }
+
+    /// The public addresses of the instances bound to a group, known as `group_members` is.
+    pub fn group_public_members(&self, group: &str) -> Option<Vec<IpAddr>> {
+        self.members_by(group, |i| &i.public_addresses)
+    }
+
+    fn members_by(
+        &self,
+        group: &str,
+        addresses: impl Fn(&Instance) -> &Vec<IpAddr>,
+    ) -> Option<Vec<IpAddr>> {
         let bound: Vec<&Instance> = self
             .instances
             .iter()
@@ -249,7 +262,7 @@ impl Inventory {
         (!bound.is_empty()).then(|| {
             bound
                 .iter()
-                .flat_map(|i| i.addresses.iter().copied())
+                .flat_map(|i| addresses(i).iter().copied())
                 .collect()
         })
     }

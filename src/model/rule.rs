@@ -323,8 +323,10 @@ pub enum Peer {
     /// Any address of either family.
     All,
     Cidr(IpNet),
-    /// Members of a security group (the addresses of the instances bound to it).
+    /// Members of a security group (the private addresses of the instances bound to it).
     Group(String),
+    /// The public addresses of a group's members (Alibaba's classic-network `internet` NIC).
+    GroupPublic(String),
     /// A named address set: address template or group, IP set, prefix list.
     AddressSet(String),
 }
@@ -338,6 +340,9 @@ impl Peer {
         }
         if let Some(id) = text.strip_prefix("group:") {
             return (!id.is_empty()).then(|| Peer::Group(id.to_string()));
+        }
+        if let Some(id) = text.strip_prefix("public:") {
+            return (!id.is_empty()).then(|| Peer::GroupPublic(id.to_string()));
         }
         if let Some(id) = text.strip_prefix("set:") {
             return (!id.is_empty()).then(|| Peer::AddressSet(id.to_string()));
@@ -361,6 +366,7 @@ impl fmt::Display for Peer {
             Peer::All => f.write_str("all"),
             Peer::Cidr(net) => write!(f, "{net}"),
             Peer::Group(id) => write!(f, "group:{id}"),
+            Peer::GroupPublic(id) => write!(f, "public:{id}"),
             Peer::AddressSet(id) => write!(f, "set:{id}"),
         }
     }

@@ -173,6 +173,10 @@ fn address_matches(inv: &Inventory, peer: &Peer, address: IpAddr) -> Tri {
             Some(addrs) => yes_if(addrs.contains(&address)),
             None => Tri::Maybe,
         },
+        Peer::GroupPublic(id) => match inv.group_public_members(id) {
+            Some(addrs) => yes_if(addrs.contains(&address)),
+            None => Tri::Maybe,
+        },
     }
 }
 
@@ -571,6 +575,12 @@ fn peer_cidrs(rules: &[&Rule], inv: &Inventory) -> Vec<IpNet> {
             }
             Peer::Group(id) => cidrs.extend(
                 inv.group_members(id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(IpNet::from),
+            ),
+            Peer::GroupPublic(id) => cidrs.extend(
+                inv.group_public_members(id)
                     .unwrap_or_default()
                     .into_iter()
                     .map(IpNet::from),

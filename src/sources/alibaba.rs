@@ -13,6 +13,9 @@
 //!   basic group. Where neither says, the outbound default is unknown.
 //! - InnerAccessPolicy `Accept`: members reach each other over private addresses, ahead of
 //!   every custom rule (ModifySecurityGroupPolicy).
+//! - NicType: in a VPC a rule covers public and internal traffic alike; in the classic
+//!   network (no VpcId) an `internet` rule holds at the members' public addresses and an
+//!   `intranet` one at their private addresses.
 
 use super::json::Node;
 use super::{SourceError, group_id, known_shape};
@@ -79,13 +82,24 @@ fn group_attribute(root: &Node, id: Option<&str>) -> Result<SecurityGroup, Sourc
         None => false,
         Some(_) => inner.required("Accept or Drop", Action::parse)? == Action::Accept,
     };
+    // In a VPC a rule covers public and internal traffic alike; a classic-network group's
+    // rules hold for one NIC, the public (`internet`) or the internal (`intranet`) one.
+    let classic = root.get("VpcId").is_unset();
     let mut counted = [0, 0];
     for item in root.get("Permissions").get("Permission").items()? {
         let direction = item
             .get("Direction")
             .required("ingress or egress", Direction::parse)?;
         let index = &mut counted[usize::from(direction == Direction::Outbound)];
-        let rule = permission(&item, &id, direction, *index)?;
+        let mut rule = permission(&item, &id, direction, *index)?;
+        if classic {
+            let nic = item.get("NicType");
+            rule.local = match nic.text()?.as_deref() {
+                Some("internet") => Peer::GroupPublic(id.clone()),
+                None | Some("intranet") => Peer::Group(id.clone()),
+                Some(_) => return Err(nic.error("internet or intranet")),
+            };
+        }
         *index += 1;
         group.rules_mut(direction).push(rule);
     }
@@ -313,4 +327,58 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
         }
     }
     Ok(instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::model::{Direction, Flow, FlowPeer, parse_port_spec};
+    use crate::policy::{Predicted, evaluate, layers};
+    use crate::sources::{Format, Merged, parse};
+
+    #[test]
+    fn classic_network_rules_hold_on_their_own_nic_and_vpc_rules_on_both() {
+        // ECS API DescribeSecurityGroupAttribute, NicType: internet (public NIC) or intranet
+        // (internal NIC), in the classic network; in a VPC only intranet, covering both.
+        let group = |vpc: &str| {
+            format!(
+                r#"{{"SecurityGroupId": "sg-c", {vpc} "InnerAccessPolicy": "Drop", "Permissions": {{"Permission": [
+                  {{"Direction": "ingress", "IpProtocol": "TCP", "PortRange": "22/22", "SourceCidrIp": "0.0.0.0/0", "Policy": "Accept", "Priority": 1, "NicType": "internet"}},
+                  {{"Direction": "ingress", "IpProtocol": "TCP", "PortRange": "80/80", "SourceCidrIp": "0.0.0.0/0", "Policy": "Accept", "Priority": 1, "NicType": "intranet"}}]}}}}"#
+            )
+        };
+        let instances = r#"{"Instances": {"Instance": [{"InstanceId": "i-1", "InnerIpAddress": {"IpAddress": ["10.0.0.5"]}, "PublicIpAddress": {"IpAddress": ["47.0.0.5"]}, "SecurityGroupIds": {"SecurityGroupId": ["sg-c"]}}]}}"#;
+        for (vpc, public_ssh, private_ssh, public_web) in [
+            ("", Predicted::Open, Predicted::Closed, Predicted::Closed),
+            (
+                r#""VpcId": "vpc-1","#,
+                Predicted::Open,
+                Predicted::Open,
+                Predicted::Open,
+            ),
+        ] {
+            let mut merged = Merged::default();
+            for (file, text) in [("g.json", group(vpc)), ("i.json", instances.to_string())] {
+                let inv = parse(Format::Alibaba, Path::new(file), &text, None).expect("valid");
+                merged.add(Path::new(file), inv).expect("merges");
+            }
+            let inv = &merged.inventory;
+            let instance = &inv.instances[0];
+            let layers = layers(inv, instance).expect("links");
+            let verdict = |address: &str, spec: &str| {
+                let flow = Flow {
+                    address: address.parse().expect("address"),
+                    direction: Direction::Inbound,
+                    spec: parse_port_spec(spec).expect("spec")[0],
+                    peer: FlowPeer::parse("1.2.3.4").expect("peer"),
+                    peer_port: None,
+                };
+                evaluate(inv, &layers, &flow).predicted
+            };
+            assert_eq!(verdict("47.0.0.5", "tcp:22"), public_ssh, "{vpc}");
+            assert_eq!(verdict("10.0.0.5", "tcp:22"), private_ssh, "{vpc}");
+            assert_eq!(verdict("47.0.0.5", "tcp:80"), public_web, "{vpc}");
+        }
+    }
 }
