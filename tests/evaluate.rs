@@ -1016,6 +1016,22 @@ fn alibaba_priorities_drop_first_group_types_and_inner_access() {
     // InnerAccessPolicy is Drop, as a basic group's may be): outbound is unknown there, and
     // still known for the basic group, whose InnerAccessPolicy Accept shows its type.
     let untyped = load_file("alibaba", "untyped.toml");
+    // With the prefix list exported, the rule it feeds decides.
+    let listed = load_file("alibaba", "with-prefix-list.toml");
+    check(
+        &listed,
+        &[
+            (
+                "web-1",
+                Inbound,
+                "tcp:443",
+                "192.0.2.9",
+                Open,
+                Some("sgr-tls"),
+            ),
+            ("web-1", Inbound, "tcp:443", "1.2.3.4", Closed, None),
+        ],
+    );
     check(
         &untyped,
         &[

@@ -1,5 +1,6 @@
 //! Alibaba Cloud exports, as `aliyun ecs ...` prints them (the API response):
-//! DescribeSecurityGroupAttribute, DescribeSecurityGroups, DescribeInstances.
+//! DescribeSecurityGroupAttribute, DescribeSecurityGroups, DescribeInstances,
+//! DescribePrefixListAttributes.
 //!
 //! A permission has a Direction, a Policy (accept or drop), a Priority 1-100 (smaller
 //! first; on equal priority drop wins), IpProtocol with PortRange `a/b` (`-1/-1` where the
@@ -18,10 +19,10 @@
 //!   `intranet` one at their private addresses.
 
 use super::json::Node;
-use super::{SourceError, group_id, known_shape};
+use super::{SourceError, address_members, group_id, known_shape};
 use crate::model::{
-    Action, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange, Ports,
-    Protocol, Rule, SecurityGroup, Service, parse_net,
+    Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
+    Ports, Protocol, Rule, SecurityGroup, Service, parse_net,
 };
 
 /// After every custom rule (priorities 1-100).
@@ -56,6 +57,21 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
             inv.groups.insert(id, group);
         }
     }
+    if root.has("PrefixListId") && root.has("Entries") {
+        // DescribePrefixListAttributes: a prefix list's entries, as SourcePrefixListId names it.
+        recognised = true;
+        let mut members = Vec::new();
+        for entry in root.get("Entries").get("Entry").items()? {
+            members.extend(address_members(&entry.get("Cidr"))?);
+        }
+        let set = AddressSet {
+            id: root.get("PrefixListId").required_text()?,
+            name: root.get("PrefixListName").text()?,
+            members,
+            ..AddressSet::default()
+        };
+        inv.address_sets.insert(set.id.clone(), set);
+    }
     if root.has("Instances") {
         recognised = true;
         for item in root.get("Instances").get("Instance").elements()? {
@@ -65,7 +81,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     known_shape(
         root,
         recognised,
-        "an Alibaba Cloud export: Permissions (DescribeSecurityGroupAttribute), SecurityGroups or Instances",
+        "an Alibaba Cloud export: Permissions (DescribeSecurityGroupAttribute), SecurityGroups, Instances or a prefix list (DescribePrefixListAttributes)",
     )?;
     Ok(inv)
 }
