@@ -11,4 +11,5 @@ pub mod net;
 pub mod packet;
 pub mod plan;
 pub mod policy;
+pub mod shard;
 pub mod sources;

@@ -11,12 +11,15 @@ use toml::Spanned;
 
 use crate::model::Inventory;
 use crate::policy::{LinkError, layers};
+use crate::shard::Shard;
 use crate::sources::native::{
     RawAddressSet, RawGroup, RawInstance, RawServiceSet, RawSubnet, Sections, Spans,
 };
 use crate::sources::{Format, Merged, SourceError, load};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
+/// Overrides `[agent] shard`: `SGPROBE_SHARD=auto/4` in a StatefulSet's pod template.
+pub const SHARD_ENV: &str = "SGPROBE_SHARD";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
 
 #[derive(Debug, Error)]
@@ -59,6 +62,7 @@ struct RawAgent {
     retries: Option<Spanned<u32>>,
     export: Option<Spanned<String>>,
     max_flow_series: Option<Spanned<usize>>,
+    shard: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +90,8 @@ pub struct Agent {
     pub drifting_only: bool,
     /// Past this many planned flows, per-flow series are exported for drifting flows only.
     pub max_flow_series: usize,
+    /// This agent's share of the instances.
+    pub shard: Shard,
 }
 
 impl Default for Agent {
@@ -100,6 +106,7 @@ impl Default for Agent {
             retries: 2,
             drifting_only: false,
             max_flow_series: 10_000,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -273,6 +280,23 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
                 ));
             }
         };
+    }
+    // The environment wins, so one config serves every replica of a StatefulSet.
+    // Kubernetes sets HOSTNAME to the pod's name.
+    let hostname = std::env::var("HOSTNAME")
+        .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if let Ok(text) = std::env::var(SHARD_ENV) {
+        agent.shard = Shard::parse(&text, &hostname).map_err(|e| SourceError::At {
+            file: PathBuf::from(format!("${SHARD_ENV}")),
+            line: 1,
+            column: 1,
+            message: e.to_string(),
+        })?;
+    } else if let Some(shard) = &raw.shard {
+        agent.shard = Shard::parse(shard.get_ref(), &hostname)
+            .map_err(|e| spans.at(shard.span(), format!("agent.shard: {e}")))?;
     }
     // As Prometheus' scrape_timeout must fit its scrape_interval: every attempt of a silent
     // probe must fit in one interval.

@@ -50,6 +50,8 @@ pub struct Shared {
 pub struct Status {
     pub config: PathBuf,
     pub instances: usize,
+    /// This agent's share: `I/N`.
+    pub shard: String,
     pub cycles: u64,
     pub last_cycle_unix: Option<f64>,
     pub cycle_seconds: Option<f64>,
@@ -131,7 +133,13 @@ impl Shared {
     async fn cycle(&self) -> anyhow::Result<()> {
         let config = self.config();
         let started = std::time::Instant::now();
-        let instances: Vec<&crate::model::Instance> = config.inventory.instances.iter().collect();
+        let shard = config.agent.shard;
+        let instances: Vec<&crate::model::Instance> = config
+            .inventory
+            .instances
+            .iter()
+            .filter(|i| shard.owns(i))
+            .collect();
         let checked = check(
             &config,
             &instances,
@@ -189,6 +197,7 @@ impl Shared {
             .count();
         let mut status = lock(&self.status);
         status.instances = instances.len();
+        status.shard = shard.to_string();
         status.cycles += 1;
         status.last_cycle_unix = Some(unix_now());
         status.cycle_seconds = Some(elapsed);
