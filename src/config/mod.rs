@@ -15,7 +15,10 @@ use crate::shard::Shard;
 use crate::sources::native::{
     RawAddressSet, RawGroup, RawInstance, RawServiceSet, RawSubnet, Sections, Spans,
 };
-use crate::sources::{Format, Merged, SourceError, load};
+use crate::sources::{Format, Merged, SourceError, parse};
+
+mod source;
+pub use source::{Fetched, Fingerprint, Origin, SourceSpec};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
 /// Overrides `[agent] shard`: `SGPROBE_SHARD=auto/4` in a StatefulSet's pod template.
@@ -68,8 +71,13 @@ struct RawAgent {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
+    name: Option<String>,
     format: Spanned<String>,
-    path: Spanned<String>,
+    path: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    api: Option<Spanned<String>>,
+    refresh: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
     id: Option<String>,
 }
 
@@ -117,6 +125,9 @@ pub struct Config {
     pub file: PathBuf,
     pub agent: Agent,
     pub inventory: Inventory,
+    pub sources: Vec<SourceSpec>,
+    /// What each source gave this time, in `sources` order.
+    pub fetched: Vec<Fetched>,
 }
 
 impl Config {
@@ -125,9 +136,14 @@ impl Config {
         Config::parse(file, &text)
     }
 
-    /// `load`, and a config an agent can run: one that names at least one instance.
-    pub fn load_for_agent(file: &Path) -> Result<Config, ConfigError> {
-        let config = Config::load(file)?;
+    /// `load`, and a config an agent can run: one that names at least one instance. `fetch`
+    /// gives each source's text (the agent serves a command's last output until it is due).
+    pub fn load_for_agent(
+        file: &Path,
+        fetch: &mut dyn FnMut(&SourceSpec) -> Result<String, SourceError>,
+    ) -> Result<Config, ConfigError> {
+        let text = crate::sources::read_text(file)?;
+        let config = Config::parse_with(file, &text, fetch)?;
         if config.inventory.instances.is_empty() {
             return Err(ConfigError::Invalid {
                 at: file.display().to_string(),
@@ -137,27 +153,42 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates; sources are read relative to the config file's folder.
+    /// Parses and validates; sources are read relative to the config file's folder, and
+    /// command sources run.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(file, text, &mut |source: &SourceSpec| source.fetch())
+    }
+
+    /// `parse`, with each source's text from `fetch`.
+    pub fn parse_with(
+        file: &Path,
+        text: &str,
+        fetch: &mut dyn FnMut(&SourceSpec) -> Result<String, SourceError>,
+    ) -> Result<Config, ConfigError> {
         let spans = Spans::new(file, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| spans.toml(&e))?;
         let agent = agent(raw.agent.unwrap_or_default(), &spans)?;
         let base = file.parent().unwrap_or(Path::new("."));
         let mut merged = Merged::default();
-        for source in raw.source {
-            let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-            let format = Format::parse(source.format.get_ref()).ok_or_else(|| {
-                spans.at(
-                    source.format.span(),
-                    format!(
-                        "unknown format {:?}: one of {}",
-                        source.format.get_ref(),
-                        names.join(", ")
-                    ),
-                )
-            })?;
-            let path = base.join(source.path.get_ref());
-            merged.add(&path, load(format, &path, source.id.as_deref())?)?;
+        let mut sources = Vec::new();
+        let mut fetched = Vec::new();
+        for raw_source in raw.source {
+            let spec = source_spec(raw_source, base, &spans)?;
+            let started = std::time::Instant::now();
+            let text = fetch(&spec)?;
+            let inventory = parse(spec.format, &spec.file(), &text, spec.id.as_deref())?;
+            drop(text);
+            fetched.push(Fetched {
+                name: spec.name.clone(),
+                rules: inventory
+                    .groups
+                    .values()
+                    .map(|g| g.ingress.len() + g.egress.len())
+                    .sum(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            merged.add(&spec.file(), inventory)?;
+            sources.push(spec);
         }
         let inline = Sections {
             group: raw.group,
@@ -173,8 +204,90 @@ impl Config {
             file: file.to_path_buf(),
             agent,
             inventory,
+            sources,
+            fetched,
         })
     }
+}
+
+/// The default `refresh` of a command source, and the timeout it gets unless told.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec, SourceError> {
+    let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+    let format = Format::parse(raw.format.get_ref()).ok_or_else(|| {
+        spans.at(
+            raw.format.span(),
+            format!(
+                "unknown format {:?}: one of {}",
+                raw.format.get_ref(),
+                names.join(", ")
+            ),
+        )
+    })?;
+    if let Some(api) = &raw.api {
+        return Err(spans.at(
+            api.span(),
+            format!(
+                "source.api: native API clients ({:?}) are not built into this version; use command = [the cloud's CLI, ...] with the credentials it already has",
+                api.get_ref()
+            ),
+        ));
+    }
+    let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        humantime::parse_duration(value.get_ref())
+            .ok()
+            .filter(|d| *d >= Duration::from_secs(1))
+            .ok_or_else(|| {
+                spans.at(
+                    value.span(),
+                    format!(
+                        "source.{key}: expected a duration of at least 1s such as \"5m\", found {:?}",
+                        value.get_ref()
+                    ),
+                )
+            })
+    };
+    let refresh = duration(&raw.refresh, "refresh", DEFAULT_REFRESH)?;
+    let timeout = duration(
+        &raw.timeout,
+        "timeout",
+        DEFAULT_COMMAND_TIMEOUT.min(refresh),
+    )?;
+    let origin = match (raw.path, raw.command) {
+        (Some(path), None) => Origin::File(base.join(path.get_ref())),
+        (None, Some(command)) if !command.get_ref().is_empty() => {
+            Origin::Command(command.into_inner())
+        }
+        (None, Some(command)) => {
+            return Err(spans.at(command.span(), "source.command: name the program and its arguments, as [\"aws\", \"ec2\", \"describe-security-groups\"]"));
+        }
+        (Some(path), Some(_)) => {
+            return Err(spans.at(path.span(), "a source has a path or a command, not both"));
+        }
+        (None, None) => {
+            return Err(spans.at(
+                raw.format.span(),
+                "a source needs a path (an export file) or a command (that prints one)",
+            ));
+        }
+    };
+    let name = raw.name.unwrap_or_else(|| match &origin {
+        Origin::File(path) => path.display().to_string(),
+        Origin::Command(argv) => argv.join(" "),
+    });
+    Ok(SourceSpec {
+        name,
+        format,
+        origin,
+        id: raw.id,
+        refresh,
+        timeout,
+    })
 }
 
 /// An inventory is usable when every instance has an address and links to existing groups

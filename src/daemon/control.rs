@@ -208,7 +208,7 @@ async fn check_now(
     {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "a probe tells TCP and UDP ports and ICMP echo only (\"all\", ICMP types and IP protocols are verdicts: ask eval): give protocols and ports, as tcp:1-1024,udp:53,icmp",
+            "\"all\" names no port a probe can send to, nor do ICMP types other than echo or IP protocols (eval gives their verdicts): give protocols and ports, as tcp:1-1024,udp:53,icmp",
         );
     }
     if direction == Some(Direction::Outbound) && (!instance.local || instance.outbound.is_empty()) {

@@ -33,6 +33,8 @@ pub struct Metrics {
     flow_series_limited: Gauge,
     cycle_in_progress: Gauge,
     cycle_stalled: Gauge,
+    /// Per source: up, last success, rules, fetch time, refresh.
+    sources: [GaugeVec; 5],
     /// Per-flow series for drifting flows only (configured, or past the ceiling).
     limited: bool,
     instances: Vec<Arc<str>>,
@@ -143,6 +145,33 @@ impl Metrics {
                 "sgprobe_cycle_stalled",
                 "1 while the running cycle has sent and heard nothing for its stall limit (the systemd watchdog is then no longer fed).",
             )?,
+            sources: [
+                gauge_vec(
+                    "sgprobe_source_up",
+                    "1 if the source's last fetch loaded; 0 if it failed (its last good rules stand).",
+                    &["source"],
+                )?,
+                gauge_vec(
+                    "sgprobe_source_last_success_timestamp_seconds",
+                    "When the source last loaded, Unix time.",
+                    &["source"],
+                )?,
+                gauge_vec(
+                    "sgprobe_source_rules",
+                    "Rules the source gave at its last successful load.",
+                    &["source"],
+                )?,
+                gauge_vec(
+                    "sgprobe_source_fetch_duration_seconds",
+                    "How long the source's last successful fetch and import took.",
+                    &["source"],
+                )?,
+                gauge_vec(
+                    "sgprobe_source_refresh_seconds",
+                    "How often a command source runs; 0 for a file, read whenever it changes.",
+                    &["source"],
+                )?,
+            ],
             registry,
             probes,
             rtt,
@@ -194,6 +223,26 @@ impl Metrics {
             }
         }
         self.instances = instances;
+    }
+
+    /// The sources' health, replacing what was there: a source gone from the config has no
+    /// series.
+    pub fn set_sources(&self, health: &BTreeMap<String, super::freshness::Health>) {
+        for family in &self.sources {
+            family.reset();
+        }
+        for (name, h) in health {
+            let values = [
+                f64::from(u8::from(h.up)),
+                h.last_success,
+                h.rules as f64,
+                h.fetch_seconds,
+                h.refresh_seconds,
+            ];
+            for (family, value) in self.sources.iter().zip(values) {
+                family.with_label_values(&[name]).set(value);
+            }
+        }
     }
 
     pub fn set_cycle_state(&self, running: bool, stalled: bool) {

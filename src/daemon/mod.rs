@@ -3,6 +3,7 @@
 
 mod control;
 pub mod cycle;
+mod freshness;
 mod listen;
 mod metrics;
 mod progress;
@@ -44,6 +45,8 @@ pub struct Shared {
     activity: Arc<Counters>,
     /// When the running cycle began; `None` between cycles.
     cycle_started: Mutex<Option<tokio::time::Instant>>,
+    /// The sources' fingerprints, command outputs and health.
+    freshness: Mutex<freshness::Freshness>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -96,8 +99,26 @@ impl Shared {
             .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")))
     }
 
+    /// Whether a source changed or a command is due: then a load runs before the cycle.
+    fn sources_due(&self) -> bool {
+        lock(&self.freshness).due(&self.config(), std::time::Instant::now())
+    }
+
+    /// Loads the config and its sources, as `freshness` serves them.
+    fn load(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut freshness = lock(&self.freshness);
+        let now = std::time::Instant::now();
+        let mut attempt = freshness::Attempt::default();
+        let result = Config::load_for_agent(&self.config_path, &mut |source| {
+            freshness.fetch(source, now, &mut attempt)
+        });
+        freshness.settle(&self.config_path, &result, attempt, unix_now());
+        lock(&self.metrics).set_sources(&freshness.health);
+        result
+    }
+
     fn reload(&self) -> Result<(), String> {
-        match Config::load_for_agent(&self.config_path) {
+        match self.load() {
             Ok(config) => {
                 let old = self.config();
                 if config.agent.metrics_listen != old.agent.metrics_listen
@@ -217,8 +238,16 @@ impl Shared {
 /// Runs until SIGTERM or SIGINT, which end it within a second, mid-cycle or not; SIGHUP
 /// reloads.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let config = Config::load_for_agent(config_path).context("cannot load the config")?;
+    let mut freshness = freshness::Freshness::default();
+    let now = std::time::Instant::now();
+    let mut attempt = freshness::Attempt::default();
+    let loaded = Config::load_for_agent(config_path, &mut |source| {
+        freshness.fetch(source, now, &mut attempt)
+    });
+    freshness.settle(config_path, &loaded, attempt, unix_now());
+    let config = loaded.context("cannot load the config")?;
     let metrics = Metrics::new().context("cannot register metrics")?;
+    metrics.set_sources(&freshness.health);
     metrics.reload_ok.set(1.0);
     metrics.reload_time.set(unix_now());
     let agent = config.agent.clone();
@@ -249,6 +278,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         pacer: Pacer::new(agent.rate),
         activity: Arc::new(Counters::default()),
         cycle_started: Mutex::new(None),
+        freshness: Mutex::new(freshness),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
@@ -322,6 +352,11 @@ async fn cycles(shared: Arc<Shared>) {
     let mut next = tokio::time::Instant::now();
     loop {
         tokio::time::sleep_until(next).await;
+        // Rules as fresh as the sources allow: a changed file or a due command loads first,
+        // and a failed load keeps the rules the last good one gave.
+        if shared.sources_due() {
+            let _ = shared.clone().reload_off_thread().await;
+        }
         *lock(&shared.cycle_started) = Some(tokio::time::Instant::now());
         if let Err(e) = shared.cycle().await {
             tracing::error!(error = %format!("{e:#}"), "cycle failed");

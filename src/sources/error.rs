@@ -24,6 +24,13 @@ pub enum SourceError {
         column: usize,
         message: String,
     },
+    /// A command source that failed to give an export.
+    #[error("source {source_name:?}: {file}: {message}")]
+    Command {
+        file: PathBuf,
+        source_name: String,
+        message: String,
+    },
     /// Two exports of one group hold different rules at the same position.
     #[error(
         "{second}: security group {group:?}, {direction} rule {position}, differs from the one in {first}: two exports of one group disagree (is one page stale?)"

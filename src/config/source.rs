@@ -1,0 +1,192 @@
+//! A `[[source]]`: where its text comes from (a file, or a command's output), how often the
+//! agent fetches it again, and what the last fetch gave.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::sources::{Format, MAX_FILE_BYTES, SourceError};
+
+/// Where a source's text comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Read again whenever the file changes (checked before every cycle).
+    File(PathBuf),
+    /// Run every `refresh`, within `timeout`; its stdout is the export.
+    Command(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpec {
+    /// How metrics and logs name it: `name`, else the path or the command.
+    pub name: String,
+    pub format: Format,
+    pub origin: Origin,
+    pub id: Option<String>,
+    /// For a command: how often it runs.
+    pub refresh: Duration,
+    /// For a command: how long it may run.
+    pub timeout: Duration,
+}
+
+/// What one fetch of a source gave: its rules and how long it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub name: String,
+    pub rules: usize,
+    pub seconds: f64,
+}
+
+/// A file's identity and content version, as cheap to read as a `stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Fingerprint {
+    pub fn of(file: &Path) -> Option<Fingerprint> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(file).ok()?;
+        Some(Fingerprint {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+        })
+    }
+}
+
+impl SourceSpec {
+    /// The source's text now: the file read, or the command run (killed past `timeout`).
+    pub fn fetch(&self) -> Result<String, SourceError> {
+        match &self.origin {
+            Origin::File(path) => crate::sources::read_text(path),
+            Origin::Command(argv) => run(&self.name, argv, self.timeout),
+        }
+    }
+
+    /// The file that names this source in errors: the path, or the command as written.
+    pub fn file(&self) -> PathBuf {
+        match &self.origin {
+            Origin::File(path) => path.clone(),
+            Origin::Command(argv) => PathBuf::from(format!("`{}`", argv.join(" "))),
+        }
+    }
+}
+
+/// Runs a command with no stdin, its stdout captured (at most `MAX_FILE_BYTES`), its stderr
+/// kept for the error; past `timeout` it is killed. Its credentials are the user's own: the
+/// environment and the CLI's profile files, passed through untouched and never logged.
+fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceError> {
+    let file = PathBuf::from(format!("`{}`", argv.join(" ")));
+    let failed = |message: String| SourceError::Command {
+        file: file.clone(),
+        source_name: name.to_string(),
+        message,
+    };
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| failed("an empty command".into()))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot start: {e}")))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    // Readers on their own threads: a full pipe must not stall the child past its deadline.
+    let out = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut text = Vec::new();
+        let _ = (&mut stdout)
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut text = Vec::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!(
+                    "killed after {}",
+                    humantime::format_duration(timeout)
+                )));
+            }
+        }
+    };
+    let text = out.join().unwrap_or_default();
+    let errors = String::from_utf8_lossy(&err.join().unwrap_or_default())
+        .trim()
+        .to_string();
+    if !status.success() {
+        return Err(failed(format!("exited with {status}: {errors}")));
+    }
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(failed(format!("printed more than {MAX_FILE_BYTES} bytes")));
+    }
+    String::from_utf8(text).map_err(|_| failed("printed something other than UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(argv: &[&str], timeout: Duration) -> SourceSpec {
+        SourceSpec {
+            name: "t".into(),
+            format: Format::Aws,
+            origin: Origin::Command(argv.iter().map(|a| a.to_string()).collect()),
+            id: None,
+            refresh: Duration::from_secs(60),
+            timeout,
+        }
+    }
+
+    #[test]
+    fn a_command_gives_its_stdout_and_fails_by_name() {
+        let ok = command(&["sh", "-c", "echo '{\"a\": 1}'"], Duration::from_secs(5));
+        assert_eq!(ok.fetch().expect("runs").trim(), "{\"a\": 1}");
+        let failing = command(
+            &["sh", "-c", "echo denied >&2; exit 3"],
+            Duration::from_secs(5),
+        );
+        let error = failing.fetch().expect_err("fails").to_string();
+        assert!(
+            error.contains("exited with exit status: 3: denied"),
+            "{error}"
+        );
+        let missing = command(&["/nonexistent/aws"], Duration::from_secs(5));
+        assert!(
+            missing
+                .fetch()
+                .expect_err("no program")
+                .to_string()
+                .contains("cannot start")
+        );
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let marker = dir.path().join("finished");
+        let script = format!("sleep 1; touch {}", marker.display());
+        let slow = command(&["sh", "-c", &script], Duration::from_millis(200));
+        let error = slow.fetch().expect_err("times out").to_string();
+        assert!(error.contains("killed after 200ms"), "{error}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!marker.exists(), "the command ran on after its timeout");
+    }
+}

@@ -1,0 +1,257 @@
+//! Keeping the agent's rules fresh without a signal: before each cycle, files that changed
+//! (the config, file sources) and command sources whose `refresh` has passed trigger a load.
+//! A load swaps the config in whole or not at all; a source that fails keeps its last good
+//! output and is reported down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{Config, ConfigError, Fingerprint, Origin, SourceSpec};
+use crate::sources::SourceError;
+
+/// One source's health, as metrics show it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    pub up: bool,
+    /// Unix time of the last fetch that loaded; 0 before any.
+    pub last_success: f64,
+    pub rules: usize,
+    pub fetch_seconds: f64,
+    /// For commands, how often they run; 0 for files (read when they change).
+    pub refresh_seconds: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Freshness {
+    /// Fingerprints at the last load that succeeded: the config file, then each file source.
+    files: Vec<(PathBuf, Option<Fingerprint>)>,
+    /// Each command source's last good output, and when it was fetched.
+    outputs: HashMap<String, (Arc<str>, Instant)>,
+    pub health: BTreeMap<String, Health>,
+}
+
+/// What one load did with each source.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    /// Fetched now (not served from a command's last output).
+    fresh: Vec<String>,
+    /// Failed now; a command's last output stood in, if it had one.
+    failed: Vec<String>,
+    /// The source being read: a load that fails right after blames it.
+    current: Option<String>,
+}
+
+impl Freshness {
+    /// Whether a load is due: the config or a file source changed, or a command is due.
+    pub fn due(&self, config: &Config, now: Instant) -> bool {
+        let changed = self
+            .files
+            .iter()
+            .any(|(path, seen)| Fingerprint::of(path) != *seen);
+        let stale = config.sources.iter().any(|source| {
+            matches!(source.origin, Origin::Command(_))
+                && self
+                    .outputs
+                    .get(&source.name)
+                    .is_none_or(|(_, at)| now.duration_since(*at) >= source.refresh)
+        });
+        changed || stale
+    }
+
+    /// One source's text for a load: a file read now; a command run if due, else its last
+    /// output; a failing command's last good output, if any.
+    pub fn fetch(
+        &mut self,
+        source: &SourceSpec,
+        now: Instant,
+        attempt: &mut Attempt,
+    ) -> Result<String, SourceError> {
+        attempt.current = Some(source.name.clone());
+        let cached = self.outputs.get(&source.name);
+        if let (Origin::Command(_), Some((text, at))) = (&source.origin, cached)
+            && now.duration_since(*at) < source.refresh
+        {
+            return Ok(text.to_string());
+        }
+        match source.fetch() {
+            Ok(text) => {
+                attempt.fresh.push(source.name.clone());
+                if matches!(source.origin, Origin::Command(_)) {
+                    self.outputs
+                        .insert(source.name.clone(), (Arc::from(text.as_str()), now));
+                }
+                Ok(text)
+            }
+            Err(error) => {
+                attempt.failed.push(source.name.clone());
+                match self.outputs.get(&source.name) {
+                    Some((text, _)) => {
+                        tracing::warn!(source = %source.name, error = %error, "source fetch failed; its last good output stands");
+                        Ok(text.to_string())
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    /// After a load: on success the files' fingerprints and the sources' health are
+    /// recorded; on failure the source being read is down (a failure after every source
+    /// was read is the config's, and leaves the sources as they were).
+    pub fn settle(
+        &mut self,
+        config_path: &Path,
+        result: &Result<Config, ConfigError>,
+        attempt: Attempt,
+        unix_now: f64,
+    ) {
+        for name in &attempt.failed {
+            self.health.entry(name.clone()).or_default().up = false;
+        }
+        let config = match result {
+            Ok(config) => config,
+            Err(_) => {
+                if let Some(name) = attempt.current.filter(|n| !attempt.failed.contains(n)) {
+                    self.health.entry(name).or_default().up = false;
+                }
+                return;
+            }
+        };
+        self.files = std::iter::once(config_path.to_path_buf())
+            .chain(config.sources.iter().filter_map(|s| match &s.origin {
+                Origin::File(path) => Some(path.clone()),
+                Origin::Command(_) => None,
+            }))
+            .map(|path| {
+                let print = Fingerprint::of(&path);
+                (path, print)
+            })
+            .collect();
+        let names: Vec<&String> = config.sources.iter().map(|s| &s.name).collect();
+        self.health.retain(|name, _| names.contains(&name));
+        self.outputs.retain(|name, _| names.contains(&name));
+        for (source, fetched) in config.sources.iter().zip(&config.fetched) {
+            let health = self.health.entry(source.name.clone()).or_default();
+            health.refresh_seconds = match source.origin {
+                Origin::Command(_) => source.refresh.as_secs_f64(),
+                Origin::File(_) => 0.0,
+            };
+            if attempt.fresh.contains(&source.name) {
+                *health = Health {
+                    up: true,
+                    last_success: unix_now,
+                    rules: fetched.rules,
+                    fetch_seconds: fetched.seconds,
+                    refresh_seconds: health.refresh_seconds,
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const GROUP: &str = r#"{"SecurityGroups": [{"GroupId": "sg-1", "IpPermissions": [RULES], "IpPermissionsEgress": []}]}"#;
+    const RULE: &str = r#"{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}"#;
+
+    fn group(rules: usize) -> String {
+        GROUP.replace("RULES", &vec![RULE; rules].join(","))
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    /// One load as the agent does it; the config, if it loaded.
+    fn load(freshness: &mut Freshness, config: &Path, now: Instant) -> Option<Config> {
+        let mut attempt = Attempt::default();
+        let result = Config::load_for_agent(config, &mut |s| freshness.fetch(s, now, &mut attempt));
+        freshness.settle(config, &result, attempt, 1000.0);
+        result.ok()
+    }
+
+    #[test]
+    fn a_changed_file_is_due_and_a_broken_one_keeps_the_old_rules_with_up_0() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(dir.path(), "sg.json", &group(1));
+        write(
+            dir.path(),
+            "sgprobe.toml",
+            "[[source]]\nname = \"sgs\"\nformat = \"aws\"\npath = \"sg.json\"\n[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nsecurity_groups = [\"sg-1\"]\n",
+        );
+        let config_path = dir.path().join("sgprobe.toml");
+        let mut freshness = Freshness::default();
+        let now = Instant::now();
+        let config = load(&mut freshness, &config_path, now).expect("loads");
+        assert_eq!(freshness.health["sgs"].rules, 1);
+        assert!(freshness.health["sgs"].up);
+        assert!(!freshness.due(&config, now), "nothing changed");
+
+        write(dir.path(), "sg.json", &group(3));
+        assert!(freshness.due(&config, now), "the file changed");
+        let config = load(&mut freshness, &config_path, now).expect("loads");
+        assert_eq!(config.inventory.groups["sg-1"].ingress.len(), 3);
+        assert_eq!(freshness.health["sgs"].rules, 3);
+
+        write(dir.path(), "sg.json", "{\"SecurityGroups\": [");
+        assert!(freshness.due(&config, now));
+        assert!(load(&mut freshness, &config_path, now).is_none(), "broken");
+        assert!(!freshness.health["sgs"].up, "the broken source is down");
+        assert_eq!(
+            freshness.health["sgs"].rules, 3,
+            "its last good count stands"
+        );
+    }
+
+    #[test]
+    fn a_command_runs_when_due_and_a_failing_one_serves_its_last_output() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(dir.path(), "out.json", &group(2));
+        let script = dir.path().join("export.sh");
+        write(
+            dir.path(),
+            "export.sh",
+            &format!("cat {}", dir.path().join("out.json").display()),
+        );
+        write(
+            dir.path(),
+            "sgprobe.toml",
+            &format!(
+                "[[source]]\nname = \"cli\"\nformat = \"aws\"\ncommand = [\"sh\", \"{}\"]\nrefresh = \"1m\"\n[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nsecurity_groups = [\"sg-1\"]\n",
+                script.display()
+            ),
+        );
+        let config_path = dir.path().join("sgprobe.toml");
+        let mut freshness = Freshness::default();
+        let start = Instant::now();
+        let config = load(&mut freshness, &config_path, start).expect("loads");
+        assert_eq!(freshness.health["cli"].rules, 2);
+        assert_eq!(freshness.health["cli"].refresh_seconds, 60.0);
+        assert!(!freshness.due(&config, start + Duration::from_secs(30)));
+        let later = start + Duration::from_secs(61);
+        assert!(freshness.due(&config, later), "refresh passed");
+
+        // The cloud's CLI fails (expired credentials): the last output stands, the source is down.
+        write(dir.path(), "export.sh", "echo 'ExpiredToken' >&2; exit 255");
+        let config = load(&mut freshness, &config_path, later).expect("the last output stands");
+        assert_eq!(config.inventory.groups["sg-1"].ingress.len(), 2);
+        assert!(!freshness.health["cli"].up);
+
+        write(dir.path(), "out.json", &group(4));
+        write(
+            dir.path(),
+            "export.sh",
+            &format!("cat {}", dir.path().join("out.json").display()),
+        );
+        let even_later = later + Duration::from_secs(61);
+        let config = load(&mut freshness, &config_path, even_later).expect("loads");
+        assert_eq!(config.inventory.groups["sg-1"].ingress.len(), 4);
+        assert!(freshness.health["cli"].up, "recovered");
+    }
+}
