@@ -176,7 +176,11 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
         "[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:{port}\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n",
         socket.display()
     );
-    std::fs::write(&config, format!("{agent_section}{GROUPS}")).expect("write config");
+    // The groups come from a source file, which the agent reads again when it changes.
+    let source = dir.path().join("lab.toml");
+    std::fs::write(&source, GROUPS).expect("write the source");
+    let sources = "[[source]]\nname = \"lab\"\nformat = \"native\"\npath = \"lab.toml\"\n";
+    std::fs::write(&config, format!("{agent_section}{sources}")).expect("write config");
     let agent = common::Started(vec![common::spawn_in(
         &lab.prober().name,
         env!("CARGO_BIN_EXE_sgprobe"),
@@ -316,7 +320,7 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     );
 
     // A broken config does not half-apply: the old one keeps running, the gauge says so.
-    std::fs::write(&config, format!("{agent_section}{GROUPS}\n[[instance]]\nname = \"broken\"\naddresses = [\"10.77.1.11\"]\nsecurity_groups = [\"sg-missing\"]\n")).expect("write");
+    std::fs::write(&config, format!("{agent_section}{sources}\n[[instance]]\nname = \"broken\"\naddresses = [\"10.77.1.11\"]\nsecurity_groups = [\"sg-missing\"]\n")).expect("write");
     let reply = raw(
         &socket,
         "POST /v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -333,6 +337,58 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
         get(&socket, "/v1/status")["cycles"].as_u64() > Some(cycles)
     });
     assert_eq!(get(&socket, "/v1/status")["instances"], 1);
+    std::fs::write(&config, format!("{agent_section}{sources}")).expect("write");
+
+    // A legitimate rule change, no signal: the source file now opens 8080, and the next
+    // cycle reads it, so the exposure on 8080 clears and only the host firewall's drift stays.
+    let source_rules = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("sgprobe_source_rules{source=\"lab\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    };
+    assert_eq!(source_rules(&metrics(&lab, port)).as_deref(), Some("3"));
+    std::fs::write(
+        &source,
+        GROUPS.replace(
+            "ports = \"22,80\"\npeer = \"0.0.0.0/0\"",
+            "ports = \"22,80,8080\"\npeer = \"0.0.0.0/0\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"udp\"\nports = \"53\"\npeer = \"0.0.0.0/0\"",
+        ),
+    )
+    .expect("change the source");
+    wait_for(
+        "the changed source to load",
+        Duration::from_secs(15),
+        || source_rules(&metrics(&lab, port)).as_deref() == Some("4"),
+    );
+    wait_for(
+        "the 8080 exposure to clear",
+        Duration::from_secs(15),
+        || {
+            let drift = get(&socket, "/v1/drift");
+            drift
+                .as_array()
+                .is_some_and(|rows| rows.len() == 1 && rows[0]["port"].as_u64() == Some(22))
+        },
+    );
+
+    // A broken change keeps the rules the last good read gave, and says so per source.
+    std::fs::write(&source, "[[group]]\nid = ").expect("break the source");
+    wait_for(
+        "the source to read as down",
+        Duration::from_secs(15),
+        || metrics(&lab, port).contains("sgprobe_source_up{source=\"lab\"} 0"),
+    );
+    let text = metrics(&lab, port);
+    assert_eq!(
+        source_rules(&text).as_deref(),
+        Some("4"),
+        "the last good count stands"
+    );
+    assert_eq!(
+        get(&socket, "/v1/status")["instances"],
+        1,
+        "the old rules keep running"
+    );
 
     // SIGTERM: a graceful stop that removes the socket.
     let mut agent = agent;

@@ -39,8 +39,8 @@ pub struct Attempt {
     fresh: Vec<String>,
     /// Failed now; a command's last output stood in, if it had one.
     failed: Vec<String>,
-    /// The source being read: a load that fails right after blames it.
-    current: Option<String>,
+    /// The source being read, and the file its errors name.
+    current: Option<(String, PathBuf)>,
 }
 
 impl Freshness {
@@ -68,7 +68,7 @@ impl Freshness {
         now: Instant,
         attempt: &mut Attempt,
     ) -> Result<String, SourceError> {
-        attempt.current = Some(source.name.clone());
+        attempt.current = Some((source.name.clone(), source.file()));
         let cached = self.outputs.get(&source.name);
         if let (Origin::Command(_), Some((text, at))) = (&source.origin, cached)
             && now.duration_since(*at) < source.refresh
@@ -86,8 +86,10 @@ impl Freshness {
             }
             Err(error) => {
                 attempt.failed.push(source.name.clone());
-                match self.outputs.get(&source.name) {
-                    Some((text, _)) => {
+                // Tried again after `refresh`, not every cycle: a throttled API gets its rest.
+                match self.outputs.get_mut(&source.name) {
+                    Some((text, at)) => {
+                        *at = now;
                         tracing::warn!(source = %source.name, error = %error, "source fetch failed; its last good output stands");
                         Ok(text.to_string())
                     }
@@ -99,7 +101,9 @@ impl Freshness {
 
     /// After a load: on success the files' fingerprints and the sources' health are
     /// recorded; on failure the source being read is down (a failure after every source
-    /// was read is the config's, and leaves the sources as they were).
+    /// was read is the config's, and leaves the sources as they were), and the files as
+    /// they are now are remembered, so a broken file is tried again when it changes, not
+    /// every cycle.
     pub fn settle(
         &mut self,
         config_path: &Path,
@@ -112,9 +116,23 @@ impl Freshness {
         }
         let config = match result {
             Ok(config) => config,
-            Err(_) => {
-                if let Some(name) = attempt.current.filter(|n| !attempt.failed.contains(n)) {
+            Err(error) => {
+                // Blamed on a source only if the error is about it (not, say, a group no
+                // source defines).
+                let blamed = match (error, &attempt.current) {
+                    (ConfigError::Source(e), Some((name, file))) if e.file() == file => {
+                        Some(name.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(name) = blamed {
                     self.health.entry(name).or_default().up = false;
+                }
+                if self.files.is_empty() {
+                    self.files.push((config_path.to_path_buf(), None));
+                }
+                for (path, print) in &mut self.files {
+                    *print = Fingerprint::of(path);
                 }
                 return;
             }
@@ -198,6 +216,20 @@ mod tests {
         let config = load(&mut freshness, &config_path, now).expect("loads");
         assert_eq!(config.inventory.groups["sg-1"].ingress.len(), 3);
         assert_eq!(freshness.health["sgs"].rules, 3);
+
+        // A config-level failure (a group no source defines) is not the source's.
+        let good = std::fs::read_to_string(&config_path).expect("read");
+        write(
+            dir.path(),
+            "sgprobe.toml",
+            &format!(
+                "{good}[[instance]]\nname = \"db\"\naddresses = [\"10.0.0.6\"]\nsecurity_groups = [\"sg-gone\"]\n"
+            ),
+        );
+        assert!(load(&mut freshness, &config_path, now).is_none());
+        assert!(freshness.health["sgs"].up, "the source read fine");
+        write(dir.path(), "sgprobe.toml", &good);
+        let config = load(&mut freshness, &config_path, now).expect("loads");
 
         write(dir.path(), "sg.json", "{\"SecurityGroups\": [");
         assert!(freshness.due(&config, now));

@@ -50,3 +50,19 @@ pub enum SourceError {
         message: String,
     },
 }
+
+impl SourceError {
+    /// The file the error is about.
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            SourceError::Io { file, .. }
+            | SourceError::NotText { file }
+            | SourceError::NotAFile { file }
+            | SourceError::TooLarge { file, .. }
+            | SourceError::At { file, .. }
+            | SourceError::Field { file, .. }
+            | SourceError::Command { file, .. } => file,
+            SourceError::Conflict { second, .. } => second,
+        }
+    }
+}
