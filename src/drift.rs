@@ -83,6 +83,22 @@ impl<K: Ord + Clone> Tracker<K> {
         self.cycles = cycles.max(1);
     }
 
+    /// Whether recording `drift` for the flow this cycle would confirm drift not confirmed
+    /// now: the moment to make sure the rules it is judged by are fresh.
+    pub fn would_confirm(&self, key: &K, drift: Drift) -> bool {
+        if matches!(drift, Drift::None | Drift::Inconclusive) {
+            return false;
+        }
+        let (last, cycles, confirmed) = self
+            .flows
+            .get(key)
+            .map_or((Drift::None, 0, Drift::None), |s| {
+                (s.last, s.cycles, s.confirmed)
+            });
+        let streak = if last == drift { cycles + 1 } else { 1 };
+        confirmed != drift && streak >= self.cycles
+    }
+
     /// Records one cycle's drift for every planned flow; returns, in the order given, each
     /// flow's confirmed drift before this cycle and after it.
     /// The table is updated in place: rebuilding it each cycle held two copies at once.
@@ -192,5 +208,35 @@ mod tests {
                 (Drift::None, Drift::Exposed)
             ]
         );
+    }
+
+    #[test]
+    fn would_confirm_names_the_cycle_that_confirms_and_only_it() {
+        let mut tracker = Tracker::new(2);
+        assert!(!tracker.would_confirm(&"a", Drift::Exposed), "first sight");
+        tracker.update([("a", Drift::Exposed)]);
+        assert!(
+            tracker.would_confirm(&"a", Drift::Exposed),
+            "second in a row"
+        );
+        assert!(
+            !tracker.would_confirm(&"a", Drift::Blocked),
+            "another kind starts over"
+        );
+        assert!(
+            !tracker.would_confirm(&"a", Drift::Inconclusive),
+            "never confirmed"
+        );
+        tracker.update([("a", Drift::Exposed)]);
+        assert!(
+            !tracker.would_confirm(&"a", Drift::Exposed),
+            "already confirmed"
+        );
+        let mut at_once = Tracker::new(1);
+        assert!(
+            at_once.would_confirm(&"b", Drift::Blocked),
+            "K = 1 confirms at first sight"
+        );
+        at_once.update([("b", Drift::Blocked)]);
     }
 }

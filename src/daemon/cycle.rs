@@ -225,3 +225,41 @@ pub async fn check(
         warnings: report.warnings,
     })
 }
+
+/// Judges the drifting flows again against `config`'s rules (fetched after the flows were
+/// observed): each keeps its observation and gets the prediction, deciding rule and drift
+/// those rules give. A flow whose instance has left the rules keeps what it had.
+pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
+    let inv = &config.inventory;
+    for result in results
+        .iter_mut()
+        .filter(|r| matches!(r.drift, Drift::Exposed | Drift::Blocked))
+    {
+        let Some(instance) = inv.instance(&result.key.instance) else {
+            continue;
+        };
+        let Ok(layers) = layers(inv, instance) else {
+            continue;
+        };
+        let protocol = match result.key.protocol {
+            "tcp" => FlowProtocol::Tcp,
+            "udp" => FlowProtocol::Udp,
+            "icmp" | "icmpv6" => FlowProtocol::Icmp,
+            _ => continue,
+        };
+        let flow = Flow {
+            address: result.key.address,
+            direction: result.key.direction,
+            spec: FlowSpec {
+                protocol,
+                port: result.key.port,
+            },
+            peer: result.peer,
+            peer_port: None,
+        };
+        let verdict = evaluate(inv, &layers, &flow);
+        result.predicted = verdict.predicted;
+        result.rule = verdict.decider.rule.map(|r| Arc::new(RuleRef::from(r)));
+        result.drift = classify(verdict.predicted, result.observed);
+    }
+}

@@ -30,6 +30,8 @@ pub struct Freshness {
     /// Each command source's last good output, and when it was fetched.
     outputs: HashMap<String, (Arc<str>, Instant)>,
     pub health: BTreeMap<String, Health>,
+    /// The next load fetches every source now, commands included, whatever their refresh.
+    force: bool,
 }
 
 /// What one load did with each source.
@@ -45,7 +47,16 @@ pub struct Attempt {
 
 impl Freshness {
     /// Whether a load is due: the config or a file source changed, or a command is due.
+    /// Makes the next load fetch every command now: drift about to be confirmed is judged
+    /// against rules fetched after it was seen.
+    pub fn force(&mut self) {
+        self.force = true;
+    }
+
     pub fn due(&self, config: &Config, now: Instant) -> bool {
+        if self.force {
+            return true;
+        }
         let changed = self
             .files
             .iter()
@@ -71,6 +82,7 @@ impl Freshness {
         attempt.current = Some((source.name.clone(), source.file()));
         let cached = self.outputs.get(&source.name);
         if let (Origin::Command(_), Some((text, at))) = (&source.origin, cached)
+            && !self.force
             && now.duration_since(*at) < source.refresh
         {
             return Ok(text.to_string());
@@ -111,6 +123,7 @@ impl Freshness {
         attempt: Attempt,
         unix_now: f64,
     ) {
+        self.force = false;
         for name in &attempt.failed {
             self.health.entry(name.clone()).or_default().up = false;
         }

@@ -151,7 +151,7 @@ impl Shared {
     }
 
     /// One cycle over every instance.
-    async fn cycle(&self) -> anyhow::Result<()> {
+    async fn cycle(self: &Arc<Self>) -> anyhow::Result<()> {
         let config = self.config();
         let started = std::time::Instant::now();
         let shard = config.agent.shard;
@@ -161,7 +161,7 @@ impl Shared {
             .iter()
             .filter(|i| shard.owns(i))
             .collect();
-        let checked = check(
+        let mut checked = check(
             &config,
             &instances,
             &Selection::default(),
@@ -170,6 +170,24 @@ impl Shared {
             self.activity.clone(),
         )
         .await?;
+        // Reality follows a rule change at once, the agent's copy of the rules at the next
+        // fetch: drift about to be confirmed is judged again against rules fetched now, so a
+        // legitimate change (rules and reality together) never pages.
+        let pending = {
+            let tracker = lock(&self.tracker);
+            checked
+                .results
+                .iter()
+                .any(|r| tracker.would_confirm(&r.key, r.drift))
+        };
+        if pending && !config.sources.is_empty() {
+            lock(&self.freshness).force();
+            let fresh = match self.clone().reload_off_thread().await {
+                Ok(()) => self.config(),
+                Err(_) => config.clone(),
+            };
+            cycle::rejudge(&fresh, &mut checked.results);
+        }
         // The engine decided how to probe; its warnings say whether raw sockets were there.
         let raw = !checked
             .warnings
