@@ -17,6 +17,15 @@ if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nul
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The AWS end-to-end test talks to a real AWS API implementation (moto's server) with the
+# real AWS CLI, both from PyPI.
+if ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then
+    if command -v pip3 >/dev/null 2>&1; then
+        echo "installing moto[server] and awscli from PyPI"
+        pip3 install -q 'moto[server]' awscli
+        command -v pyenv >/dev/null 2>&1 && pyenv rehash
+    fi
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
