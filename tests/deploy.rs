@@ -43,6 +43,7 @@ fn the_alert_rules_load_and_their_tests_pass() {
         &["check", "rules", "sgprobe-alerts.yml"][..],
         &["test", "rules", "sgprobe-alerts.test.yml"][..],
         &["check", "config", "prometheus.yml"][..],
+        &["check", "config", "prometheus-kubernetes.yml"][..],
     ] {
         let output = Command::new("promtool")
             .args(args)
