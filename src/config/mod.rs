@@ -42,6 +42,8 @@ struct RawConfig {
     #[serde(default)]
     source: Vec<RawSource>,
     #[serde(default)]
+    discover: Vec<RawDiscover>,
+    #[serde(default)]
     group: Vec<RawGroup>,
     #[serde(default)]
     address_set: Vec<RawAddressSet>,
@@ -79,6 +81,34 @@ struct RawSource {
     refresh: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     id: Option<String>,
+}
+
+/// Which of a source's instances to check: those with every tag given, bound to one of the
+/// groups given (if any), in one of the subnets given (if any).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscover {
+    source: Spanned<String>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    subnets: Vec<String>,
+}
+
+impl RawDiscover {
+    fn matches(&self, instance: &crate::model::Instance) -> bool {
+        self.tags
+            .iter()
+            .all(|(k, v)| instance.labels.get(k) == Some(v))
+            && (self.groups.is_empty() || self.groups.iter().any(|g| instance.is_bound_to(g)))
+            && (self.subnets.is_empty()
+                || instance
+                    .subnet
+                    .as_ref()
+                    .is_some_and(|s| self.subnets.contains(&s.value)))
+    }
 }
 
 /// The agent's own settings.
@@ -172,12 +202,38 @@ impl Config {
         let mut merged = Merged::default();
         let mut sources = Vec::new();
         let mut fetched = Vec::new();
+        let names: Vec<Option<String>> = raw.source.iter().map(|s| s.name.clone()).collect();
+        for discover in &raw.discover {
+            if !names
+                .iter()
+                .flatten()
+                .any(|n| n == discover.source.get_ref())
+            {
+                return Err(spans
+                    .at(
+                        discover.source.span(),
+                        format!(
+                            "discover.source: no [[source]] is named {:?} (give the source a name = \"...\")",
+                            discover.source.get_ref()
+                        ),
+                    )
+                    .into());
+            }
+        }
         for raw_source in raw.source {
             let spec = source_spec(raw_source, base, &spans)?;
             let started = std::time::Instant::now();
             let text = fetch(&spec)?;
-            let inventory = parse(spec.format, &spec.file(), &text, spec.id.as_deref())?;
+            let mut inventory = parse(spec.format, &spec.file(), &text, spec.id.as_deref())?;
             drop(text);
+            let filters: Vec<&RawDiscover> = raw
+                .discover
+                .iter()
+                .filter(|d| d.source.get_ref() == &spec.name)
+                .collect();
+            if !filters.is_empty() {
+                inventory.retain_instances(|i| filters.iter().any(|d| d.matches(i)));
+            }
             fetched.push(Fetched {
                 name: spec.name.clone(),
                 rules: inventory

@@ -294,6 +294,12 @@ impl Inventory {
         Ok(())
     }
 
+    /// Keeps only the instances `keep` accepts.
+    pub fn retain_instances(&mut self, keep: impl Fn(&Instance) -> bool) {
+        self.instances.retain(keep);
+        self.index = InstanceIndex::default();
+    }
+
     /// Adds a subnet, or what is new about one already known.
     pub fn add_subnet(&mut self, subnet: Subnet) {
         match self.subnets.entry(subnet.id.clone()) {

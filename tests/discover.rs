@@ -1,0 +1,59 @@
+//! [[discover]]: the instances a source lists are checked only where they match its filters,
+//! as Prometheus' EC2 discovery keeps targets by tag.
+
+use sgprobe::config::Config;
+
+const INSTANCES: &str = r#"{"Reservations": [{"Instances": [
+  {"InstanceId": "i-1", "SubnetId": "subnet-a", "PrivateIpAddress": "10.0.1.1", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web-1"}, {"Key": "team", "Value": "web"}]},
+  {"InstanceId": "i-2", "SubnetId": "subnet-b", "PrivateIpAddress": "10.0.2.1", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web-2"}, {"Key": "team", "Value": "web"}]},
+  {"InstanceId": "i-3", "SubnetId": "subnet-a", "PrivateIpAddress": "10.0.1.3", "SecurityGroups": [{"GroupId": "sg-2"}], "Tags": [{"Key": "Name", "Value": "db-1"}, {"Key": "team", "Value": "db"}]}
+]}]}"#;
+
+const GROUPS: &str = r#"{"SecurityGroups": [{"GroupId": "sg-1", "IpPermissions": [], "IpPermissionsEgress": []}, {"GroupId": "sg-2", "IpPermissions": [], "IpPermissionsEgress": []}]}"#;
+
+fn names(discover: &str) -> Result<Vec<String>, String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("instances.json"), INSTANCES).expect("write");
+    std::fs::write(dir.path().join("groups.json"), GROUPS).expect("write");
+    let text = format!(
+        "[[source]]\nformat = \"aws\"\npath = \"groups.json\"\n[[source]]\nname = \"ec2\"\nformat = \"aws\"\npath = \"instances.json\"\n{discover}"
+    );
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(&config, text).expect("write");
+    Config::load(&config)
+        .map(|c| {
+            c.inventory
+                .instances
+                .iter()
+                .map(|i| i.name.clone())
+                .collect()
+        })
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn discover_keeps_the_instances_its_filters_match() {
+    let all = names("").expect("loads");
+    assert_eq!(all, ["web-1", "web-2", "db-1"]);
+    let by_tag =
+        names("[[discover]]\nsource = \"ec2\"\ntags = { team = \"web\" }\n").expect("loads");
+    assert_eq!(by_tag, ["web-1", "web-2"]);
+    let by_tag_and_subnet = names(
+        "[[discover]]\nsource = \"ec2\"\ntags = { team = \"web\" }\nsubnets = [\"subnet-a\"]\n",
+    )
+    .expect("loads");
+    assert_eq!(by_tag_and_subnet, ["web-1"]);
+    // Two [[discover]] of one source: an instance either matches is kept.
+    let either = names(
+        "[[discover]]\nsource = \"ec2\"\ngroups = [\"sg-2\"]\n[[discover]]\nsource = \"ec2\"\nsubnets = [\"subnet-b\"]\n",
+    )
+    .expect("loads");
+    assert_eq!(either, ["web-2", "db-1"]);
+}
+
+#[test]
+fn discover_of_an_unnamed_source_names_the_line() {
+    let error = names("[[discover]]\nsource = \"ec3\"\n").expect_err("no such source");
+    assert!(error.contains("sgprobe.toml:9:"), "{error}");
+    assert!(error.contains("no [[source]] is named \"ec3\""), "{error}");
+}
