@@ -1,6 +1,7 @@
 //! sgprobe: checks that cloud security groups do what they say.
 
 pub mod cli;
+pub mod cloudapi;
 pub mod config;
 pub mod daemon;
 pub mod drift;

@@ -18,7 +18,7 @@ use crate::sources::native::{
 use crate::sources::{Format, Merged, SourceError, parse};
 
 mod source;
-pub use source::{Fetched, Fingerprint, Origin, SourceSpec};
+pub use source::{Api, Fetched, Fingerprint, Origin, SourceSpec};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
 /// Overrides `[agent] shard`: `SGPROBE_SHARD=auto/4` in a StatefulSet's pod template.
@@ -74,10 +74,12 @@ struct RawAgent {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     name: Option<String>,
-    format: Spanned<String>,
+    format: Option<Spanned<String>>,
     path: Option<Spanned<String>>,
     command: Option<Spanned<Vec<String>>>,
     api: Option<Spanned<String>>,
+    region: Option<String>,
+    endpoint: Option<String>,
     refresh: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     id: Option<String>,
@@ -272,25 +274,49 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec, SourceError> {
     let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-    let format = Format::parse(raw.format.get_ref()).ok_or_else(|| {
-        spans.at(
-            raw.format.span(),
-            format!(
-                "unknown format {:?}: one of {}",
-                raw.format.get_ref(),
-                names.join(", ")
-            ),
-        )
-    })?;
-    if let Some(api) = &raw.api {
-        return Err(spans.at(
-            api.span(),
-            format!(
-                "source.api: native API clients ({:?}) are not built into this version; use command = [the cloud's CLI, ...] with the credentials it already has",
-                api.get_ref()
-            ),
-        ));
-    }
+    let format = match (&raw.format, &raw.api) {
+        (Some(format), _) => Format::parse(format.get_ref()).ok_or_else(|| {
+            spans.at(
+                format.span(),
+                format!(
+                    "unknown format {:?}: one of {}",
+                    format.get_ref(),
+                    names.join(", ")
+                ),
+            )
+        })?,
+        // An API client gives its rules as native TOML.
+        (None, Some(_)) => Format::Native,
+        (None, None) => {
+            return Err(SourceError::At {
+                file: spans.file.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: "a [[source]] needs a format (native, tencent, qingcloud, aws, alibaba, azure, openstack) unless it names an api".into(),
+            });
+        }
+    };
+    let api = match &raw.api {
+        Some(api) => {
+            let parsed = Api::parse(api.get_ref()).ok_or_else(|| {
+                let hint = if api.get_ref().eq_ignore_ascii_case("aws") {
+                    "the AWS SDK is not built into this version: use command = [\"aws\", \"ec2\", ...], which brings the CLI's whole credential chain"
+                } else {
+                    "expected tencent or qingcloud"
+                };
+                spans.at(api.span(), format!("source.api: {:?}: {hint}", api.get_ref()))
+            })?;
+            let region = raw.region.clone().ok_or_else(|| {
+                spans.at(api.span(), "source.api needs a region (Tencent: ap-guangzhou; QingCloud: a zone such as pek3a)")
+            })?;
+            Some(Origin::Api {
+                api: parsed,
+                region,
+                endpoint: raw.endpoint.clone(),
+            })
+        }
+        None => None,
+    };
     let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
         let Some(value) = value else {
             return Ok(default);
@@ -315,6 +341,13 @@ fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec,
         DEFAULT_COMMAND_TIMEOUT.min(refresh),
     )?;
     let origin = match (raw.path, raw.command) {
+        (None, None) if api.is_some() => api.expect("checked"),
+        (Some(_), _) | (_, Some(_)) if api.is_some() => {
+            return Err(spans.at(
+                raw.api.as_ref().map_or(0..0, |a| a.span()),
+                "a source has one of path, command and api",
+            ));
+        }
         (Some(path), None) => Origin::File(base.join(path.get_ref())),
         (None, Some(command)) if !command.get_ref().is_empty() => {
             Origin::Command(command.into_inner())
@@ -327,14 +360,15 @@ fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec,
         }
         (None, None) => {
             return Err(spans.at(
-                raw.format.span(),
-                "a source needs a path (an export file) or a command (that prints one)",
+                raw.format.as_ref().map_or(0..0, |f| f.span()),
+                "a source needs a path (an export file), a command (that prints one) or an api",
             ));
         }
     };
     let name = raw.name.unwrap_or_else(|| match &origin {
         Origin::File(path) => path.display().to_string(),
         Origin::Command(argv) => argv.join(" "),
+        Origin::Api { api, region, .. } => format!("{}/{region}", api.name()),
     });
     Ok(SourceSpec {
         name,

@@ -14,6 +14,43 @@ pub enum Origin {
     File(PathBuf),
     /// Run every `refresh`, within `timeout`; its stdout is the export.
     Command(Vec<String>),
+    /// A native API client, run every `refresh`.
+    Api {
+        api: Api,
+        region: String,
+        endpoint: Option<String>,
+    },
+}
+
+impl Origin {
+    /// Fetched again every `refresh` (a command, an API), not when a file changes.
+    pub fn is_periodic(&self) -> bool {
+        !matches!(self, Origin::File(_))
+    }
+}
+
+/// The clouds whose API sgprobe reads itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    Tencent,
+    QingCloud,
+}
+
+impl Api {
+    pub fn parse(text: &str) -> Option<Api> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "tencent" => Some(Api::Tencent),
+            "qingcloud" => Some(Api::QingCloud),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Tencent => "tencent",
+            Api::QingCloud => "qingcloud",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +100,15 @@ impl SourceSpec {
         match &self.origin {
             Origin::File(path) => crate::sources::read_text(path),
             Origin::Command(argv) => run(&self.name, argv, self.timeout),
+            Origin::Api {
+                api,
+                region,
+                endpoint,
+            } => fetch_api(*api, region, endpoint.clone()).map_err(|e| SourceError::Command {
+                file: self.file(),
+                source_name: self.name.clone(),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -71,7 +117,35 @@ impl SourceSpec {
         match &self.origin {
             Origin::File(path) => path.clone(),
             Origin::Command(argv) => PathBuf::from(format!("`{}`", argv.join(" "))),
+            Origin::Api { api, region, .. } => {
+                PathBuf::from(format!("api:{}/{region}", api.name()))
+            }
         }
+    }
+}
+
+/// What an API gives, as native TOML.
+fn fetch_api(
+    api: Api,
+    region: &str,
+    endpoint: Option<String>,
+) -> Result<String, crate::cloudapi::ApiError> {
+    use crate::cloudapi::{qingcloud, tencent};
+    match api {
+        Api::Tencent => tencent::Client {
+            credentials: tencent::Credentials::find()?,
+            region: region.to_string(),
+            endpoint,
+            clock: tencent::now,
+        }
+        .fetch(),
+        Api::QingCloud => qingcloud::Client {
+            credentials: qingcloud::Credentials::find()?,
+            zone: region.to_string(),
+            endpoint,
+            clock: tencent::now,
+        }
+        .fetch(),
     }
 }
 

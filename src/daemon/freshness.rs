@@ -62,7 +62,7 @@ impl Freshness {
             .iter()
             .any(|(path, seen)| Fingerprint::of(path) != *seen);
         let stale = config.sources.iter().any(|source| {
-            matches!(source.origin, Origin::Command(_))
+            source.origin.is_periodic()
                 && self
                     .outputs
                     .get(&source.name)
@@ -81,7 +81,7 @@ impl Freshness {
     ) -> Result<String, SourceError> {
         attempt.current = Some((source.name.clone(), source.file()));
         let cached = self.outputs.get(&source.name);
-        if let (Origin::Command(_), Some((text, at))) = (&source.origin, cached)
+        if let (true, Some((text, at))) = (source.origin.is_periodic(), cached)
             && !self.force
             && now.duration_since(*at) < source.refresh
         {
@@ -90,7 +90,7 @@ impl Freshness {
         match source.fetch() {
             Ok(text) => {
                 attempt.fresh.push(source.name.clone());
-                if matches!(source.origin, Origin::Command(_)) {
+                if source.origin.is_periodic() {
                     self.outputs
                         .insert(source.name.clone(), (Arc::from(text.as_str()), now));
                 }
@@ -153,7 +153,7 @@ impl Freshness {
         self.files = std::iter::once(config_path.to_path_buf())
             .chain(config.sources.iter().filter_map(|s| match &s.origin {
                 Origin::File(path) => Some(path.clone()),
-                Origin::Command(_) => None,
+                _ => None,
             }))
             .map(|path| {
                 let print = Fingerprint::of(&path);
@@ -165,9 +165,10 @@ impl Freshness {
         self.outputs.retain(|name, _| names.contains(&name));
         for (source, fetched) in config.sources.iter().zip(&config.fetched) {
             let health = self.health.entry(source.name.clone()).or_default();
-            health.refresh_seconds = match source.origin {
-                Origin::Command(_) => source.refresh.as_secs_f64(),
-                Origin::File(_) => 0.0,
+            health.refresh_seconds = if source.origin.is_periodic() {
+                source.refresh.as_secs_f64()
+            } else {
+                0.0
             };
             if attempt.fresh.contains(&source.name) {
                 *health = Health {

@@ -1,0 +1,75 @@
+//! Native read-only API clients: each reads what the cloud's CLI would print, page by page,
+//! signs every request, retries a throttled one with backoff, and hands the pages to the
+//! format's importer. Credentials come from the environment or the CLI's own profile file,
+//! and are never logged.
+
+mod http;
+pub mod qingcloud;
+pub mod sign;
+pub mod tencent;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::model::Inventory;
+use crate::sources::{Format, Merged, SourceError};
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("{api}: no credentials: {hint}")]
+    NoCredentials {
+        api: &'static str,
+        hint: &'static str,
+    },
+    #[error("{api} {action}: {message}")]
+    Transport {
+        api: &'static str,
+        action: String,
+        message: String,
+    },
+    #[error("{api} {action}: the API refused: {code}: {message}")]
+    Refused {
+        api: &'static str,
+        action: String,
+        code: String,
+        message: String,
+    },
+    #[error("{api} {action}: still throttled after {attempts} attempts")]
+    Throttled {
+        api: &'static str,
+        action: String,
+        attempts: u32,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// How many times a throttled request is tried, and the first wait (doubled each time).
+const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The rules and instances an API gave, as native TOML: what a source's text is.
+fn render(inventory: &Inventory) -> String {
+    crate::sources::native::render(inventory)
+}
+
+/// Reads one page's JSON (as the CLI prints it) with the format's importer into `merged`.
+fn absorb(
+    merged: &mut Merged,
+    format: Format,
+    what: &str,
+    text: &str,
+    id: Option<&str>,
+) -> Result<(), ApiError> {
+    let file = PathBuf::from(what);
+    let inventory = crate::sources::parse(format, &file, text, id)?;
+    merged.add(&file, inventory)?;
+    Ok(())
+}
+
+/// A home-relative path, for the CLIs' profile files.
+fn home(relative: &str) -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(relative))
+}

@@ -1,0 +1,218 @@
+//! QingCloud IaaS API, read-only: DescribeSecurityGroups and each group's
+//! DescribeSecurityGroupRules, DescribeInstances, DescribeSecurityGroupIPSets, every page
+//! (offset/limit), each request signed (HmacSHA256, signature version 1). Credentials:
+//! QY_ACCESS_KEY_ID and QY_SECRET_ACCESS_KEY, else the qingcloud CLI's
+//! ~/.qingcloud/config.yaml.
+
+use serde_json::{Value, json};
+
+use super::{ATTEMPTS, ApiError, FIRST_BACKOFF, absorb, home, http, render, sign};
+use crate::sources::{Format, Merged};
+
+const API: &str = "qingcloud";
+const PAGE: u64 = 100;
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The environment's, else the CLI's config file (`qy_access_key_id: '...'` lines).
+    pub fn find() -> Result<Credentials, ApiError> {
+        if let (Ok(access_key_id), Ok(secret_access_key)) = (
+            std::env::var("QY_ACCESS_KEY_ID"),
+            std::env::var("QY_SECRET_ACCESS_KEY"),
+        ) {
+            return Ok(Credentials {
+                access_key_id,
+                secret_access_key,
+            });
+        }
+        let text = home(".qingcloud/config.yaml")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let value = |key: &str| {
+            text.lines().find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                (k.trim() == key).then(|| v.trim().trim_matches(['\'', '"']).to_string())
+            })
+        };
+        match (value("qy_access_key_id"), value("qy_secret_access_key")) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Credentials {
+                access_key_id,
+                secret_access_key,
+            }),
+            _ => Err(ApiError::NoCredentials {
+                api: API,
+                hint: "set QY_ACCESS_KEY_ID and QY_SECRET_ACCESS_KEY, or write ~/.qingcloud/config.yaml",
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub credentials: Credentials,
+    /// The zone, as QingCloud calls a region: `pek3a`, `sh1a`, ...
+    pub zone: String,
+    /// Instead of `https://api.qingcloud.com`.
+    pub endpoint: Option<String>,
+    pub clock: fn() -> u64,
+}
+
+impl Client {
+    /// One action's reply, retried with backoff while the API is busy (ret_code 5xxx, or
+    /// HTTP 429/503).
+    pub fn call(&self, action: &str, params: &[(&str, String)]) -> Result<Value, ApiError> {
+        let base = self
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| "https://api.qingcloud.com".to_string());
+        let mut wait = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            let mut all: Vec<(String, String)> = vec![
+                ("action".into(), action.into()),
+                ("zone".into(), self.zone.clone()),
+                (
+                    "access_key_id".into(),
+                    self.credentials.access_key_id.clone(),
+                ),
+                ("signature_method".into(), "HmacSHA256".into()),
+                ("signature_version".into(), "1".into()),
+                ("version".into(), "1".into()),
+                ("time_stamp".into(), sign::utc_time((self.clock)())),
+            ];
+            all.extend(params.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            let query = sign::qingcloud_query(&self.credentials.secret_access_key, "/iaas/", &all);
+            let transport = |message: String| ApiError::Transport {
+                api: API,
+                action: action.to_string(),
+                message,
+            };
+            let (status, text) = http::exchange("GET", &format!("{base}/iaas/?{query}"), &[], None)
+                .map_err(transport)?;
+            let busy = |code: i64| (5000..6000).contains(&code) || status == 429 || status == 503;
+            let reply: Value = match serde_json::from_str(&text) {
+                Ok(reply) => reply,
+                Err(_) if busy(0) => Value::Null,
+                Err(e) => return Err(transport(format!("not JSON ({e})"))),
+            };
+            let code = reply["ret_code"]
+                .as_i64()
+                .unwrap_or(if busy(0) { 5000 } else { 0 });
+            if code == 0 {
+                return Ok(reply);
+            }
+            if busy(code) && attempt < ATTEMPTS {
+                std::thread::sleep(wait);
+                wait *= 2;
+                continue;
+            }
+            if busy(code) {
+                return Err(ApiError::Throttled {
+                    api: API,
+                    action: action.to_string(),
+                    attempts: ATTEMPTS,
+                });
+            }
+            return Err(ApiError::Refused {
+                api: API,
+                action: action.to_string(),
+                code: code.to_string(),
+                message: reply["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Every page of a list action: the items of `key`, in order.
+    pub fn pages(
+        &self,
+        action: &str,
+        key: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut items = Vec::new();
+        loop {
+            let mut all = params.to_vec();
+            all.push(("offset", items.len().to_string()));
+            all.push(("limit", PAGE.to_string()));
+            let reply = self.call(action, &all)?;
+            let page = reply[key].as_array().cloned().unwrap_or_default();
+            let got = page.len() as u64;
+            items.extend(page);
+            let done = match reply["total_count"].as_u64() {
+                Some(total) => items.len() as u64 >= total,
+                None => got < PAGE,
+            };
+            if done || got == 0 {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// The zone's groups with their rules, instances and IP sets, as native TOML.
+    pub fn fetch(&self) -> Result<String, ApiError> {
+        let mut merged = Merged::default();
+        let groups = self.pages("DescribeSecurityGroups", "security_group_set", &[])?;
+        absorb(
+            &mut merged,
+            Format::QingCloud,
+            "api:qingcloud DescribeSecurityGroups",
+            &json!({"security_group_set": groups}).to_string(),
+            None,
+        )?;
+        for group in &groups {
+            let Some(id) = group["security_group_id"].as_str() else {
+                continue;
+            };
+            let rules = self.pages(
+                "DescribeSecurityGroupRules",
+                "security_group_rule_set",
+                &[("security_group", id.to_string())],
+            )?;
+            absorb(
+                &mut merged,
+                Format::QingCloud,
+                &format!("api:qingcloud DescribeSecurityGroupRules {id}"),
+                &json!({"security_group_rule_set": rules}).to_string(),
+                Some(id),
+            )?;
+        }
+        let instances = self.pages(
+            "DescribeInstances",
+            "instance_set",
+            &[("verbose", "1".into())],
+        )?;
+        absorb(
+            &mut merged,
+            Format::QingCloud,
+            "api:qingcloud DescribeInstances",
+            &json!({"instance_set": instances}).to_string(),
+            None,
+        )?;
+        let sets = self.pages(
+            "DescribeSecurityGroupIPSets",
+            "security_group_ipset_set",
+            &[],
+        )?;
+        absorb(
+            &mut merged,
+            Format::QingCloud,
+            "api:qingcloud DescribeSecurityGroupIPSets",
+            &json!({"security_group_ipset_set": sets}).to_string(),
+            None,
+        )?;
+        Ok(render(&merged.inventory))
+    }
+}

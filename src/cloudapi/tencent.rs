@@ -1,0 +1,236 @@
+//! Tencent Cloud API 3.0, read-only: DescribeSecurityGroups and each group's
+//! DescribeSecurityGroupPolicies, DescribeInstances, and the address and service templates
+//! and template groups, every page (Offset/Limit), each request signed TC3-HMAC-SHA256.
+//! Credentials: TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY (and
+//! TENCENTCLOUD_SESSION_TOKEN for temporary keys), else tccli's ~/.tccli/default.credential.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::{ATTEMPTS, ApiError, FIRST_BACKOFF, absorb, home, http, render, sign};
+use crate::sources::{Format, Merged};
+
+const API: &str = "tencent";
+const PAGE: u64 = 100;
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub secret_id: String,
+    pub secret_key: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key, wherever a value is printed.
+        f.debug_struct("Credentials")
+            .field("secret_id", &self.secret_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The environment's, else tccli's default profile.
+    pub fn find() -> Result<Credentials, ApiError> {
+        if let (Ok(secret_id), Ok(secret_key)) = (
+            std::env::var("TENCENTCLOUD_SECRET_ID"),
+            std::env::var("TENCENTCLOUD_SECRET_KEY"),
+        ) {
+            return Ok(Credentials {
+                secret_id,
+                secret_key,
+                token: std::env::var("TENCENTCLOUD_SESSION_TOKEN").ok(),
+            });
+        }
+        let profile = home(".tccli/default.credential")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        match profile {
+            Some(p) if p["secretId"].is_string() && p["secretKey"].is_string() => Ok(Credentials {
+                secret_id: p["secretId"].as_str().unwrap_or_default().to_string(),
+                secret_key: p["secretKey"].as_str().unwrap_or_default().to_string(),
+                token: p["token"].as_str().map(str::to_string),
+            }),
+            _ => Err(ApiError::NoCredentials {
+                api: API,
+                hint: "set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or run `tccli configure`",
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub credentials: Credentials,
+    pub region: String,
+    /// Instead of `https://{service}.tencentcloudapi.com`: every request to this base URL.
+    pub endpoint: Option<String>,
+    /// Unix seconds now (a test fixes it).
+    pub clock: fn() -> u64,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Client {
+    /// One action's `Response`, retried with backoff while the API says it is throttled.
+    pub fn call(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let host = format!("{service}.tencentcloudapi.com");
+        let url = self
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://{host}/"));
+        let payload = body.to_string();
+        let mut wait = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            let timestamp = (self.clock)();
+            let authorization = sign::tc3_authorization(
+                &self.credentials.secret_id,
+                &self.credentials.secret_key,
+                service,
+                &host,
+                &payload,
+                timestamp,
+            );
+            let mut headers = vec![
+                ("Authorization", authorization),
+                (
+                    "Content-Type",
+                    "application/json; charset=utf-8".to_string(),
+                ),
+                ("Host", host.clone()),
+                ("X-TC-Action", action.to_string()),
+                ("X-TC-Version", version.to_string()),
+                ("X-TC-Timestamp", timestamp.to_string()),
+                ("X-TC-Region", self.region.clone()),
+            ];
+            if let Some(token) = &self.credentials.token {
+                headers.push(("X-TC-Token", token.clone()));
+            }
+            let transport = |message: String| ApiError::Transport {
+                api: API,
+                action: action.to_string(),
+                message,
+            };
+            let (_, text) =
+                http::exchange("POST", &url, &headers, Some(&payload)).map_err(transport)?;
+            let reply: Value =
+                serde_json::from_str(&text).map_err(|e| transport(format!("not JSON ({e})")))?;
+            let response = reply["Response"].clone();
+            let Some(error) = response.get("Error") else {
+                return Ok(response);
+            };
+            let code = error["Code"].as_str().unwrap_or("").to_string();
+            if code.starts_with("RequestLimitExceeded") && attempt < ATTEMPTS {
+                std::thread::sleep(wait);
+                wait *= 2;
+                continue;
+            }
+            if code.starts_with("RequestLimitExceeded") {
+                return Err(ApiError::Throttled {
+                    api: API,
+                    action: action.to_string(),
+                    attempts: ATTEMPTS,
+                });
+            }
+            return Err(ApiError::Refused {
+                api: API,
+                action: action.to_string(),
+                code,
+                message: error["Message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Every page of a list action: the items of `key`, in order.
+    pub fn pages(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        key: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut items = Vec::new();
+        loop {
+            let body = json!({"Offset": items.len() as u64, "Limit": PAGE});
+            let response = self.call(service, version, action, &body)?;
+            let page = response[key].as_array().cloned().unwrap_or_default();
+            let total = response["TotalCount"].as_u64();
+            let got = page.len() as u64;
+            items.extend(page);
+            let done = match total {
+                Some(total) => items.len() as u64 >= total,
+                None => got < PAGE,
+            };
+            if done || got == 0 {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// The account's groups with their policies, instances and templates, as native TOML.
+    pub fn fetch(&self) -> Result<String, ApiError> {
+        let mut merged = Merged::default();
+        let groups = self.pages(
+            "vpc",
+            "2017-03-12",
+            "DescribeSecurityGroups",
+            "SecurityGroupSet",
+        )?;
+        for group in &groups {
+            let Some(id) = group["SecurityGroupId"].as_str() else {
+                continue;
+            };
+            let response = self.call(
+                "vpc",
+                "2017-03-12",
+                "DescribeSecurityGroupPolicies",
+                &json!({"SecurityGroupId": id}),
+            )?;
+            absorb(
+                &mut merged,
+                Format::Tencent,
+                &format!("api:tencent DescribeSecurityGroupPolicies {id}"),
+                &response.to_string(),
+                Some(id),
+            )?;
+        }
+        let instances = self.pages("cvm", "2017-03-12", "DescribeInstances", "InstanceSet")?;
+        absorb(
+            &mut merged,
+            Format::Tencent,
+            "api:tencent DescribeInstances",
+            &json!({"InstanceSet": instances}).to_string(),
+            None,
+        )?;
+        for (action, key) in [
+            ("DescribeAddressTemplates", "AddressTemplateSet"),
+            ("DescribeAddressTemplateGroups", "AddressTemplateGroupSet"),
+            ("DescribeServiceTemplates", "ServiceTemplateSet"),
+            ("DescribeServiceTemplateGroups", "ServiceTemplateGroupSet"),
+        ] {
+            let items = self.pages("vpc", "2017-03-12", action, key)?;
+            if !items.is_empty() {
+                absorb(
+                    &mut merged,
+                    Format::Tencent,
+                    &format!("api:tencent {action}"),
+                    &json!({key: items}).to_string(),
+                    None,
+                )?;
+            }
+        }
+        Ok(render(&merged.inventory))
+    }
+}

@@ -1,0 +1,359 @@
+//! The native API clients against a local HTTP server that checks every request's signature
+//! (recomputed with the secret it knows) and serves the clouds' documented response shapes
+//! page by page: a first, middle and last page, a throttling reply that must be retried,
+//! and an error that must be reported. The signers themselves are checked against the
+//! clouds' worked examples (src/cloudapi/sign.rs).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use sgprobe::cloudapi::{qingcloud, sign, tencent};
+use sgprobe::sources::native;
+
+const SECRET: &str = "test-secret-key";
+const CLOCK: u64 = 1_700_000_000;
+
+fn clock() -> u64 {
+    CLOCK
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+/// Serves requests on 127.0.0.1 with `answer` until the test ends; returns the base URL
+/// and every request seen.
+fn serve(
+    answer: impl Fn(&Request) -> (u16, String) + Send + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() || line.is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, target) = (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            );
+            let mut headers = BTreeMap::new();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = header.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let request = Request {
+                method,
+                target,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            };
+            let (status, reply) = answer(&request);
+            log.lock().expect("log").push(format!(
+                "{} {} {}",
+                request.method, request.target, request.body
+            ));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (base, seen)
+}
+
+/// A Tencent reply: `Response` with the fields given, or with an error.
+fn tencent_reply(fields: Value) -> String {
+    json!({"Response": fields}).to_string()
+}
+
+/// Tencent's server side: the signature checked, then pages of `items` two at a time.
+fn tencent_server(throttle_first: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+    let throttled = Mutex::new(!throttle_first);
+    serve(move |request| {
+        let host = request.headers.get("host").cloned().unwrap_or_default();
+        let service = host.split('.').next().unwrap_or("").to_string();
+        let timestamp: u64 = request.headers["x-tc-timestamp"]
+            .parse()
+            .expect("timestamp");
+        let expected = sign::tc3_authorization(
+            "AKIDTEST",
+            SECRET,
+            &service,
+            &host,
+            &request.body,
+            timestamp,
+        );
+        if request.headers.get("authorization") != Some(&expected) {
+            return (
+                200,
+                tencent_reply(
+                    json!({"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "The provided credentials could not be validated."}, "RequestId": "r"}),
+                ),
+            );
+        }
+        let action = request.headers["x-tc-action"].clone();
+        if action == "DescribeSecurityGroups" && !*throttled.lock().expect("lock") {
+            *throttled.lock().expect("lock") = true;
+            return (
+                200,
+                tencent_reply(
+                    json!({"Error": {"Code": "RequestLimitExceeded", "Message": "Your current request times equals to `21` in a second, which exceeds the frequency limit `20` for a second. Please reduce the frequency of calls."}, "RequestId": "r"}),
+                ),
+            );
+        }
+        let body: Value = serde_json::from_str(&request.body).expect("JSON body");
+        let offset = body["Offset"].as_u64().unwrap_or(0) as usize;
+        let page = |key: &str, items: Vec<Value>| {
+            let total = items.len();
+            let chunk: Vec<Value> = items.into_iter().skip(offset).take(2).collect();
+            tencent_reply(json!({key: chunk, "TotalCount": total, "RequestId": "r"}))
+        };
+        let reply = match action.as_str() {
+            "DescribeSecurityGroups" => page(
+                "SecurityGroupSet",
+                (0..5).map(|g| json!({"SecurityGroupId": format!("sg-{g}"), "SecurityGroupName": format!("g{g}")})).collect(),
+            ),
+            "DescribeSecurityGroupPolicies" => {
+                let id = body["SecurityGroupId"].as_str().unwrap_or("");
+                tencent_reply(json!({"SecurityGroupPolicySet": {"Version": "1", "Ingress": [
+                    {"PolicyIndex": 0, "Protocol": "TCP", "Port": "22", "CidrBlock": "10.0.0.0/8", "Action": "ACCEPT", "PolicyDescription": id}
+                ], "Egress": []}, "RequestId": "r"}))
+            }
+            "DescribeInstances" => page(
+                "InstanceSet",
+                (0..3).map(|i| json!({"InstanceId": format!("ins-{i}"), "InstanceName": format!("cvm-{i}"), "PrivateIpAddresses": [format!("10.1.0.{i}")], "SecurityGroupIds": [format!("sg-{i}")]})).collect(),
+            ),
+            _ => page("Nothing", Vec::new()),
+        };
+        (200, reply)
+    })
+}
+
+fn tencent_client(base: &str, secret: &str) -> tencent::Client {
+    tencent::Client {
+        credentials: tencent::Credentials {
+            secret_id: "AKIDTEST".into(),
+            secret_key: secret.into(),
+            token: None,
+        },
+        region: "ap-guangzhou".into(),
+        endpoint: Some(format!("{base}/")),
+        clock,
+    }
+}
+
+#[test]
+fn tencent_reads_every_page_retries_throttling_and_signs_each_request() {
+    let (base, seen) = tencent_server(true);
+    let text = tencent_client(&base, SECRET).fetch().expect("fetches");
+    let inv = native::parse(std::path::Path::new("api.toml"), &text).expect("native TOML");
+    assert_eq!(inv.groups.len(), 5, "3 pages of groups (2, 2, 1)");
+    assert_eq!(inv.instances.len(), 3, "2 pages of instances");
+    assert_eq!(
+        inv.groups["sg-4"].ingress[0].origin.description.as_deref(),
+        Some("sg-4")
+    );
+    let seen = seen.lock().expect("log");
+    let offsets: Vec<&String> = seen
+        .iter()
+        .filter(|r| r.contains("\"Offset\"") && r.contains("POST"))
+        .collect();
+    assert!(
+        offsets.iter().any(|r| r.contains("\"Offset\":4")),
+        "the last page asked for: {seen:?}"
+    );
+    // The throttled first call, then its retry, then the pages.
+    assert!(seen.len() >= 5 + 1 + 3 + 2, "{}", seen.len());
+}
+
+#[test]
+fn tencent_errors_are_reported_with_the_apis_code() {
+    let (base, _) = tencent_server(false);
+    let error = tencent_client(&base, "a-wrong-key")
+        .fetch()
+        .expect_err("the server rejects the signature")
+        .to_string();
+    assert!(error.contains("AuthFailure.SignatureFailure"), "{error}");
+    assert!(
+        !error.contains("a-wrong-key"),
+        "the secret stays secret: {error}"
+    );
+}
+
+/// QingCloud's server side: the signature checked, then pages of 2.
+fn qingcloud_server(busy_first: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+    let busy = Mutex::new(busy_first);
+    serve(move |request| {
+        let query = request.target.split_once('?').map_or("", |(_, q)| q);
+        let mut params: Vec<(String, String)> = Vec::new();
+        let mut signature = String::new();
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_decode(v);
+            if k == "signature" {
+                signature = v.to_string();
+            } else {
+                params.push((k.to_string(), decoded));
+            }
+        }
+        let expected = sign::qingcloud_query(SECRET, "/iaas/", &params);
+        if !expected.ends_with(&format!("&signature={signature}")) {
+            return (
+                200,
+                json!({"ret_code": 1200, "message": "signature not matched"}).to_string(),
+            );
+        }
+        if std::mem::replace(&mut *busy.lock().expect("lock"), false) {
+            return (503, "busy".to_string());
+        }
+        let get = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let offset: usize = get("offset").parse().unwrap_or(0);
+        let page = |key: &str, items: Vec<Value>| {
+            let total = items.len();
+            let chunk: Vec<Value> = items.into_iter().skip(offset).take(2).collect();
+            json!({"ret_code": 0, key: chunk, "total_count": total}).to_string()
+        };
+        let reply = match get("action").as_str() {
+            "DescribeSecurityGroups" => page(
+                "security_group_set",
+                (0..3)
+                    .map(|g| json!({"security_group_id": format!("sg-q{g}")}))
+                    .collect(),
+            ),
+            "DescribeSecurityGroupRules" => {
+                let group = get("security_group");
+                page("security_group_rule_set", (0..3).map(|r| json!({"security_group_id": group, "security_group_rule_id": format!("sgr-{group}-{r}"), "priority": r, "direction": 0, "action": "accept", "protocol": "tcp", "val1": format!("{}", 8000 + r), "val3": ""})).collect())
+            }
+            "DescribeInstances" => page(
+                "instance_set",
+                vec![
+                    json!({"instance_id": "i-q1", "vxnets": [{"private_ip": "172.16.0.5"}], "security_group": {"security_group_id": "sg-q0"}}),
+                ],
+            ),
+            _ => page("security_group_ipset_set", Vec::new()),
+        };
+        (200, reply)
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
+            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
+    let (base, _) = qingcloud_server(true);
+    let client = qingcloud::Client {
+        credentials: qingcloud::Credentials {
+            access_key_id: "QYTEST".into(),
+            secret_access_key: SECRET.into(),
+        },
+        zone: "pek3a".into(),
+        endpoint: Some(base),
+        clock,
+    };
+    let text = client.fetch().expect("fetches");
+    let inv = native::parse(std::path::Path::new("api.toml"), &text).expect("native TOML");
+    assert_eq!(inv.groups.len(), 3);
+    assert_eq!(inv.groups["sg-q2"].ingress.len(), 3, "two pages of rules");
+    assert_eq!(inv.instances.len(), 1);
+
+    let (base, _) = qingcloud_server(false);
+    let wrong = qingcloud::Client {
+        credentials: qingcloud::Credentials {
+            access_key_id: "QYTEST".into(),
+            secret_access_key: "wrong".into(),
+        },
+        zone: "pek3a".into(),
+        endpoint: Some(base),
+        clock,
+    };
+    let error = wrong.fetch().expect_err("refused").to_string();
+    assert!(
+        error.contains("1200") && error.contains("signature not matched"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_api_source_loads_through_the_config_with_credentials_from_the_environment() {
+    let (base, _) = tencent_server(false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!("[[source]]\nname = \"tencent-gz\"\napi = \"tencent\"\nregion = \"ap-guangzhou\"\nendpoint = \"{base}/\"\n"),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["eval", "-c"])
+        .arg(&config)
+        .args([
+            "-i", "cvm-1", "--ports", "tcp:22", "--peer", "10.9.9.9", "--json",
+        ])
+        .env("TENCENTCLOUD_SECRET_ID", "AKIDTEST")
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(rows[0]["predicted"], "open", "{rows}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["eval", "-c"])
+        .arg(&config)
+        .env_remove("TENCENTCLOUD_SECRET_ID")
+        .env("HOME", dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TENCENTCLOUD_SECRET_ID"));
+}
