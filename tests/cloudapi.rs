@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use sgprobe::cloudapi::{qingcloud, sign, tencent};
+use sgprobe::cloudapi::{Credentials, qingcloud, sign, tencent};
 use sgprobe::sources::native;
 
 const SECRET: &str = "test-secret-key";
@@ -156,9 +156,9 @@ fn tencent_server(throttle_first: bool) -> (String, Arc<Mutex<Vec<String>>>) {
 
 fn tencent_client(base: &str, secret: &str) -> tencent::Client {
     tencent::Client {
-        credentials: tencent::Credentials {
-            secret_id: "AKIDTEST".into(),
-            secret_key: secret.into(),
+        credentials: Credentials {
+            id: "AKIDTEST".into(),
+            secret: secret.into(),
             token: None,
         },
         region: "ap-guangzhou".into(),
@@ -289,9 +289,10 @@ fn percent_decode(text: &str) -> String {
 fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
     let (base, _) = qingcloud_server(true);
     let client = qingcloud::Client {
-        credentials: qingcloud::Credentials {
-            access_key_id: "QYTEST".into(),
-            secret_access_key: SECRET.into(),
+        credentials: Credentials {
+            id: "QYTEST".into(),
+            secret: SECRET.into(),
+            token: None,
         },
         zone: "pek3a".into(),
         endpoint: Some(base),
@@ -305,9 +306,10 @@ fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
 
     let (base, _) = qingcloud_server(false);
     let wrong = qingcloud::Client {
-        credentials: qingcloud::Credentials {
-            access_key_id: "QYTEST".into(),
-            secret_access_key: "wrong".into(),
+        credentials: Credentials {
+            id: "QYTEST".into(),
+            secret: "wrong".into(),
+            token: None,
         },
         zone: "pek3a".into(),
         endpoint: Some(base),

@@ -66,31 +66,17 @@ fn start(lab: &Lab, config: &Path) -> std::process::Child {
         .expect("the agent starts")
 }
 
-/// A plain HTTP GET to the agent's metrics listener, from inside the prober namespace.
+/// The status line of a GET to the agent's metrics listener, from inside the prober namespace.
 fn http_status(lab: &Lab, port: u16, path: &'static str) -> String {
-    lab.in_prober(move || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening");
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .expect("write");
-        let mut reply = String::new();
-        let _ = stream.read_to_string(&mut reply);
-        reply.lines().next().unwrap_or_default().to_string()
-    })
-    .expect("runs")
+    common::scrape(lab, port, path)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    common::wait_for(what, Duration::from_secs(15), done);
 }
 
 #[test]

@@ -7,14 +7,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
 use sgprobe::lab::{Lab, LabSpec, Listen};
 use sgprobe::model::{Direction, Protocol};
 use sgprobe::sources::native;
@@ -79,41 +77,10 @@ fn aws(ns: &str, args: &[&str]) -> String {
         .to_string()
 }
 
-fn get(socket: &Path, path: &str) -> Value {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("the socket answers");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .expect("write");
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    serde_json::from_str(reply.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON")
-}
+use common::{control_get as get, wait_for};
 
 fn metrics(lab: &Lab) -> String {
-    lab.in_prober(|| {
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT)).expect("metrics listen");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("write");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("read");
-        text
-    })
-    .expect("runs")
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::scrape(lab, METRICS_PORT, "/metrics")
 }
 
 /// The ports of the confirmed drift, with its kind.

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -40,37 +39,10 @@ security_groups = ["sg-web"]
 ports = "tcp:8080"
 "#;
 
-/// A raw HTTP/1.1 exchange over the control socket (what `curl --unix-socket` does).
-fn raw(socket: &Path, request: &str) -> String {
-    let mut stream = UnixStream::connect(socket).expect("the socket answers");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    reply
-}
-
-fn get(socket: &Path, path: &str) -> Value {
-    let reply = raw(
-        socket,
-        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-    );
-    serde_json::from_str(reply.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON")
-}
+use common::{control_get as get, control_raw as raw, wait_for};
 
 fn metrics(lab: &Lab, port: u16) -> String {
-    lab.in_prober(move || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listen");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("write");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("read");
-        text
-    })
-    .expect("runs")
+    common::scrape(lab, port, "/metrics")
 }
 
 /// `sgprobe check ARGS --json --socket SOCKET`, which must succeed.
@@ -135,14 +107,6 @@ fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -46,6 +46,22 @@ pub enum ApiError {
     Source(#[from] SourceError),
 }
 
+/// A key pair (and, for temporary keys, a token). Its `Debug` shows the key's id only.
+#[derive(Clone)]
+pub struct Credentials {
+    pub id: String,
+    pub secret: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How many times a throttled request is tried, and the first wait (doubled each time).
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);

@@ -6,57 +6,44 @@
 
 use serde_json::{Value, json};
 
-use super::{ATTEMPTS, ApiError, FIRST_BACKOFF, absorb, home, http, render, sign};
+use super::{ATTEMPTS, ApiError, Credentials, FIRST_BACKOFF, absorb, home, http, render, sign};
 use crate::sources::{Format, Merged};
 
 const API: &str = "qingcloud";
 const PAGE: u64 = 100;
 
-#[derive(Clone)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
+/// The environment's credentials, else the CLI's config file (`qy_access_key_id: '...'`
+/// lines).
+pub fn credentials() -> Result<Credentials, ApiError> {
+    if let (Ok(access_key_id), Ok(secret_access_key)) = (
+        std::env::var("QY_ACCESS_KEY_ID"),
+        std::env::var("QY_SECRET_ACCESS_KEY"),
+    ) {
+        return Ok(Credentials {
+            id: access_key_id,
+            secret: secret_access_key,
+            token: None,
+        });
     }
-}
-
-impl Credentials {
-    /// The environment's, else the CLI's config file (`qy_access_key_id: '...'` lines).
-    pub fn find() -> Result<Credentials, ApiError> {
-        if let (Ok(access_key_id), Ok(secret_access_key)) = (
-            std::env::var("QY_ACCESS_KEY_ID"),
-            std::env::var("QY_SECRET_ACCESS_KEY"),
-        ) {
-            return Ok(Credentials {
-                access_key_id,
-                secret_access_key,
-            });
-        }
-        let text = home(".qingcloud/config.yaml")
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default();
-        let value = |key: &str| {
-            text.lines().find_map(|line| {
-                let (k, v) = line.split_once(':')?;
-                (k.trim() == key).then(|| v.trim().trim_matches(['\'', '"']).to_string())
-            })
-        };
-        match (value("qy_access_key_id"), value("qy_secret_access_key")) {
-            (Some(access_key_id), Some(secret_access_key)) => Ok(Credentials {
-                access_key_id,
-                secret_access_key,
-            }),
-            _ => Err(ApiError::NoCredentials {
-                api: API,
-                hint: "set QY_ACCESS_KEY_ID and QY_SECRET_ACCESS_KEY, or write ~/.qingcloud/config.yaml",
-            }),
-        }
+    let text = home(".qingcloud/config.yaml")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().trim_matches(['\'', '"']).to_string())
+        })
+    };
+    match (value("qy_access_key_id"), value("qy_secret_access_key")) {
+        (Some(id), Some(secret)) => Ok(Credentials {
+            id,
+            secret,
+            token: None,
+        }),
+        _ => Err(ApiError::NoCredentials {
+            api: API,
+            hint: "set QY_ACCESS_KEY_ID and QY_SECRET_ACCESS_KEY, or write ~/.qingcloud/config.yaml",
+        }),
     }
 }
 
@@ -83,17 +70,14 @@ impl Client {
             let mut all: Vec<(String, String)> = vec![
                 ("action".into(), action.into()),
                 ("zone".into(), self.zone.clone()),
-                (
-                    "access_key_id".into(),
-                    self.credentials.access_key_id.clone(),
-                ),
+                ("access_key_id".into(), self.credentials.id.clone()),
                 ("signature_method".into(), "HmacSHA256".into()),
                 ("signature_version".into(), "1".into()),
                 ("version".into(), "1".into()),
                 ("time_stamp".into(), sign::utc_time((self.clock)())),
             ];
             all.extend(params.iter().map(|(k, v)| (k.to_string(), v.clone())));
-            let query = sign::qingcloud_query(&self.credentials.secret_access_key, "/iaas/", &all);
+            let query = sign::qingcloud_query(&self.credentials.secret, "/iaas/", &all);
             let transport = |message: String| ApiError::Transport {
                 api: API,
                 action: action.to_string(),

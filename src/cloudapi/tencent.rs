@@ -8,55 +8,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::{ATTEMPTS, ApiError, FIRST_BACKOFF, absorb, home, http, render, sign};
+use super::{ATTEMPTS, ApiError, Credentials, FIRST_BACKOFF, absorb, home, http, render, sign};
 use crate::sources::{Format, Merged};
 
 const API: &str = "tencent";
 const PAGE: u64 = 100;
 
-#[derive(Clone)]
-pub struct Credentials {
-    pub secret_id: String,
-    pub secret_key: String,
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key, wherever a value is printed.
-        f.debug_struct("Credentials")
-            .field("secret_id", &self.secret_id)
-            .finish_non_exhaustive()
+/// The environment's credentials, else tccli's default profile.
+pub fn credentials() -> Result<Credentials, ApiError> {
+    if let (Ok(secret_id), Ok(secret_key)) = (
+        std::env::var("TENCENTCLOUD_SECRET_ID"),
+        std::env::var("TENCENTCLOUD_SECRET_KEY"),
+    ) {
+        return Ok(Credentials {
+            id: secret_id,
+            secret: secret_key,
+            token: std::env::var("TENCENTCLOUD_SESSION_TOKEN").ok(),
+        });
     }
-}
-
-impl Credentials {
-    /// The environment's, else tccli's default profile.
-    pub fn find() -> Result<Credentials, ApiError> {
-        if let (Ok(secret_id), Ok(secret_key)) = (
-            std::env::var("TENCENTCLOUD_SECRET_ID"),
-            std::env::var("TENCENTCLOUD_SECRET_KEY"),
-        ) {
-            return Ok(Credentials {
-                secret_id,
-                secret_key,
-                token: std::env::var("TENCENTCLOUD_SESSION_TOKEN").ok(),
-            });
-        }
-        let profile = home(".tccli/default.credential")
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-        match profile {
-            Some(p) if p["secretId"].is_string() && p["secretKey"].is_string() => Ok(Credentials {
-                secret_id: p["secretId"].as_str().unwrap_or_default().to_string(),
-                secret_key: p["secretKey"].as_str().unwrap_or_default().to_string(),
-                token: p["token"].as_str().map(str::to_string),
-            }),
-            _ => Err(ApiError::NoCredentials {
-                api: API,
-                hint: "set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or run `tccli configure`",
-            }),
-        }
+    let profile = home(".tccli/default.credential")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    match profile {
+        Some(p) if p["secretId"].is_string() && p["secretKey"].is_string() => Ok(Credentials {
+            id: p["secretId"].as_str().unwrap_or_default().to_string(),
+            secret: p["secretKey"].as_str().unwrap_or_default().to_string(),
+            token: p["token"].as_str().map(str::to_string),
+        }),
+        _ => Err(ApiError::NoCredentials {
+            api: API,
+            hint: "set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or run `tccli configure`",
+        }),
     }
 }
 
@@ -95,8 +77,8 @@ impl Client {
         for attempt in 1..=ATTEMPTS {
             let timestamp = (self.clock)();
             let authorization = sign::tc3_authorization(
-                &self.credentials.secret_id,
-                &self.credentials.secret_key,
+                &self.credentials.id,
+                &self.credentials.secret,
                 service,
                 &host,
                 &payload,

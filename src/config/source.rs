@@ -133,14 +133,14 @@ fn fetch_api(
     use crate::cloudapi::{qingcloud, tencent};
     match api {
         Api::Tencent => tencent::Client {
-            credentials: tencent::Credentials::find()?,
+            credentials: tencent::credentials()?,
             region: region.to_string(),
             endpoint,
             clock: tencent::now,
         }
         .fetch(),
         Api::QingCloud => qingcloud::Client {
-            credentials: qingcloud::Credentials::find()?,
+            credentials: qingcloud::credentials()?,
             zone: region.to_string(),
             endpoint,
             clock: tencent::now,

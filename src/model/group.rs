@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::rule::{Action, Direction, Rule};
+use super::rule::{Action, Direction, Origin, Peer, Ports, Protocol, Rule, Service};
 
 /// The cloud whose semantics a group follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,6 +149,30 @@ impl SecurityGroup {
             ingress: Vec::new(),
             egress: Vec::new(),
         }
+    }
+
+    /// A layer that lets everything through both ways, standing for one the cloud does not
+    /// apply (a port with port security off, a NIC without an NSG); `why` says so in
+    /// explanations.
+    pub fn allow_all(id: &str, cloud: Cloud, name: &str, why: &str) -> Self {
+        let mut group = SecurityGroup::new(id, cloud);
+        group.name = Some(name.to_string());
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            group.rules_mut(direction).push(Rule {
+                action: Action::Accept,
+                service: Service::ports(Protocol::All, Ports::All),
+                peer: Peer::All,
+                local: Peer::All,
+                priority: Some(0),
+                origin: Origin {
+                    group: id.to_string(),
+                    index: 0,
+                    id: None,
+                    description: Some(why.to_string()),
+                },
+            });
+        }
+        group
     }
 
     pub fn rules(&self, direction: Direction) -> &[Rule] {

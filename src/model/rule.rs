@@ -290,6 +290,15 @@ impl Service {
             icmp: IcmpMatch::default(),
         }
     }
+
+    /// ICMP (or ICMPv6) of a type and code; `None` is any.
+    pub fn icmp(protocol: Protocol, icmp_type: Option<u8>, code: Option<u8>) -> Self {
+        Service::Ports {
+            protocol,
+            ports: Ports::All,
+            icmp: IcmpMatch { icmp_type, code },
+        }
+    }
 }
 
 impl fmt::Display for Service {

@@ -740,14 +740,7 @@ pub fn reach<'a>(
                     Tri::Maybe => return Reach::Unresolved,
                     Tri::Yes => {}
                 }
-                let mut trace = Vec::new();
-                let mut walk = Walk {
-                    inv,
-                    layer_index: 0,
-                    reply: false,
-                    trace: &mut trace,
-                };
-                let (state, decider) = fold(0, &walk.outcomes(layer, &packet));
+                let (state, decider) = alone(inv, layer, &packet);
                 if decider.rule.is_some_and(|r| std::ptr::eq(r, rule)) {
                     return Reach::Decides;
                 }
@@ -760,6 +753,18 @@ pub fn reach<'a>(
     }
     // A rule that matches nothing at all (say, an IPv6 CIDR on ICMP) is shadowed by nothing.
     shadowed_by.map_or(Reach::Decides, Reach::Shadowed)
+}
+
+/// What one layer, alone, does with one packet.
+fn alone<'a>(inv: &'a Inventory, layer: &Layer<'a>, packet: &Packet) -> (State, Decider<'a>) {
+    let mut trace = Vec::new();
+    let mut walk = Walk {
+        inv,
+        layer_index: 0,
+        reply: false,
+        trace: &mut trace,
+    };
+    fold(0, &walk.outcomes(layer, packet))
 }
 
 /// Where one layer, alone, drops a packet of `protocol` to `port` in `direction`: the peer
@@ -791,14 +796,7 @@ pub fn layer_drops<'a>(
             local,
             peer_port: None,
         };
-        let mut trace = Vec::new();
-        let mut walk = Walk {
-            inv,
-            layer_index: 0,
-            reply: false,
-            trace: &mut trace,
-        };
-        let (state, decider) = fold(0, &walk.outcomes(layer, &packet));
+        let (state, decider) = alone(inv, layer, &packet);
         if state == State::Closed {
             drops.push((region, decider));
         }

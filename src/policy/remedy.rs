@@ -6,8 +6,8 @@ use ipnet::IpNet;
 use super::evaluate::{Predicted, Verdict};
 use super::link::Layer;
 use crate::model::{
-    Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, IcmpMatch, Origin, Peer,
-    PortRange, Ports, Protocol, Rule, Service,
+    Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, Origin, Peer, PortRange,
+    Ports, Protocol, Rule, Service,
 };
 
 /// The return range the AWS VPC documentation recommends opening for replies: every
@@ -62,13 +62,9 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
         };
         Some(Ports::Ranges(vec![range]))
     };
-    let icmp = |v6: bool, icmp_type, code| Service::Ports {
-        protocol: if v6 { Protocol::Icmpv6 } else { Protocol::Icmp },
-        ports: Ports::All,
-        icmp: IcmpMatch {
-            icmp_type: Some(icmp_type),
-            code,
-        },
+    let icmp = |v6: bool, icmp_type, code| {
+        let protocol = if v6 { Protocol::Icmpv6 } else { Protocol::Icmp };
+        Service::icmp(protocol, Some(icmp_type), code)
     };
     let service = match flow.spec.protocol {
         FlowProtocol::Tcp => Service::ports(Protocol::Tcp, port(flow.spec.port)?),

@@ -10,8 +10,8 @@
 use super::json::Node;
 use super::{FlatRules, SourceError, address_members, group_id, known_shape};
 use crate::model::{
-    Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
-    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, Subnet, parse_net,
+    Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
+    Ports, Protocol, Rule, SecurityGroup, Service, Subnet, parse_net,
 };
 
 pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
@@ -31,14 +31,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         for item in root.get("SecurityGroupRules").elements()? {
             let item = item.node();
             let group_id = item.get("GroupId").required_text()?;
-            let egress = item.get("IsEgress").required("true or false", |t| {
-                t.to_ascii_lowercase().parse::<bool>().ok()
-            })?;
-            let direction = if egress {
-                Direction::Outbound
-            } else {
-                Direction::Inbound
-            };
+            let direction = egress_flag(&item.get("IsEgress"))?;
             let origin = Origin {
                 group: group_id.clone(),
                 index: flat.next_index(&group_id, direction),
@@ -183,16 +176,21 @@ fn service(item: &Node) -> Result<Service, SourceError> {
                 })
                 .transpose()
             };
-            Service::Ports {
-                protocol,
-                ports: Ports::All,
-                icmp: IcmpMatch {
-                    icmp_type: byte(from, "FromPort")?,
-                    code: byte(to, "ToPort")?,
-                },
-            }
+            Service::icmp(protocol, byte(from, "FromPort")?, byte(to, "ToPort")?)
         }
         _ => Service::ports(protocol, Ports::All),
+    })
+}
+
+/// `IsEgress` / `Egress`: true for the outbound list.
+fn egress_flag(node: &Node) -> Result<Direction, SourceError> {
+    let egress = node.required("true or false", |t| {
+        t.to_ascii_lowercase().parse::<bool>().ok()
+    })?;
+    Ok(if egress {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
     })
 }
 
@@ -202,14 +200,8 @@ fn network_acl(item: &Node) -> Result<SecurityGroup, SourceError> {
     let mut acl = SecurityGroup::new(&id, Cloud::AwsNacl);
     let mut counted = [0, 0];
     for entry in item.get("Entries").items()? {
-        let egress = entry.get("Egress").required("true or false", |t| {
-            t.to_ascii_lowercase().parse::<bool>().ok()
-        })?;
-        let direction = if egress {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
-        };
+        let direction = egress_flag(&entry.get("Egress"))?;
+        let egress = direction == Direction::Outbound;
         let number = entry.get("RuleNumber");
         let priority = number.required("a rule number 1-32767", |t| {
             t.parse::<i64>().ok().filter(|n| (1..=32767).contains(n))
@@ -286,14 +278,7 @@ fn acl_service(entry: &Node) -> Result<Service, SourceError> {
                     .map(|v| u8::try_from(v).map_err(|_| node.error("0-255 or -1")))
                     .transpose()
             };
-            Service::Ports {
-                protocol,
-                ports: Ports::All,
-                icmp: IcmpMatch {
-                    icmp_type: byte(codes.get("Type"))?,
-                    code: byte(codes.get("Code"))?,
-                },
-            }
+            Service::icmp(protocol, byte(codes.get("Type"))?, byte(codes.get("Code"))?)
         }
         _ => Service::ports(protocol, Ports::All),
     })

@@ -490,24 +490,12 @@ fn nic(object: &Node, inv: &mut Inventory) -> Result<Instance, SourceError> {
 }
 
 fn no_nic_nsg() -> SecurityGroup {
-    let mut group = SecurityGroup::new(NO_NIC_NSG, Cloud::Azure);
-    group.name = Some("the NIC has no NSG: only its subnet's NSG filters".to_string());
-    for direction in [Direction::Inbound, Direction::Outbound] {
-        group.rules_mut(direction).push(Rule {
-            action: Action::Accept,
-            service: Service::ports(Protocol::All, Ports::All),
-            peer: Peer::All,
-            local: Peer::All,
-            priority: Some(0),
-            origin: Origin {
-                group: NO_NIC_NSG.to_string(),
-                index: 0,
-                id: None,
-                description: Some("no NSG on the NIC".to_string()),
-            },
-        });
-    }
-    group
+    SecurityGroup::allow_all(
+        NO_NIC_NSG,
+        Cloud::Azure,
+        "the NIC has no NSG: only its subnet's NSG filters",
+        "no NSG on the NIC",
+    )
 }
 
 /// A VNet: its address space (and its peers') is the VirtualNetwork tag; its subnets carry

@@ -13,8 +13,8 @@ use ipnet::IpNet;
 use super::json::Node;
 use super::{SourceError, address_members, known_shape};
 use crate::model::{
-    Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
-    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, parse_net,
+    Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
+    Ports, Protocol, Rule, SecurityGroup, Service, parse_net,
 };
 
 /// The group standing for a port whose port security is off: Neutron filters nothing there.
@@ -138,14 +138,11 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
                 };
             Service::ports(protocol, ports)
         }
-        Protocol::Icmp | Protocol::Icmpv6 => Service::Ports {
+        Protocol::Icmp | Protocol::Icmpv6 => Service::icmp(
             protocol,
-            ports: Ports::All,
-            icmp: IcmpMatch {
-                icmp_type: bound("port_range_min", 255)?.map(|t| t as u8),
-                code: bound("port_range_max", 255)?.map(|c| c as u8),
-            },
-        },
+            bound("port_range_min", 255)?.map(|t| t as u8),
+            bound("port_range_max", 255)?.map(|c| c as u8),
+        ),
         _ => Service::ports(protocol, Ports::All),
     };
     let prefix = item.get("remote_ip_prefix");
@@ -242,22 +239,10 @@ fn port(item: &Node, inv: &mut Inventory) -> Result<Instance, SourceError> {
 }
 
 fn unfiltered() -> SecurityGroup {
-    let mut group = SecurityGroup::new(UNFILTERED, Cloud::OpenStack);
-    group.name = Some("port security disabled: Neutron filters nothing".to_string());
-    for direction in [Direction::Inbound, Direction::Outbound] {
-        group.rules_mut(direction).push(Rule {
-            action: Action::Accept,
-            service: Service::ports(Protocol::All, Ports::All),
-            peer: Peer::All,
-            local: Peer::All,
-            priority: None,
-            origin: Origin {
-                group: UNFILTERED.to_string(),
-                index: 0,
-                id: None,
-                description: Some("port_security_enabled: false".to_string()),
-            },
-        });
-    }
-    group
+    SecurityGroup::allow_all(
+        UNFILTERED,
+        Cloud::OpenStack,
+        "port security disabled: Neutron filters nothing",
+        "port_security_enabled: false",
+    )
 }

@@ -8,8 +8,8 @@
 use super::json::Node;
 use super::{FlatRules, SourceError, address_members, known_shape};
 use crate::model::{
-    Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
-    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
+    Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
+    Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, parse_net,
 };
 
 pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
@@ -156,14 +156,11 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
             };
             Service::ports(protocol, ports)
         }
-        Protocol::Icmp | Protocol::Icmpv6 => Service::Ports {
+        Protocol::Icmp | Protocol::Icmpv6 => Service::icmp(
             protocol,
-            ports: Ports::All,
-            icmp: IcmpMatch {
-                icmp_type: number("val1", 255)?.map(|t| t as u8),
-                code: number("val2", 255)?.map(|c| c as u8),
-            },
-        },
+            number("val1", 255)?.map(|t| t as u8),
+            number("val2", 255)?.map(|c| c as u8),
+        ),
         _ => Service::ports(protocol, Ports::All),
     };
     let peer_node = item.get("val3");

@@ -96,3 +96,52 @@ pub fn agent_config(
     std::fs::write(&config, text).expect("write the agent's config");
     (config, socket)
 }
+
+/// Polls `done` until it holds; fails the test past `limit`, naming `what`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A raw HTTP/1.1 exchange over the agent's control socket (what `curl --unix-socket` does).
+pub fn control_raw(socket: &std::path::Path, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("the socket answers");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply
+}
+
+/// `GET path` on the control socket: the JSON body.
+pub fn control_get(socket: &std::path::Path, path: &str) -> serde_json::Value {
+    let reply = control_raw(
+        socket,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    serde_json::from_str(reply.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON")
+}
+
+/// The agent's whole reply to `GET path` on its metrics listener, from inside the prober
+/// namespace.
+pub fn scrape(lab: &Lab, port: u16, path: &'static str) -> String {
+    use std::io::{Read, Write};
+    lab.in_prober(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening");
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .expect("write");
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        reply
+    })
+    .expect("runs")
+}
