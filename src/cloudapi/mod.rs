@@ -66,6 +66,37 @@ impl std::fmt::Debug for Credentials {
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
+/// One try at a request: its answer, or the API saying it is busy (throttled).
+enum Try<T> {
+    Done(T),
+    Busy,
+}
+
+/// Tries `attempt` until it is done, waiting twice as long after each busy answer, and
+/// reports the API as throttled after `ATTEMPTS` busy ones.
+fn with_backoff<T>(
+    api: &'static str,
+    action: &str,
+    mut attempt: impl FnMut() -> Result<Try<T>, ApiError>,
+) -> Result<T, ApiError> {
+    let mut wait = FIRST_BACKOFF;
+    for n in 1..=ATTEMPTS {
+        match attempt()? {
+            Try::Done(value) => return Ok(value),
+            Try::Busy if n < ATTEMPTS => {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            Try::Busy => {}
+        }
+    }
+    Err(ApiError::Throttled {
+        api,
+        action: action.to_string(),
+        attempts: ATTEMPTS,
+    })
+}
+
 /// The rules and instances an API gave, as native TOML: what a source's text is.
 fn render(inventory: &Inventory) -> String {
     crate::sources::native::render(inventory)

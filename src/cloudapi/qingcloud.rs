@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ATTEMPTS, ApiError, Credentials, FIRST_BACKOFF, absorb, home, http, render, sign};
+use super::{ApiError, Credentials, Try, absorb, home, http, render, sign, with_backoff};
 use crate::sources::{Format, Merged};
 
 const API: &str = "qingcloud";
@@ -65,8 +65,7 @@ impl Client {
             .endpoint
             .clone()
             .unwrap_or_else(|| "https://api.qingcloud.com".to_string());
-        let mut wait = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        with_backoff(API, action, || {
             let mut all: Vec<(String, String)> = vec![
                 ("action".into(), action.into()),
                 ("zone".into(), self.zone.clone()),
@@ -95,28 +94,18 @@ impl Client {
                 .as_i64()
                 .unwrap_or(if busy(0) { 5000 } else { 0 });
             if code == 0 {
-                return Ok(reply);
-            }
-            if busy(code) && attempt < ATTEMPTS {
-                std::thread::sleep(wait);
-                wait *= 2;
-                continue;
+                return Ok(Try::Done(reply));
             }
             if busy(code) {
-                return Err(ApiError::Throttled {
-                    api: API,
-                    action: action.to_string(),
-                    attempts: ATTEMPTS,
-                });
+                return Ok(Try::Busy);
             }
-            return Err(ApiError::Refused {
+            Err(ApiError::Refused {
                 api: API,
                 action: action.to_string(),
                 code: code.to_string(),
                 message: reply["message"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        unreachable!("the last attempt returns")
+            })
+        })
     }
 
     /// Every page of a list action: the items of `key`, in order.

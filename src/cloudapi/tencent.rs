@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::{ATTEMPTS, ApiError, Credentials, FIRST_BACKOFF, absorb, home, http, render, sign};
+use super::{ApiError, Credentials, Try, absorb, home, http, render, sign, with_backoff};
 use crate::sources::{Format, Merged};
 
 const API: &str = "tencent";
@@ -73,8 +73,7 @@ impl Client {
             .clone()
             .unwrap_or_else(|| format!("https://{host}/"));
         let payload = body.to_string();
-        let mut wait = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        with_backoff(API, action, || {
             let timestamp = (self.clock)();
             let authorization = sign::tc3_authorization(
                 &self.credentials.id,
@@ -110,29 +109,19 @@ impl Client {
                 serde_json::from_str(&text).map_err(|e| transport(format!("not JSON ({e})")))?;
             let response = reply["Response"].clone();
             let Some(error) = response.get("Error") else {
-                return Ok(response);
+                return Ok(Try::Done(response));
             };
             let code = error["Code"].as_str().unwrap_or("").to_string();
-            if code.starts_with("RequestLimitExceeded") && attempt < ATTEMPTS {
-                std::thread::sleep(wait);
-                wait *= 2;
-                continue;
-            }
             if code.starts_with("RequestLimitExceeded") {
-                return Err(ApiError::Throttled {
-                    api: API,
-                    action: action.to_string(),
-                    attempts: ATTEMPTS,
-                });
+                return Ok(Try::Busy);
             }
-            return Err(ApiError::Refused {
+            Err(ApiError::Refused {
                 api: API,
                 action: action.to_string(),
                 code,
                 message: error["Message"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        unreachable!("the last attempt returns")
+            })
+        })
     }
 
     /// Every page of a list action: the items of `key`, in order.
