@@ -28,6 +28,7 @@ if ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1;
     fi
 fi
 
+# The AWS SDK (feature aws-api) is part of what is tested: api = "aws" sources.
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+cargo clippy --all-targets --all-features --locked -- -D warnings
+cargo test --locked --all-features

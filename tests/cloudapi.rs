@@ -164,6 +164,7 @@ fn tencent_client(base: &str, secret: &str) -> tencent::Client {
         region: "ap-guangzhou".into(),
         endpoint: Some(format!("{base}/")),
         clock,
+        timeout: std::time::Duration::from_secs(10),
     }
 }
 
@@ -297,6 +298,7 @@ fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
         zone: "pek3a".into(),
         endpoint: Some(base),
         clock,
+        timeout: std::time::Duration::from_secs(10),
     };
     let text = client.fetch().expect("fetches");
     let inv = native::parse(std::path::Path::new("api.toml"), &text).expect("native TOML");
@@ -314,6 +316,7 @@ fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
         zone: "pek3a".into(),
         endpoint: Some(base),
         clock,
+        timeout: std::time::Duration::from_secs(10),
     };
     let error = wrong.fetch().expect_err("refused").to_string();
     assert!(

@@ -113,8 +113,37 @@ fn watched(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Reads groups and instances with the AWS CLI: two command sources.
+fn cli_sources(endpoint: &str) -> String {
+    let command =
+        |what: &str| format!("[\"aws\", \"--endpoint-url\", \"{endpoint}\", \"ec2\", \"{what}\"]");
+    // A refresh longer than K cycles: only the fetch before confirming keeps (a) quiet.
+    format!(
+        "[[source]]\nname = \"aws-groups\"\nformat = \"aws\"\ncommand = {}\nrefresh = \"20s\"\ntimeout = \"3s\"\n\n[[source]]\nname = \"aws-instances\"\nformat = \"aws\"\ncommand = {}\nrefresh = \"20s\"\ntimeout = \"3s\"\n",
+        command("describe-security-groups"),
+        command("describe-instances")
+    )
+}
+
 #[test]
-fn rules_read_from_the_aws_api_follow_changes_without_false_drift() {
+fn rules_read_with_the_aws_cli_follow_changes_without_false_drift() {
+    scenario(&["aws-groups", "aws-instances"], cli_sources);
+}
+
+/// Reads everything with the SDK: one api source.
+#[cfg(feature = "aws-api")]
+#[test]
+fn rules_read_with_the_aws_sdk_follow_changes_without_false_drift() {
+    scenario(&["aws-ec2"], |endpoint| {
+        format!(
+            "[[source]]\nname = \"aws-ec2\"\napi = \"aws\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\nrefresh = \"20s\"\ntimeout = \"5s\"\n"
+        )
+    });
+}
+
+/// The scenario, with the agent's sources written by `sources` for moto's endpoint; `names`
+/// are the sources' names, as metrics label them.
+fn scenario(names: &[&str], sources: impl Fn(&str) -> String) {
     if !common::tool("moto_server") || !common::tool("aws") {
         return;
     }
@@ -266,15 +295,7 @@ fn rules_read_from_the_aws_api_follow_changes_without_false_drift() {
     );
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let endpoint = format!("http://127.0.0.1:{MOTO_PORT}");
-    let command =
-        |what: &str| format!("[\"aws\", \"--endpoint-url\", \"{endpoint}\", \"ec2\", \"{what}\"]");
-    // A refresh longer than K cycles: only the fetch before confirming keeps (a) quiet.
-    let sources = format!(
-        "[[source]]\nname = \"aws-groups\"\nformat = \"aws\"\ncommand = {}\nrefresh = \"20s\"\ntimeout = \"3s\"\n\n[[source]]\nname = \"aws-instances\"\nformat = \"aws\"\ncommand = {}\nrefresh = \"20s\"\ntimeout = \"3s\"\n",
-        command("describe-security-groups"),
-        command("describe-instances")
-    );
+    let sources = sources(&format!("http://127.0.0.1:{MOTO_PORT}"));
     let (config, socket) = common::agent_config(
         dir.path(),
         &format!(
@@ -361,7 +382,10 @@ fn rules_read_from_the_aws_api_follow_changes_without_false_drift() {
     // come back up when it returns.
     kill(moto_pid, Signal::SIGSTOP).expect("pause our moto");
     wait_for("the sources to read down", Duration::from_secs(30), || {
-        metrics(&lab).contains("sgprobe_source_up{source=\"aws-groups\"} 0")
+        let text = metrics(&lab);
+        names
+            .iter()
+            .all(|n| text.contains(&format!("sgprobe_source_up{{source=\"{n}\"}} 0")))
     });
     assert_eq!(
         get(&socket, "/v1/status")["instances"],
@@ -372,8 +396,9 @@ fn rules_read_from_the_aws_api_follow_changes_without_false_drift() {
     kill(moto_pid, Signal::SIGCONT).expect("resume our moto");
     wait_for("the sources to recover", Duration::from_secs(30), || {
         let text = metrics(&lab);
-        text.contains("sgprobe_source_up{source=\"aws-groups\"} 1")
-            && text.contains("sgprobe_source_up{source=\"aws-instances\"} 1")
+        names
+            .iter()
+            .all(|n| text.contains(&format!("sgprobe_source_up{{source=\"{n}\"}} 1")))
     });
     drop(started);
 }

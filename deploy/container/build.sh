@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 tag=${1:-localhost/sgprobe:$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
 binary=${SGPROBE_BINARY:-target/release/sgprobe}
 if [ ! -x "$binary" ]; then
-    cargo build --release --locked
+    cargo build --release --locked --features aws-api
 fi
 builder=${SGPROBE_BUILDER:-$(command -v buildah >/dev/null 2>&1 && echo buildah || echo podman)}
 context=$(mktemp -d)

@@ -9,10 +9,9 @@ pub fn exchange(
     url: &str,
     headers: &[(&str, String)],
     body: Option<&str>,
+    timeout: Duration,
 ) -> Result<(u16, String), String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
+    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
     let mut request = agent.request(method, url);
     for (name, value) in headers {
         request = request.set(name, value);

@@ -3,6 +3,8 @@
 //! format's importer. Credentials come from the environment or the CLI's own profile file,
 //! and are never logged.
 
+#[cfg(feature = "aws-api")]
+pub mod aws;
 mod http;
 pub mod qingcloud;
 pub mod sign;

@@ -55,6 +55,8 @@ pub struct Client {
     /// Instead of `https://api.qingcloud.com`.
     pub endpoint: Option<String>,
     pub clock: fn() -> u64,
+    /// The longest one request may take.
+    pub timeout: std::time::Duration,
 }
 
 impl Client {
@@ -82,8 +84,14 @@ impl Client {
                 action: action.to_string(),
                 message,
             };
-            let (status, text) = http::exchange("GET", &format!("{base}/iaas/?{query}"), &[], None)
-                .map_err(transport)?;
+            let (status, text) = http::exchange(
+                "GET",
+                &format!("{base}/iaas/?{query}"),
+                &[],
+                None,
+                self.timeout,
+            )
+            .map_err(transport)?;
             let busy = |code: i64| (5000..6000).contains(&code) || status == 429 || status == 503;
             let reply: Value = match serde_json::from_str(&text) {
                 Ok(reply) => reply,

@@ -50,6 +50,8 @@ pub struct Client {
     pub endpoint: Option<String>,
     /// Unix seconds now (a test fixes it).
     pub clock: fn() -> u64,
+    /// The longest one request may take.
+    pub timeout: std::time::Duration,
 }
 
 pub fn now() -> u64 {
@@ -103,8 +105,8 @@ impl Client {
                 action: action.to_string(),
                 message,
             };
-            let (_, text) =
-                http::exchange("POST", &url, &headers, Some(&payload)).map_err(transport)?;
+            let (_, text) = http::exchange("POST", &url, &headers, Some(&payload), self.timeout)
+                .map_err(transport)?;
             let reply: Value =
                 serde_json::from_str(&text).map_err(|e| transport(format!("not JSON ({e})")))?;
             let response = reply["Response"].clone();

@@ -299,13 +299,17 @@ fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec,
     let api = match &raw.api {
         Some(api) => {
             let parsed = Api::parse(api.get_ref()).ok_or_else(|| {
-                let hint = if api.get_ref().eq_ignore_ascii_case("aws") {
-                    "the AWS SDK is not built into this version: use command = [\"aws\", \"ec2\", ...], which brings the CLI's whole credential chain"
-                } else {
-                    "expected tencent or qingcloud"
-                };
-                spans.at(api.span(), format!("source.api: {:?}: {hint}", api.get_ref()))
+                spans.at(
+                    api.span(),
+                    format!(
+                        "source.api: {:?}: expected tencent, qingcloud or aws",
+                        api.get_ref()
+                    ),
+                )
             })?;
+            if parsed == Api::Aws && !cfg!(feature = "aws-api") {
+                return Err(spans.at(api.span(), "source.api: \"aws\" needs a build with the aws-api feature (cargo build --release --features aws-api; the container image has it), or use command = [\"aws\", \"ec2\", ...]"));
+            }
             let region = raw.region.clone().ok_or_else(|| {
                 spans.at(api.span(), "source.api needs a region (Tencent: ap-guangzhou; QingCloud: a zone such as pek3a)")
             })?;

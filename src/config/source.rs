@@ -34,6 +34,8 @@ impl Origin {
 pub enum Api {
     Tencent,
     QingCloud,
+    /// Only in builds with the `aws-api` feature.
+    Aws,
 }
 
 impl Api {
@@ -41,6 +43,7 @@ impl Api {
         match text.trim().to_ascii_lowercase().as_str() {
             "tencent" => Some(Api::Tencent),
             "qingcloud" => Some(Api::QingCloud),
+            "aws" => Some(Api::Aws),
             _ => None,
         }
     }
@@ -49,6 +52,7 @@ impl Api {
         match self {
             Api::Tencent => "tencent",
             Api::QingCloud => "qingcloud",
+            Api::Aws => "aws",
         }
     }
 }
@@ -104,10 +108,12 @@ impl SourceSpec {
                 api,
                 region,
                 endpoint,
-            } => fetch_api(*api, region, endpoint.clone()).map_err(|e| SourceError::Command {
-                file: self.file(),
-                source_name: self.name.clone(),
-                message: e.to_string(),
+            } => fetch_api(*api, region, endpoint.clone(), self.timeout).map_err(|e| {
+                SourceError::Command {
+                    file: self.file(),
+                    source_name: self.name.clone(),
+                    message: e.to_string(),
+                }
             }),
         }
     }
@@ -129,6 +135,7 @@ fn fetch_api(
     api: Api,
     region: &str,
     endpoint: Option<String>,
+    timeout: Duration,
 ) -> Result<String, crate::cloudapi::ApiError> {
     use crate::cloudapi::{qingcloud, tencent};
     match api {
@@ -137,6 +144,7 @@ fn fetch_api(
             region: region.to_string(),
             endpoint,
             clock: tencent::now,
+            timeout,
         }
         .fetch(),
         Api::QingCloud => qingcloud::Client {
@@ -144,8 +152,14 @@ fn fetch_api(
             zone: region.to_string(),
             endpoint,
             clock: tencent::now,
+            timeout,
         }
         .fetch(),
+        #[cfg(feature = "aws-api")]
+        Api::Aws => crate::cloudapi::aws::fetch(region, endpoint, timeout),
+        // The config refuses `api = "aws"` in a build without the SDK.
+        #[cfg(not(feature = "aws-api"))]
+        Api::Aws => unreachable!("refused when the config loads"),
     }
 }
 

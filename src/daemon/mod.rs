@@ -256,13 +256,21 @@ impl Shared {
 /// Runs until SIGTERM or SIGINT, which end it within a second, mid-cycle or not; SIGHUP
 /// reloads.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let mut freshness = freshness::Freshness::default();
-    let now = std::time::Instant::now();
-    let mut attempt = freshness::Attempt::default();
-    let loaded = Config::load_for_agent(config_path, &mut |source| {
-        freshness.fetch(source, now, &mut attempt)
-    });
-    freshness.settle(config_path, &loaded, attempt, unix_now());
+    // Off the async threads, as every later load: a source may run a command or an API
+    // client with a runtime of its own.
+    let path = config_path.to_path_buf();
+    let (freshness, loaded) = tokio::task::spawn_blocking(move || {
+        let mut freshness = freshness::Freshness::default();
+        let now = std::time::Instant::now();
+        let mut attempt = freshness::Attempt::default();
+        let loaded = Config::load_for_agent(&path, &mut |source| {
+            freshness.fetch(source, now, &mut attempt)
+        });
+        freshness.settle(&path, &loaded, attempt, unix_now());
+        (freshness, loaded)
+    })
+    .await
+    .context("the loading task failed")?;
     let config = loaded.context("cannot load the config")?;
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics.set_sources(&freshness.health);
