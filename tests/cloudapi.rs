@@ -352,13 +352,44 @@ fn an_api_source_loads_through_the_config_with_credentials_from_the_environment(
     );
     let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(rows[0]["predicted"], "open", "{rows}");
+    // No keys anywhere, and no metadata service (a closed local port, never the real one).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
         .args(["eval", "-c"])
         .arg(&config)
         .env_remove("TENCENTCLOUD_SECRET_ID")
         .env("HOME", dir.path())
+        .env("TENCENTCLOUD_METADATA_ENDPOINT", "http://127.0.0.1:1/")
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TENCENTCLOUD_SECRET_ID"));
+
+    // On a CVM with a role: the metadata service's temporary keys, with their token.
+    let (metadata, _) = serve(|request| {
+        match request.target.as_str() {
+        "/cam/security-credentials/" => (200, "sgprobe-reader".to_string()),
+        "/cam/security-credentials/sgprobe-reader" => (
+            200,
+            json!({"TmpSecretId": "AKIDTEST", "TmpSecretKey": SECRET, "Token": "role-token", "ExpiredTime": 1_700_007_200, "Code": "Success"}).to_string(),
+        ),
+        _ => (404, String::new()),
+    }
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["eval", "-c"])
+        .arg(&config)
+        .args([
+            "-i", "cvm-1", "--ports", "tcp:22", "--peer", "10.9.9.9", "--json",
+        ])
+        .env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY")
+        .env("HOME", dir.path())
+        .env("TENCENTCLOUD_METADATA_ENDPOINT", format!("{metadata}/"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -4,9 +4,9 @@
 use sgprobe::config::Config;
 
 const INSTANCES: &str = r#"{"Reservations": [{"Instances": [
-  {"InstanceId": "i-1", "SubnetId": "subnet-a", "PrivateIpAddress": "10.0.1.1", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web-1"}, {"Key": "team", "Value": "web"}]},
-  {"InstanceId": "i-2", "SubnetId": "subnet-b", "PrivateIpAddress": "10.0.2.1", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web-2"}, {"Key": "team", "Value": "web"}]},
-  {"InstanceId": "i-3", "SubnetId": "subnet-a", "PrivateIpAddress": "10.0.1.3", "SecurityGroups": [{"GroupId": "sg-2"}], "Tags": [{"Key": "Name", "Value": "db-1"}, {"Key": "team", "Value": "db"}]}
+  {"InstanceId": "i-1", "VpcId": "vpc-1", "SubnetId": "subnet-a", "PrivateIpAddress": "10.0.1.1", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web-1"}, {"Key": "team", "Value": "web"}]},
+  {"InstanceId": "i-2", "VpcId": "vpc-2", "SubnetId": "subnet-b", "PrivateIpAddress": "10.0.2.1", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web-2"}, {"Key": "team", "Value": "web"}]},
+  {"InstanceId": "i-3", "VpcId": "vpc-1", "SubnetId": "subnet-a", "PrivateIpAddress": "10.0.1.3", "SecurityGroups": [{"GroupId": "sg-2"}], "Tags": [{"Key": "Name", "Value": "db-1"}, {"Key": "team", "Value": "db"}]}
 ]}]}"#;
 
 const GROUPS: &str = r#"{"SecurityGroups": [{"GroupId": "sg-1", "IpPermissions": [], "IpPermissionsEgress": []}, {"GroupId": "sg-2", "IpPermissions": [], "IpPermissionsEgress": []}]}"#;
@@ -49,6 +49,8 @@ fn discover_keeps_the_instances_its_filters_match() {
     )
     .expect("loads");
     assert_eq!(either, ["web-2", "db-1"]);
+    let by_vpc = names("[[discover]]\nsource = \"ec2\"\nvpcs = [\"vpc-1\"]\n").expect("loads");
+    assert_eq!(by_vpc, ["web-1", "db-1"]);
 }
 
 #[test]

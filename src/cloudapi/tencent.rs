@@ -2,7 +2,8 @@
 //! DescribeSecurityGroupPolicies, DescribeInstances, and the address and service templates
 //! and template groups, every page (Offset/Limit), each request signed TC3-HMAC-SHA256.
 //! Credentials: TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY (and
-//! TENCENTCLOUD_SESSION_TOKEN for temporary keys), else tccli's ~/.tccli/default.credential.
+//! TENCENTCLOUD_SESSION_TOKEN for temporary keys), else tccli's ~/.tccli/default.credential,
+//! else the CVM's role, from the metadata service.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,33 @@ use crate::sources::{Format, Merged};
 const API: &str = "tencent";
 const PAGE: u64 = 100;
 
-/// The environment's credentials, else tccli's default profile.
+/// The CVM metadata service (`TENCENTCLOUD_METADATA_ENDPOINT` overrides it: tests, proxies).
+const METADATA: &str = "http://metadata.tencentyun.com/latest/meta-data/";
+
+/// The CVM role's temporary keys: the role's name, then its keys (TmpSecretId, TmpSecretKey,
+/// Token), as Tencent's SDKs read them. `None` off a CVM or with no role bound.
+fn role_credentials() -> Option<Credentials> {
+    let base = std::env::var("TENCENTCLOUD_METADATA_ENDPOINT").unwrap_or_else(|_| METADATA.into());
+    let get = |path: &str| {
+        let url = format!(
+            "{}/cam/security-credentials/{path}",
+            base.trim_end_matches('/')
+        );
+        match http::exchange("GET", &url, &[], None, std::time::Duration::from_secs(2)) {
+            Ok((200, text)) => Some(text),
+            _ => None,
+        }
+    };
+    let role = get("")?.lines().next()?.trim().to_string();
+    let keys: Value = serde_json::from_str(&get(&role)?).ok()?;
+    Some(Credentials {
+        id: keys["TmpSecretId"].as_str()?.to_string(),
+        secret: keys["TmpSecretKey"].as_str()?.to_string(),
+        token: keys["Token"].as_str().map(str::to_string),
+    })
+}
+
+/// The environment's credentials, else tccli's default profile, else the CVM's role.
 pub fn credentials() -> Result<Credentials, ApiError> {
     if let (Ok(secret_id), Ok(secret_key)) = (
         std::env::var("TENCENTCLOUD_SECRET_ID"),
@@ -35,9 +62,9 @@ pub fn credentials() -> Result<Credentials, ApiError> {
             secret: p["secretKey"].as_str().unwrap_or_default().to_string(),
             token: p["token"].as_str().map(str::to_string),
         }),
-        _ => Err(ApiError::NoCredentials {
+        _ => role_credentials().ok_or(ApiError::NoCredentials {
             api: API,
-            hint: "set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or run `tccli configure`",
+            hint: "set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, run `tccli configure`, or bind a role to the CVM",
         }),
     }
 }

@@ -86,7 +86,7 @@ struct RawSource {
 }
 
 /// Which of a source's instances to check: those with every tag given, bound to one of the
-/// groups given (if any), in one of the subnets given (if any).
+/// groups given (if any), in one of the subnets and VPCs given (if any).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDiscover {
@@ -97,6 +97,8 @@ struct RawDiscover {
     groups: Vec<String>,
     #[serde(default)]
     subnets: Vec<String>,
+    #[serde(default)]
+    vpcs: Vec<String>,
 }
 
 impl RawDiscover {
@@ -110,6 +112,8 @@ impl RawDiscover {
                     .subnet
                     .as_ref()
                     .is_some_and(|s| self.subnets.contains(&s.value)))
+            && (self.vpcs.is_empty()
+                || instance.vpc.as_ref().is_some_and(|v| self.vpcs.contains(v)))
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Instance {
     pub subnet_layers: Vec<Located<String>>,
     /// The subnet it sits in: the layers associated with that subnet apply too.
     pub subnet: Option<Located<String>>,
+    /// Its VPC (virtual network), where the export says: `[[discover]]` may filter by it.
+    pub vpc: Option<String>,
     /// Flows checked besides the common ports.
     pub ports: Vec<FlowSpec>,
     pub labels: BTreeMap<String, String>,
@@ -59,6 +61,7 @@ impl Instance {
             application_security_groups: Vec::new(),
             subnet_layers: Vec::new(),
             subnet: None,
+            vpc: None,
             ports: Vec::new(),
             labels: BTreeMap::new(),
             local: false,
@@ -342,6 +345,9 @@ impl Inventory {
         }
         if new.subnet.is_some() {
             old.subnet = new.subnet;
+        }
+        if new.vpc.is_some() {
+            old.vpc = new.vpc;
         }
         old.ports.extend(new.ports);
         old.labels.extend(new.labels);

@@ -328,6 +328,7 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
             at: group.place(),
         });
     }
+    instance.vpc = item.get("VpcAttributes").get("VpcId").text()?;
     let vswitch = item.get("VpcAttributes").get("VSwitchId");
     if let Some(value) = vswitch.text()? {
         instance.subnet = Some(Located {

@@ -381,6 +381,7 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
             instance.addresses.push(address);
         }
     }
+    instance.vpc = item.get("VpcId").text()?;
     let subnet = item.get("SubnetId");
     if let Some(value) = subnet.text()? {
         instance.subnet = Some(Located {

@@ -115,6 +115,7 @@ pub struct RawInstance {
     #[serde(default)]
     subnet_layers: Vec<Spanned<String>>,
     subnet: Option<Spanned<String>>,
+    vpc: Option<String>,
     #[serde(default)]
     application_security_groups: Vec<String>,
     ports: Option<Spanned<String>>,
@@ -378,6 +379,7 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
     instance.security_groups = located(raw.security_groups);
     instance.subnet_layers = located(raw.subnet_layers);
     instance.application_security_groups = raw.application_security_groups;
+    instance.vpc = raw.vpc;
     instance.subnet = raw.subnet.map(|id| Located {
         at: spans.place(id.span()),
         value: id.into_inner(),
@@ -494,6 +496,9 @@ pub fn render(inv: &Inventory) -> String {
         }
         if let Some(subnet) = &instance.subnet {
             let _ = writeln!(out, "subnet = {}", quote(&subnet.value));
+        }
+        if let Some(vpc) = &instance.vpc {
+            let _ = writeln!(out, "vpc = {}", quote(vpc));
         }
         if !instance.application_security_groups.is_empty() {
             let _ = writeln!(

@@ -193,6 +193,7 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
     let mut instance = Instance::new(name, item.place());
     instance.id = Some(id);
     for vxnet in item.get("vxnets").items()? {
+        instance.vpc = instance.vpc.or(vxnet.get("vpc_router_id").text()?);
         instance
             .addresses
             .extend(vxnet.get("private_ip").address()?);

@@ -235,6 +235,7 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
             into.extend(address.address()?);
         }
     }
+    instance.vpc = item.get("VirtualPrivateCloud").get("VpcId").text()?;
     for group in item.get("SecurityGroupIds").items()? {
         instance.security_groups.push(Located {
             value: group.required_text()?,
