@@ -13,6 +13,7 @@ pub mod tencent;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::model::Inventory;
@@ -97,6 +98,29 @@ fn with_backoff<T>(
         action: action.to_string(),
         attempts: ATTEMPTS,
     })
+}
+
+/// How many items a list call asks for at once (both clouds' maximum).
+const PAGE: u64 = 100;
+
+/// Every item of a paged list: `page(offset)` gives one page's items and the total the API
+/// reports, if it does; pages are asked for until the total is reached or a page is short.
+fn paged(
+    mut page: impl FnMut(usize) -> Result<(Vec<Value>, Option<u64>), ApiError>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut items = Vec::new();
+    loop {
+        let (got, total) = page(items.len())?;
+        let count = got.len() as u64;
+        items.extend(got);
+        let done = match total {
+            Some(total) => items.len() as u64 >= total,
+            None => count < PAGE,
+        };
+        if done || count == 0 {
+            return Ok(items);
+        }
+    }
 }
 
 /// The rules and instances an API gave, as native TOML: what a source's text is.

@@ -6,11 +6,12 @@
 
 use serde_json::{Value, json};
 
-use super::{ApiError, Credentials, Try, absorb, home, http, render, sign, with_backoff};
+use super::{
+    ApiError, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
+};
 use crate::sources::{Format, Merged};
 
 const API: &str = "qingcloud";
-const PAGE: u64 = 100;
 
 /// The environment's credentials, else the CLI's config file (`qy_access_key_id: '...'`
 /// lines).
@@ -123,23 +124,14 @@ impl Client {
         key: &str,
         params: &[(&str, String)],
     ) -> Result<Vec<Value>, ApiError> {
-        let mut items = Vec::new();
-        loop {
+        paged(|offset| {
             let mut all = params.to_vec();
-            all.push(("offset", items.len().to_string()));
+            all.push(("offset", offset.to_string()));
             all.push(("limit", PAGE.to_string()));
             let reply = self.call(action, &all)?;
             let page = reply[key].as_array().cloned().unwrap_or_default();
-            let got = page.len() as u64;
-            items.extend(page);
-            let done = match reply["total_count"].as_u64() {
-                Some(total) => items.len() as u64 >= total,
-                None => got < PAGE,
-            };
-            if done || got == 0 {
-                return Ok(items);
-            }
-        }
+            Ok((page, reply["total_count"].as_u64()))
+        })
     }
 
     /// The zone's groups with their rules, instances and IP sets, as native TOML.

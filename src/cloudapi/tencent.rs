@@ -9,11 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::{ApiError, Credentials, Try, absorb, home, http, render, sign, with_backoff};
+use super::{
+    ApiError, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
+};
 use crate::sources::{Format, Merged};
 
 const API: &str = "tencent";
-const PAGE: u64 = 100;
 
 /// The CVM metadata service (`TENCENTCLOUD_METADATA_ENDPOINT` overrides it: tests, proxies).
 const METADATA: &str = "http://metadata.tencentyun.com/latest/meta-data/";
@@ -161,22 +162,12 @@ impl Client {
         action: &str,
         key: &str,
     ) -> Result<Vec<Value>, ApiError> {
-        let mut items = Vec::new();
-        loop {
-            let body = json!({"Offset": items.len() as u64, "Limit": PAGE});
+        paged(|offset| {
+            let body = json!({"Offset": offset, "Limit": PAGE});
             let response = self.call(service, version, action, &body)?;
             let page = response[key].as_array().cloned().unwrap_or_default();
-            let total = response["TotalCount"].as_u64();
-            let got = page.len() as u64;
-            items.extend(page);
-            let done = match total {
-                Some(total) => items.len() as u64 >= total,
-                None => got < PAGE,
-            };
-            if done || got == 0 {
-                return Ok(items);
-            }
-        }
+            Ok((page, response["TotalCount"].as_u64()))
+        })
     }
 
     /// The account's groups with their policies, instances and templates, as native TOML.
