@@ -15,6 +15,8 @@ use sgprobe::sources::native;
 
 const SECRET: &str = "test-secret-key";
 const CLOCK: u64 = 1_700_000_000;
+/// The token a role's temporary keys come with (a JWT, as QingCloud's are).
+const ROLE_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzdHMifQ.c2lnbmF0dXJl-_";
 
 fn clock() -> u64 {
     CLOCK
@@ -233,8 +235,20 @@ fn qingcloud_server(busy_first: bool) -> (String, Arc<Mutex<Vec<String>>>) {
                 params.push((k.to_string(), decoded));
             }
         }
-        let expected = sign::qingcloud_query(SECRET, "/iaas/", &params);
-        if !expected.ends_with(&format!("&signature={signature}")) {
+        // Long-term keys sign for /iaas/; a role's temporary keys for /iam/, with signature
+        // version 2 and the role's token.
+        let path = request.target.split('?').next().unwrap_or("");
+        let role = path == "/iam/";
+        let has = |key: &str, value: &str| params.iter().any(|(k, v)| k == key && v == value);
+        let shape = if role {
+            has("signature_version", "2") && has("token", ROLE_TOKEN)
+        } else {
+            path == "/iaas/"
+                && has("signature_version", "1")
+                && !params.iter().any(|(k, _)| k == "token")
+        };
+        let expected = sign::qingcloud_query(SECRET, path, &params);
+        if !shape || !expected.ends_with(&format!("&signature={signature}")) {
             return (
                 200,
                 json!({"ret_code": 1200, "message": "signature not matched"}).to_string(),
@@ -412,5 +426,68 @@ fn an_api_source_loads_through_the_config_with_credentials_from_the_environment(
     assert!(
         seen.first().is_some_and(|r| r.contains("token= ")),
         "{seen:?}"
+    );
+}
+
+#[test]
+fn qingcloud_uses_the_instance_roles_keys_from_the_metadata_service_when_nothing_else_is_set() {
+    let (base, seen) = qingcloud_server(false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!("[[source]]\nname = \"qingcloud-pek3a\"\napi = \"qingcloud\"\nregion = \"pek3a\"\nendpoint = \"{base}\"\n"),
+    )
+    .expect("write");
+    let eval = |metadata: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+            .args(["eval", "-c"])
+            .arg(&config)
+            .args([
+                "-i", "i-q1", "--ports", "tcp:8001", "--peer", "10.9.9.9", "--json",
+            ])
+            .env_remove("QY_ACCESS_KEY_ID")
+            .env_remove("QY_SECRET_ACCESS_KEY")
+            .env("HOME", dir.path())
+            .env("QY_METADATA_ENDPOINT", metadata)
+            .output()
+            .expect("runs")
+    };
+    // No keys and no metadata service (a closed local port, never the real one).
+    let out = eval("http://127.0.0.1:1");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("QY_ACCESS_KEY_ID") && stderr.contains("IAM role"),
+        "{stderr}"
+    );
+
+    // The metadata service answers as the signature page's example shows: the keys' JSON
+    // object, itself JSON-encoded as a string.
+    let keys = json!({"jti": "j", "id_token": ROLE_TOKEN, "access_key": "QYROLEKEY", "secret_key": SECRET, "expiration": CLOCK + 3600}).to_string();
+    let (metadata, asked) = serve(move |request| match request.target.as_str() {
+        "/latest/meta-data/security-credentials"
+            if request.headers.get("accept").map(String::as_str) == Some("application/json") =>
+        {
+            (200, Value::String(keys.clone()).to_string())
+        }
+        _ => (404, String::new()),
+    });
+    let out = eval(&metadata);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(rows[0]["predicted"], "open", "{rows}");
+    assert_eq!(asked.lock().expect("log").len(), 1, "one metadata request");
+    let seen = seen.lock().expect("log");
+    assert!(
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|r| r.starts_with("GET /iam/?") && r.contains("access_key_id=QYROLEKEY")),
+        "every request signed with the role's keys: {seen:?}"
     );
 }

@@ -1,7 +1,7 @@
 //! Native read-only API clients: each reads what the cloud's CLI would print, page by page,
 //! signs every request, retries a throttled one with backoff, and hands the pages to the
-//! format's importer. Credentials come from the environment or the CLI's own profile file,
-//! and are never logged.
+//! format's importer. Credentials come from the environment, the CLI's own profile file or
+//! the instance's role, and are never logged.
 
 #[cfg(feature = "aws-api")]
 pub mod aws;

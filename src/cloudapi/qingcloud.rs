@@ -1,8 +1,8 @@
 //! QingCloud IaaS API, read-only: DescribeSecurityGroups and each group's
 //! DescribeSecurityGroupRules, DescribeInstances, DescribeSecurityGroupIPSets, every page
-//! (offset/limit), each request signed (HmacSHA256, signature version 1). Credentials:
-//! QY_ACCESS_KEY_ID and QY_SECRET_ACCESS_KEY, else the qingcloud CLI's
-//! ~/.qingcloud/config.yaml.
+//! (offset/limit), each request signed (HmacSHA256). Credentials: QY_ACCESS_KEY_ID and
+//! QY_SECRET_ACCESS_KEY, else the qingcloud CLI's ~/.qingcloud/config.yaml, else the
+//! instance's IAM role, from the metadata service.
 
 use serde_json::{Value, json};
 
@@ -13,8 +13,46 @@ use crate::sources::{Format, Merged};
 
 const API: &str = "qingcloud";
 
+/// Where an instance with an IAM role gets its temporary keys, as QingCloud's "signature"
+/// page (IAM identity signing, step 1) and its SDKs read them (`QY_METADATA_ENDPOINT`
+/// overrides the host: tests, proxies).
+const METADATA: &str = "http://169.254.169.254";
+
+/// The instance role's temporary keys: `access_key`, `secret_key` and the `id_token` that
+/// goes with every request. The service answers with the object JSON-encoded once more (a
+/// string holding the JSON), as the documented example shows; a plain object is read too.
+/// `None` off QingCloud or with no role bound (404).
+fn role_credentials() -> Option<Credentials> {
+    let base = std::env::var("QY_METADATA_ENDPOINT").unwrap_or_else(|_| METADATA.into());
+    let url = format!(
+        "{}/latest/meta-data/security-credentials",
+        base.trim_end_matches('/')
+    );
+    let accept = [("Accept", "application/json".to_string())];
+    let (200, text) = http::exchange(
+        "GET",
+        &url,
+        &accept,
+        None,
+        std::time::Duration::from_secs(2),
+    )
+    .ok()?
+    else {
+        return None;
+    };
+    let mut keys: Value = serde_json::from_str(&text).ok()?;
+    if let Value::String(inner) = &keys {
+        keys = serde_json::from_str(inner).ok()?;
+    }
+    Some(Credentials {
+        id: keys["access_key"].as_str()?.to_string(),
+        secret: keys["secret_key"].as_str()?.to_string(),
+        token: Some(keys["id_token"].as_str()?.to_string()),
+    })
+}
+
 /// The environment's credentials, else the CLI's config file (`qy_access_key_id: '...'`
-/// lines).
+/// lines), else the instance's role.
 pub fn credentials() -> Result<Credentials, ApiError> {
     if let (Ok(access_key_id), Ok(secret_access_key)) = (
         std::env::var("QY_ACCESS_KEY_ID"),
@@ -41,9 +79,9 @@ pub fn credentials() -> Result<Credentials, ApiError> {
             secret,
             token: None,
         }),
-        _ => Err(ApiError::NoCredentials {
+        _ => role_credentials().ok_or(ApiError::NoCredentials {
             api: API,
-            hint: "set QY_ACCESS_KEY_ID and QY_SECRET_ACCESS_KEY, or write ~/.qingcloud/config.yaml",
+            hint: "set QY_ACCESS_KEY_ID and QY_SECRET_ACCESS_KEY, write ~/.qingcloud/config.yaml, or bind an IAM role to the instance",
         }),
     }
 }
@@ -66,20 +104,31 @@ impl Client {
     pub fn call(&self, action: &str, params: &[(&str, String)]) -> Result<Value, ApiError> {
         let base = self
             .endpoint
-            .clone()
-            .unwrap_or_else(|| "https://api.qingcloud.com".to_string());
+            .as_deref()
+            .unwrap_or("https://api.qingcloud.com")
+            .trim_end_matches('/');
+        // A role's temporary keys sign the same way, but the request goes to `/iam/`, says
+        // signature version 2 and carries the role's token (the signature page, IAM
+        // identity signing, step 3).
+        let (path, version) = match self.credentials.token {
+            Some(_) => ("/iam/", "2"),
+            None => ("/iaas/", "1"),
+        };
         with_backoff(API, action, || {
             let mut all: Vec<(String, String)> = vec![
                 ("action".into(), action.into()),
                 ("zone".into(), self.zone.clone()),
                 ("access_key_id".into(), self.credentials.id.clone()),
                 ("signature_method".into(), "HmacSHA256".into()),
-                ("signature_version".into(), "1".into()),
+                ("signature_version".into(), version.into()),
                 ("version".into(), "1".into()),
                 ("time_stamp".into(), sign::utc_time((self.clock)())),
             ];
+            if let Some(token) = &self.credentials.token {
+                all.push(("token".into(), token.clone()));
+            }
             all.extend(params.iter().map(|(k, v)| (k.to_string(), v.clone())));
-            let query = sign::qingcloud_query(&self.credentials.secret, "/iaas/", &all);
+            let query = sign::qingcloud_query(&self.credentials.secret, path, &all);
             let transport = |message: String| ApiError::Transport {
                 api: API,
                 action: action.to_string(),
@@ -87,7 +136,7 @@ impl Client {
             };
             let (status, text) = http::exchange(
                 "GET",
-                &format!("{base}/iaas/?{query}"),
+                &format!("{base}{path}?{query}"),
                 &[],
                 None,
                 self.timeout,
