@@ -350,33 +350,51 @@ fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
     );
 }
 
-#[test]
-fn an_api_source_loads_through_the_config_with_credentials_from_the_environment() {
-    let (base, seen) = tencent_server(false);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("sgprobe.toml");
+/// A config with one API source served from `base`.
+fn api_config(dir: &std::path::Path, api: &str, region: &str, base: &str) -> std::path::PathBuf {
+    let config = dir.join("sgprobe.toml");
     std::fs::write(
         &config,
-        format!("[[source]]\nname = \"tencent-gz\"\napi = \"tencent\"\nregion = \"ap-guangzhou\"\nendpoint = \"{base}/\"\n"),
+        format!("[[source]]\nname = \"{api}-{region}\"\napi = \"{api}\"\nregion = \"{region}\"\nendpoint = \"{base}/\"\n"),
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
-        .args(["eval", "-c"])
-        .arg(&config)
-        .args([
-            "-i", "cvm-1", "--ports", "tcp:22", "--peer", "10.9.9.9", "--json",
-        ])
-        .env("TENCENTCLOUD_SECRET_ID", "AKIDTEST")
-        .env("TENCENTCLOUD_SECRET_KEY", SECRET)
-        .output()
-        .expect("runs");
+    config
+}
+
+/// `sgprobe eval` of one port of one instance from a peer, as JSON.
+fn eval_port(config: &std::path::Path, instance: &str, port: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"));
+    command.args(["eval", "-c"]).arg(config).args([
+        "-i", instance, "--ports", port, "--peer", "10.9.9.9", "--json",
+    ]);
+    command
+}
+
+/// The verdict of a successful `eval_port`.
+fn predicted(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(rows[0]["predicted"], "open", "{rows}");
+    rows[0]["predicted"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_api_source_loads_through_the_config_with_credentials_from_the_environment() {
+    let (base, seen) = tencent_server(false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = api_config(dir.path(), "tencent", "ap-guangzhou", &base);
+    let out = eval_port(&config, "cvm-1", "tcp:22")
+        .env("TENCENTCLOUD_SECRET_ID", "AKIDTEST")
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET)
+        .output()
+        .expect("runs");
+    assert_eq!(predicted(&out), "open");
     // No keys anywhere, and no metadata service (a closed local port, never the real one).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
         .args(["eval", "-c"])
@@ -400,12 +418,7 @@ fn an_api_source_loads_through_the_config_with_credentials_from_the_environment(
         _ => (404, String::new()),
     }
     });
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
-        .args(["eval", "-c"])
-        .arg(&config)
-        .args([
-            "-i", "cvm-1", "--ports", "tcp:22", "--peer", "10.9.9.9", "--json",
-        ])
+    let out = eval_port(&config, "cvm-1", "tcp:22")
         .env_remove("TENCENTCLOUD_SECRET_ID")
         .env_remove("TENCENTCLOUD_SECRET_KEY")
         .env("HOME", dir.path())
@@ -433,19 +446,9 @@ fn an_api_source_loads_through_the_config_with_credentials_from_the_environment(
 fn qingcloud_uses_the_instance_roles_keys_from_the_metadata_service_when_nothing_else_is_set() {
     let (base, seen) = qingcloud_server(false);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("sgprobe.toml");
-    std::fs::write(
-        &config,
-        format!("[[source]]\nname = \"qingcloud-pek3a\"\napi = \"qingcloud\"\nregion = \"pek3a\"\nendpoint = \"{base}\"\n"),
-    )
-    .expect("write");
+    let config = api_config(dir.path(), "qingcloud", "pek3a", &base);
     let eval = |metadata: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
-            .args(["eval", "-c"])
-            .arg(&config)
-            .args([
-                "-i", "i-q1", "--ports", "tcp:8001", "--peer", "10.9.9.9", "--json",
-            ])
+        eval_port(&config, "i-q1", "tcp:8001")
             .env_remove("QY_ACCESS_KEY_ID")
             .env_remove("QY_SECRET_ACCESS_KEY")
             .env("HOME", dir.path())
@@ -474,13 +477,7 @@ fn qingcloud_uses_the_instance_roles_keys_from_the_metadata_service_when_nothing
         _ => (404, String::new()),
     });
     let out = eval(&metadata);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(rows[0]["predicted"], "open", "{rows}");
+    assert_eq!(predicted(&out), "open");
     assert_eq!(asked.lock().expect("log").len(), 1, "one metadata request");
     let seen = seen.lock().expect("log");
     assert!(
