@@ -40,7 +40,7 @@ pub enum ConfigError {
 struct RawConfig {
     agent: Option<RawAgent>,
     #[serde(default)]
-    source: Vec<RawSource>,
+    source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     discover: Vec<RawDiscover>,
     #[serde(default)]
@@ -208,7 +208,11 @@ impl Config {
         let mut merged = Merged::default();
         let mut sources = Vec::new();
         let mut fetched = Vec::new();
-        let names: Vec<Option<String>> = raw.source.iter().map(|s| s.name.clone()).collect();
+        let names: Vec<Option<String>> = raw
+            .source
+            .iter()
+            .map(|s| s.get_ref().name.clone())
+            .collect();
         for discover in &raw.discover {
             if !names
                 .iter()
@@ -276,7 +280,14 @@ impl Config {
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec, SourceError> {
+fn source_spec(
+    raw: Spanned<RawSource>,
+    base: &Path,
+    spans: &Spans,
+) -> Result<SourceSpec, SourceError> {
+    // Where the table is: errors about what it lacks point there.
+    let table = raw.span();
+    let raw = raw.into_inner();
     let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
     let format = match (&raw.format, &raw.api) {
         (Some(format), _) => Format::parse(format.get_ref()).ok_or_else(|| {
@@ -292,12 +303,10 @@ fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec,
         // An API client gives its rules as native TOML.
         (None, Some(_)) => Format::Native,
         (None, None) => {
-            return Err(SourceError::At {
-                file: spans.file.to_path_buf(),
-                line: 1,
-                column: 1,
-                message: "a [[source]] needs a format (native, tencent, qingcloud, aws, alibaba, azure, openstack) unless it names an api".into(),
-            });
+            return Err(spans.at(
+                table,
+                "a [[source]] needs a format (native, tencent, qingcloud, aws, alibaba, azure, openstack) unless it names an api",
+            ));
         }
     };
     let api = match &raw.api {
@@ -352,7 +361,7 @@ fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec,
         (None, None) if api.is_some() => api.expect("checked"),
         (Some(_), _) | (_, Some(_)) if api.is_some() => {
             return Err(spans.at(
-                raw.api.as_ref().map_or(0..0, |a| a.span()),
+                raw.api.as_ref().map_or(table.clone(), |a| a.span()),
                 "a source has one of path, command and api",
             ));
         }
@@ -368,7 +377,7 @@ fn source_spec(raw: RawSource, base: &Path, spans: &Spans) -> Result<SourceSpec,
         }
         (None, None) => {
             return Err(spans.at(
-                raw.format.as_ref().map_or(0..0, |f| f.span()),
+                raw.format.as_ref().map_or(table.clone(), |f| f.span()),
                 "a source needs a path (an export file), a command (that prints one) or an api",
             ));
         }
