@@ -171,10 +171,10 @@ mod tests {
     fn qingclouds_iam_example_query_is_reproduced_parameter_for_parameter() {
         // The signature page's "IAM identity signing" example: DescribeInstances at
         // 2020-05-25T07:20:28Z on /iam/ with the role's access key, signature version 2 and
-        // the role's id_token (its payload shortened here). Its printed signature does not follow from its printed
-        // secret_key (shortened, it seems: 15 characters), so only the signed query, whose
-        // order and encoding a token must survive, is compared here; the signature itself
-        // is the one checked by the API-key example above.
+        // the role's id_token (its payload shortened here). Its printed signature does not
+        // follow from its printed secret_key (shortened, it seems: 15 characters), so only
+        // the signed query, whose order and encoding a token must survive, is compared
+        // here; the signature itself is the one checked by the API-key example above.
         let token = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY3IiOiIxIn0.YrCnvySApej2zHsn9cfn3D7tgOahDzeTP1TRBVMZ_3TyToo-H7hB2_mx_J_Qy1NY5K-WykYE4NFxqVN7PqsnAmskqAnRM2D7Gza_PffO7ajEJhtVF7Fo7nsmPKs7y1kryQ2Rvj3ABBJThHjQDtYVsk_pLUio5P0Nl9zb1sSswN4";
         let params: Vec<(String, String)> = [
             ("zone", "pekt3"),
