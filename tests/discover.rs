@@ -59,3 +59,39 @@ fn discover_of_an_unnamed_source_names_the_line() {
     assert!(error.contains("sgprobe.toml:9:"), "{error}");
     assert!(error.contains("no [[source]] is named \"ec3\""), "{error}");
 }
+
+#[test]
+fn every_clouds_instance_tags_become_labels_a_discover_filter_can_match() {
+    use sgprobe::sources::{Format, parse};
+    // Each cloud's instance list spells its tags its own way (DescribeInstances: AWS
+    // `Tags[].Key/Value`, Tencent `Tags[].Key/Value`, Alibaba `Tags.Tag[].TagKey/TagValue`).
+    let exports = [
+        (
+            Format::Aws,
+            r#"{"Reservations": [{"Instances": [{"InstanceId": "i-1", "PrivateIpAddress": "10.0.0.1", "Tags": [{"Key": "team", "Value": "web"}, {"Key": "bare"}]}]}]}"#,
+        ),
+        (
+            Format::Tencent,
+            r#"{"InstanceSet": [{"InstanceId": "ins-1", "PrivateIpAddresses": ["10.0.0.1"], "Tags": [{"Key": "team", "Value": "web"}, {"Key": "bare"}]}]}"#,
+        ),
+        (
+            Format::Alibaba,
+            r#"{"Instances": {"Instance": [{"InstanceId": "i-a1", "VpcAttributes": {"PrivateIpAddress": {"IpAddress": ["10.0.0.1"]}}, "Tags": {"Tag": [{"TagKey": "team", "TagValue": "web"}, {"TagKey": "bare"}]}}]}}"#,
+        ),
+    ];
+    for (format, text) in exports {
+        let inventory = parse(format, std::path::Path::new("instances.json"), text, None)
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        let labels = &inventory.instances[0].labels;
+        assert_eq!(
+            labels.get("team").map(String::as_str),
+            Some("web"),
+            "{format:?}"
+        );
+        assert_eq!(
+            labels.get("bare").map(String::as_str),
+            Some(""),
+            "{format:?}"
+        );
+    }
+}

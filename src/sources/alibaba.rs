@@ -336,13 +336,9 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
             at: vswitch.place(),
         });
     }
-    for tag in item.get("Tags").get("Tag").items()? {
-        if let Some(key) = tag.get("TagKey").text()? {
-            instance
-                .labels
-                .insert(key, tag.get("TagValue").text()?.unwrap_or_default());
-        }
-    }
+    instance
+        .labels
+        .extend(item.get("Tags").get("Tag").pairs("TagKey", "TagValue")?);
     Ok(instance)
 }
 

@@ -343,14 +343,11 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
     let id = item.get("InstanceId").required_text()?;
     let mut name = None;
     let mut instance = Instance::new(&id, item.place());
-    for tag in item.get("Tags").items()? {
-        if let Some(key) = tag.get("Key").text()? {
-            let value = tag.get("Value").text()?.unwrap_or_default();
-            if key == "Name" && !value.is_empty() {
-                name = Some(value.clone());
-            }
-            instance.labels.insert(key, value);
+    for (key, value) in item.get("Tags").pairs("Key", "Value")? {
+        if key == "Name" && !value.is_empty() {
+            name = Some(value.clone());
         }
+        instance.labels.insert(key, value);
     }
     if let Some(name) = name {
         instance.name = name;

@@ -306,6 +306,18 @@ impl<'a> Node<'a> {
         Ok(out)
     }
 
+    /// An array of key/value objects (the clouds' tags) as pairs, in order: an item
+    /// without a key is skipped, one without a value gets an empty one.
+    pub fn pairs(&self, key: &str, value: &str) -> Result<Vec<(String, String)>, SourceError> {
+        let mut out = Vec::new();
+        for item in self.items()? {
+            if let Some(k) = item.get(key).text()? {
+                out.push((k, item.get(value).text()?.unwrap_or_default()));
+            }
+        }
+        Ok(out)
+    }
+
     /// `file: $.path`, for naming where something was defined.
     pub fn place(&self) -> String {
         format!("{}: {}", self.file.display(), self.path)

@@ -242,13 +242,9 @@ fn instance(item: &Node) -> Result<Instance, SourceError> {
             at: group.place(),
         });
     }
-    for tag in item.get("Tags").items()? {
-        if let Some(key) = tag.get("Key").text()? {
-            instance
-                .labels
-                .insert(key, tag.get("Value").text()?.unwrap_or_default());
-        }
-    }
+    instance
+        .labels
+        .extend(item.get("Tags").pairs("Key", "Value")?);
     Ok(instance)
 }
 
