@@ -511,3 +511,85 @@ fn a_reply_dropped_by_a_network_acl_is_named_and_fixed_on_the_reply_side() {
     assert_eq!(rows[0]["predicted"], "open", "{rows}");
     assert!(rows[0].get("on_reply").is_none(), "{rows}");
 }
+
+#[test]
+fn an_unreadable_rule_is_refused_naming_file_field_and_flag_and_keep_going_reads_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("sgs.json"),
+        r#"{"SecurityGroups": [{"GroupId": "sg-1", "IpPermissions": [
+          {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+          {"IpProtocol": "tcp-ao", "FromPort": 179, "ToPort": 179, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+          "IpPermissionsEgress": []}]}"#,
+    )
+    .expect("write export");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        "[[source]]\nformat = \"aws\"\npath = \"sgs.json\"\n[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nsecurity_groups = [\"sg-1\"]\n",
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8");
+    for command in ["eval", "lint"] {
+        let refused = sgprobe(&[command, "-c", config]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("sgs.json")
+                && stderr.contains("$.SecurityGroups[0].IpPermissions[1].IpProtocol")
+                && stderr.contains("--keep-going"),
+            "{command}: {stderr}"
+        );
+    }
+    let rows = json(&sgprobe(&[
+        "eval",
+        "-c",
+        config,
+        "--keep-going",
+        "--ports",
+        "tcp:22,tcp:8080",
+        "--json",
+    ]));
+    let predicted: Vec<(u64, &str)> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            (
+                r["port"].as_u64().expect("port"),
+                r["predicted"].as_str().expect("predicted"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        predicted,
+        [(22, "open"), (8080, "unknown")],
+        "the readable rule decides 22; 8080 depends on the unreadable one"
+    );
+    let lint = sgprobe(&["lint", "-c", config, "--keep-going", "--fail-on", "never"]);
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&lint.stdout).contains("remote-login-open"),
+        "the readable rule is linted"
+    );
+}
+
+#[test]
+fn lint_speaks_english_of_one_group() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        "[[group]]\nid = \"sg-quiet\"\ncloud = \"aws\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"443\"\npeer = \"10.0.0.0/8\"\n",
+    )
+    .expect("write config");
+    let out = sgprobe(&["lint", "-c", config.to_str().expect("utf-8")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no findings in 1 group"
+    );
+}

@@ -20,7 +20,7 @@ fn names(discover: &str) -> Result<Vec<String>, String> {
     );
     let config = dir.path().join("sgprobe.toml");
     std::fs::write(&config, text).expect("write");
-    Config::load(&config)
+    Config::load(&config, sgprobe::sources::Reading::Strict)
         .map(|c| {
             c.inventory
                 .instances

@@ -6,6 +6,7 @@ use std::path::Path;
 use sgprobe::config::Config;
 use sgprobe::model::{Direction, Flow, FlowPeer, parse_port_spec};
 use sgprobe::policy::{Predicted, evaluate, layers};
+use sgprobe::sources::Reading;
 
 fn load(cloud: &str) -> Config {
     load_file(cloud, "sgprobe.toml")
@@ -16,7 +17,7 @@ fn load_file(cloud: &str, file: &str) -> Config {
         .join("tests/fixtures")
         .join(cloud)
         .join(file);
-    Config::load(&path).unwrap_or_else(|e| panic!("{cloud} fixture loads: {e}"))
+    Config::load(&path, Reading::Strict).unwrap_or_else(|e| panic!("{cloud} fixture loads: {e}"))
 }
 
 /// What decided: `(group, index)` of the rule, or `None` for a default.

@@ -84,7 +84,8 @@ impl SocketArgs {
             return Ok(socket.clone());
         }
         if let Some(config) = &self.config {
-            return Ok(Config::load(config)
+            // Only its socket is wanted: an unreadable export is the agent's to report.
+            return Ok(Config::load(config, crate::sources::Reading::KeepGoing)
                 .context("cannot load the config")?
                 .agent
                 .control_socket);

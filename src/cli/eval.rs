@@ -10,8 +10,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::BadInput;
-use super::ConfigArg;
 use super::output::{describe_rule, table};
+use super::{ConfigArg, KeepGoingArg};
 use crate::config::Config;
 use crate::model::catalog::service_name;
 use crate::model::{Direction, Flow, FlowPeer, FlowSpec, Instance, parse_port_spec};
@@ -34,6 +34,8 @@ different actions). For flows not opened, the rule to add is printed in the clou
 pub struct EvalArgs {
     #[command(flatten)]
     config: ConfigArg,
+    #[command(flatten)]
+    keep_going: KeepGoingArg,
     /// Only this instance (name or cloud id); default every instance.
     #[arg(long, short = 'i', value_name = "NAME")]
     instance: Option<String>,
@@ -106,7 +108,8 @@ struct RowJson<'a> {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config.config).context("cannot load the config")?;
+    let config = Config::load(&args.config.config, args.keep_going.reading())
+        .context("cannot load the config")?;
     let inv = &config.inventory;
     let instances: Vec<&Instance> = match &args.instance {
         Some(name) => vec![inv.instance(name).ok_or_else(|| {

@@ -18,10 +18,12 @@ qingcloud  DescribeSecurityGroups, DescribeSecurityGroupRules, DescribeInstances
 DescribeSecurityGroupIPSets\n  \
 aws        describe-security-groups, describe-security-group-rules, describe-instances,\n             \
 get-managed-prefix-list-entries (needs --id), describe-network-acls, describe-subnets\n  \
-alibaba    DescribeSecurityGroupAttribute, DescribeSecurityGroups, DescribeInstances\n  \
+alibaba    DescribeSecurityGroupAttribute, DescribeSecurityGroups, DescribeInstances,\n             \
+DescribePrefixListAttributes\n  \
 azure      az network nsg show (or the ARM resource), nic list-effective-nsg, nic show/list,\n             \
 vnet show, list-service-tags\n  \
-openstack  security group show, port show, address group show (-f json)\n\n\
+openstack  the Networking API's security_group(s), security_group_rules and port(s) JSON; the CLI's\n             \
+security group show, security group rule list, port show, address group show (-f json)\n\n\
 Several files of one group (pages) merge in order; a rule that differs between them is an error.\n\n\
 Example:\n  tccli vpc DescribeSecurityGroupPolicies --SecurityGroupId sg-2ykq3cxa > sg-web.json\n  \
 sgprobe import tencent sg-web.json --id sg-2ykq3cxa > sg-web.toml"
@@ -36,6 +38,8 @@ pub struct ImportArgs {
     /// The id of the object an export belongs to, where the export does not carry it.
     #[arg(long, value_name = "ID")]
     id: Option<String>,
+    #[command(flatten)]
+    keep_going: super::KeepGoingArg,
 }
 
 fn parse_format(text: &str) -> Result<Format, String> {
@@ -49,7 +53,13 @@ fn parse_format(text: &str) -> Result<Format, String> {
 pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut merged = Merged::default();
     for file in &args.files {
-        merged.add(file, load(args.format, file, args.id.as_deref())?)?;
+        let inventory = load(
+            args.format,
+            file,
+            args.id.as_deref(),
+            args.keep_going.reading(),
+        )?;
+        merged.add(file, inventory)?;
     }
     print!("{}", render(&merged.inventory));
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::output::{describe_rule, table};
-use super::{ConfigArg, EXIT_FINDINGS};
+use super::{ConfigArg, EXIT_FINDINGS, KeepGoingArg};
 use crate::config::Config;
 use crate::model::Direction;
 use crate::policy::RuleRef;
@@ -15,21 +15,26 @@ use crate::policy::lint::{Severity, lint};
 
 #[derive(Debug, Args)]
 #[command(
-    about = "Find risky or useless rules: high-risk ports open to the world, all ports open, rules that never decide",
+    about = "Find risky or useless rules: SSH, RDP, databases and high-risk ports open to the world, all ports open, rules that never decide",
     after_help = "Checks (each group judged on its own):\n  \
-all-ports-open   critical  an inbound rule accepts every port (or protocol) from 0.0.0.0/0 or ::/0\n  \
-high-risk-open   high      a high-risk port (the carriers' list: TCP 445, 3389-adjacent, ...) is open to the world\n  \
-shadowed         medium    a rule never decides: earlier rules always decide first\n  \
-acl-return-ports medium    a stateless ACL drops replies to some clients' ephemeral ports (by OS)\n  \
-equal-priority-conflict  medium  QingCloud rules at one priority, different actions, same traffic\n  \
-alibaba-tcp-25   low       an outbound allow for TCP 25, which Alibaba Cloud restricts by default\n  \
-redundant        info      an allow-only rule allows nothing the group's other rules do not\n\n\
+all-ports-open          critical  an inbound rule accepts every port (or protocol) from 0.0.0.0/0 or ::/0\n  \
+remote-login-open       critical  SSH (22) or Remote Desktop (3389) is open to 0.0.0.0/0 or ::/0\n  \
+sensitive-port-open     high      an administration or data-store port is open to the world (AWS Security Hub EC2.19's \
+ports, Oracle, Redis, MongoDB, Memcached, Docker, WinRM, ...)\n  \
+high-risk-open          high      a high-risk port (the carriers' list: TCP 445, 3389-adjacent, ...) is open to the world\n  \
+shadowed                medium    a rule never decides: earlier rules always decide first\n  \
+acl-return-ports        medium    a stateless ACL drops replies to some clients' ephemeral ports (by OS)\n  \
+equal-priority-conflict medium    QingCloud rules at one priority, different actions, same traffic\n  \
+alibaba-tcp-25          low       an outbound allow for TCP 25, which Alibaba Cloud restricts by default\n  \
+redundant               info      an allow-only rule allows nothing the group's other rules do not\n\n\
 Exit code 1 when a finding reaches --fail-on.\n\n\
 Example:\n  sgprobe lint --config deploy/example/sgprobe.toml --fail-on medium"
 )]
 pub struct LintArgs {
     #[command(flatten)]
     config: ConfigArg,
+    #[command(flatten)]
+    keep_going: KeepGoingArg,
     /// Exit 1 when a finding is at least this severe: info, low, medium, high, critical, or never.
     #[arg(long, value_name = "SEVERITY", default_value = "high", value_parser = parse_fail_on)]
     fail_on: FailOn,
@@ -64,7 +69,8 @@ struct FindingJson<'a> {
 }
 
 pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config.config).context("cannot load the config")?;
+    let config = Config::load(&args.config.config, args.keep_going.reading())
+        .context("cannot load the config")?;
     let findings = lint(&config.inventory);
     if args.json {
         let json: Vec<FindingJson> = findings
@@ -80,7 +86,11 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else if findings.is_empty() {
-        println!("no findings in {} groups", config.inventory.groups.len());
+        let groups = config.inventory.groups.len();
+        println!(
+            "no findings in {groups} {}",
+            if groups == 1 { "group" } else { "groups" }
+        );
     } else {
         let mut out = table(&["SEVERITY", "CHECK", "GROUP", "DIRECTION", "RULE", "FINDING"]);
         for f in &findings {

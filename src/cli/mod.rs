@@ -80,6 +80,27 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// Whether an export with rules sgprobe cannot read is refused (the default of the commands
+/// a person runs) or read around.
+#[derive(Debug, clap::Args)]
+pub struct KeepGoingArg {
+    /// Load an export even where some of its groups or rules cannot be read: the rest is
+    /// read, each unreadable part may match anything, and flows that depend on one are
+    /// `unknown`. Without it, the first unreadable field is an error naming file and path.
+    #[arg(long)]
+    pub keep_going: bool,
+}
+
+impl KeepGoingArg {
+    pub fn reading(&self) -> crate::sources::Reading {
+        if self.keep_going {
+            crate::sources::Reading::KeepGoing
+        } else {
+            crate::sources::Reading::Strict
+        }
+    }
+}
+
 /// Runs a parsed command line; the caller prints the error and exits with `exit_code`.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

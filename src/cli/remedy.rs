@@ -17,6 +17,7 @@ pub fn command(remedy: &Remedy) -> String {
             protocol,
             ports,
             icmp,
+            ..
         },
         Peer::Cidr(peer),
     ) = (&rule.service, &rule.peer)

@@ -137,7 +137,8 @@ fn absorb(
     id: Option<&str>,
 ) -> Result<(), ApiError> {
     let file = PathBuf::from(what);
-    let inventory = crate::sources::parse(format, &file, text, id)?;
+    // What does not read is carried through, to be refused or reported by the config's reader.
+    let inventory = crate::sources::read(format, &file, text, id)?;
     merged.add(&file, inventory)?;
     Ok(())
 }

@@ -9,13 +9,14 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::model::Inventory;
+use crate::model::{Inventory, canonical_id};
 use crate::policy::{LinkError, layers};
 use crate::shard::Shard;
 use crate::sources::native::{
     RawAddressSet, RawGroup, RawInstance, RawServiceSet, RawSubnet, Sections, Spans,
 };
-use crate::sources::{Format, Merged, SourceError, parse};
+use crate::sources::unreadable;
+use crate::sources::{Format, Merged, Reading, SourceError, read};
 
 mod source;
 pub use source::{Api, Fetched, Fingerprint, Origin, SourceSpec};
@@ -106,12 +107,16 @@ impl RawDiscover {
         self.tags
             .iter()
             .all(|(k, v)| instance.labels.get(k) == Some(v))
-            && (self.groups.is_empty() || self.groups.iter().any(|g| instance.is_bound_to(g)))
+            && (self.groups.is_empty()
+                || self
+                    .groups
+                    .iter()
+                    .any(|g| instance.is_bound_to(&canonical_id(g))))
             && (self.subnets.is_empty()
                 || instance
                     .subnet
                     .as_ref()
-                    .is_some_and(|s| self.subnets.contains(&s.value)))
+                    .is_some_and(|s| self.subnets.iter().any(|id| canonical_id(id) == s.value)))
             && (self.vpcs.is_empty()
                 || instance.vpc.as_ref().is_some_and(|v| self.vpcs.contains(v)))
     }
@@ -167,19 +172,23 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    /// Loads a config; `reading` says whether an export with unreadable rules loads.
+    pub fn load(file: &Path, reading: Reading) -> Result<Config, ConfigError> {
         let text = crate::sources::read_text(file)?;
-        Config::parse(file, &text)
+        Config::parse_with(file, &text, reading, &mut |source: &SourceSpec| {
+            source.fetch()
+        })
     }
 
     /// `load`, and a config an agent can run: one that names at least one instance. `fetch`
     /// gives each source's text (the agent serves a command's last output until it is due).
+    /// An agent keeps going past unreadable rules: the rest of each export is checked.
     pub fn load_for_agent(
         file: &Path,
         fetch: &mut dyn FnMut(&SourceSpec) -> Result<String, SourceError>,
     ) -> Result<Config, ConfigError> {
         let text = crate::sources::read_text(file)?;
-        let config = Config::parse_with(file, &text, fetch)?;
+        let config = Config::parse_with(file, &text, Reading::KeepGoing, fetch)?;
         if config.inventory.instances.is_empty() {
             return Err(ConfigError::Invalid {
                 at: file.display().to_string(),
@@ -189,16 +198,19 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates; sources are read relative to the config file's folder, and
-    /// command sources run.
+    /// Parses and validates, strictly; sources are read relative to the config file's
+    /// folder, and command sources run.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        Config::parse_with(file, text, &mut |source: &SourceSpec| source.fetch())
+        Config::parse_with(file, text, Reading::Strict, &mut |source: &SourceSpec| {
+            source.fetch()
+        })
     }
 
-    /// `parse`, with each source's text from `fetch`.
+    /// `parse`, reading exports as `reading` says, with each source's text from `fetch`.
     pub fn parse_with(
         file: &Path,
         text: &str,
+        reading: Reading,
         fetch: &mut dyn FnMut(&SourceSpec) -> Result<String, SourceError>,
     ) -> Result<Config, ConfigError> {
         let spans = Spans::new(file, text);
@@ -234,8 +246,9 @@ impl Config {
             let spec = source_spec(raw_source, base, &spans)?;
             let started = std::time::Instant::now();
             let text = fetch(&spec)?;
-            let mut inventory = parse(spec.format, &spec.file(), &text, spec.id.as_deref())?;
+            let mut inventory = read(spec.format, &spec.file(), &text, spec.id.as_deref())?;
             drop(text);
+            unreadable::check(reading, &spec.file(), &inventory)?;
             let filters: Vec<&RawDiscover> = raw
                 .discover
                 .iter()
@@ -252,6 +265,10 @@ impl Config {
                     .map(|g| g.ingress.len() + g.egress.len())
                     .sum(),
                 seconds: started.elapsed().as_secs_f64(),
+                unreadable: unreadable::report(&inventory)
+                    .into_iter()
+                    .map(|(group, u)| (group.to_string(), u.clone()))
+                    .collect(),
             });
             merged.add(&spec.file(), inventory)?;
             sources.push(spec);
@@ -263,8 +280,13 @@ impl Config {
             subnet: raw.subnet,
             instance: raw.instance,
         };
-        merged.add(file, inline.into_inventory(&spans)?)?;
-        let inventory = merged.inventory;
+        let own = inline.into_inventory(&spans)?;
+        unreadable::check(reading, file, &own)?;
+        merged.add(file, own)?;
+        let mut inventory = merged.inventory;
+        if reading == Reading::KeepGoing {
+            unreadable::stand_in_for_nameless(&mut inventory);
+        }
         validate(&inventory)?;
         Ok(Config {
             file: file.to_path_buf(),

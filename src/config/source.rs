@@ -76,6 +76,8 @@ pub struct Fetched {
     pub name: String,
     pub rules: usize,
     pub seconds: f64,
+    /// The groups holding parts that could not be read, and what failed.
+    pub unreadable: Vec<(String, crate::model::Unreadable)>,
 }
 
 /// A file's identity and content version, as cheap to read as a `stat`.

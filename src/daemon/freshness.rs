@@ -21,6 +21,8 @@ pub struct Health {
     pub fetch_seconds: f64,
     /// For commands, how often they run; 0 for files (read when they change).
     pub refresh_seconds: f64,
+    /// The parts of its last good export that could not be read: group, and what failed.
+    pub unreadable: Vec<(String, crate::model::Unreadable)>,
 }
 
 #[derive(Debug, Default)]
@@ -171,12 +173,22 @@ impl Freshness {
                 0.0
             };
             if attempt.fresh.contains(&source.name) {
+                for (group, part) in &fetched.unreadable {
+                    tracing::warn!(
+                        source = %source.name,
+                        group = %group,
+                        field = %part.field,
+                        reason = %part.reason,
+                        "part of the export cannot be read: the rest is checked, flows that depend on this part are unknown"
+                    );
+                }
                 *health = Health {
                     up: true,
                     last_success: unix_now,
                     rules: fetched.rules,
                     fetch_seconds: fetched.seconds,
                     refresh_seconds: health.refresh_seconds,
+                    unreadable: fetched.unreadable.clone(),
                 };
             }
         }

@@ -35,6 +35,8 @@ pub struct Metrics {
     cycle_stalled: Gauge,
     /// Per source: up, last success, rules, fetch time, refresh.
     sources: [GaugeVec; 5],
+    /// Per source, group and field: the parts of its export that could not be read.
+    source_unreadable: GaugeVec,
     /// Per-flow series for drifting flows only (configured, or past the ceiling).
     limited: bool,
     instances: Vec<Arc<str>>,
@@ -47,6 +49,10 @@ impl std::fmt::Debug for Metrics {
             .finish_non_exhaustive()
     }
 }
+
+/// Series of `sgprobe_source_unreadable` per source at most: an export broken throughout
+/// says so in its first hundred parts as well as in all of them.
+const MAX_UNREADABLE_SERIES: usize = 100;
 
 /// The per-flow families: name, help, and the extra label (name, values) each flow gets.
 const FLOW_DRIFT: (&str, &str) = (
@@ -172,6 +178,11 @@ impl Metrics {
                     &["source"],
                 )?,
             ],
+            source_unreadable: gauge_vec(
+                "sgprobe_source_unreadable",
+                "1 for each part of the source's export that could not be read (the first 100 per source): the rest is checked, and flows that depend on this part are unknown.",
+                &["source", "group", "field"],
+            )?,
             registry,
             probes,
             rtt,
@@ -230,6 +241,14 @@ impl Metrics {
     pub fn set_sources(&self, health: &BTreeMap<String, super::freshness::Health>) {
         for family in &self.sources {
             family.reset();
+        }
+        self.source_unreadable.reset();
+        for (name, h) in health {
+            for (group, part) in h.unreadable.iter().take(MAX_UNREADABLE_SERIES) {
+                self.source_unreadable
+                    .with_label_values(&[name, group, &part.field])
+                    .set(1.0);
+            }
         }
         for (name, h) in health {
             let values = [

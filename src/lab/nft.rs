@@ -201,18 +201,17 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
             _ => true,
         })
         .collect();
-    let services: Vec<(Protocol, Ports, Option<u8>, Option<u8>)> = match &rule.service {
-        Service::Ports {
-            protocol,
-            ports,
-            icmp,
-        } => vec![(*protocol, ports.clone(), icmp.icmp_type, icmp.code)],
+    // A template's members, as the plain services they are; an unreadable rule matches
+    // nothing here.
+    let services: Vec<Service> = match &rule.service {
+        Service::Ports { .. } => vec![rule.service.clone()],
         Service::Template(id) => inv
             .service_set_members(id)
             .known
             .into_iter()
-            .map(|(p, ports)| (p, ports, None, None))
+            .map(|(p, ports)| Service::ports(p, ports))
             .collect(),
+        Service::Unreadable(_) => Vec::new(),
     };
     // What a named set excludes (Azure's Internet tag) is carved out of each match.
     let excluded = |peer: &Peer| match peer {
@@ -237,7 +236,17 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
     };
     let mut out = Vec::new();
     for (peer, local) in &peers {
-        for (protocol, ports, icmp_type, code) in &services {
+        for service in &services {
+            let Service::Ports {
+                protocol,
+                ports,
+                icmp,
+                source_ports,
+            } = service
+            else {
+                continue;
+            };
+            let (icmp_type, code) = (&icmp.icmp_type, &icmp.code);
             let mut text = String::new();
             if let Some(net) = peer {
                 let _ = write!(text, "{} {key} {net} ", family(net.addr()));
@@ -264,13 +273,17 @@ fn matches(inv: &Inventory, rule: &Rule, direction: Direction) -> Vec<String> {
                 Protocol::Icmpv6 => text.push_str("meta l4proto ipv6-icmp "),
                 Protocol::Tcp | Protocol::Udp => {
                     let _ = write!(text, "meta l4proto {protocol} ");
-                    if let Ports::Ranges(ranges) = ports {
-                        let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
-                        let _ = write!(text, "th dport {{ {} }} ", list.join(", "));
-                    }
                 }
                 Protocol::Other(n) => {
                     let _ = write!(text, "meta l4proto {n} ");
+                }
+            }
+            if protocol.has_ports() {
+                for (field, ports) in [("dport", ports), ("sport", source_ports)] {
+                    if let Ports::Ranges(ranges) = ports {
+                        let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+                        let _ = write!(text, "th {field} {{ {} }} ", list.join(", "));
+                    }
                 }
             }
             if let Some(name) = icmp_family {

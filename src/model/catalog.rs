@@ -141,6 +141,83 @@ pub const HIGH_RISK_UDP: [u16; 14] = [
     135, 136, 137, 138, 139, 1026, 1027, 1028, 1068, 1433, 1434, 4789, 5554, 9996,
 ];
 
+/// What an exposed port gives whoever reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// A remote login: the security tools' own checks for the world (critical).
+    RemoteLogin,
+    /// Administration, a data store, a development server, a legacy clear-text protocol.
+    Sensitive,
+}
+
+/// One port security tools report when it is open to 0.0.0.0/0 or ::/0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExposedPort {
+    pub port: u16,
+    pub service: &'static str,
+    pub exposure: Exposure,
+}
+
+const fn exposed(port: u16, service: &'static str, exposure: Exposure) -> ExposedPort {
+    ExposedPort {
+        port,
+        service,
+        exposure,
+    }
+}
+
+/// TCP ports that must not be open to the world. Sources:
+/// - AWS Security Hub, EC2.13 (22) and EC2.14 (3389), the remote logins; EC2.19, "Security
+///   groups should not allow unrestricted access to ports with high risk": 20, 21, 22, 23,
+///   25, 110, 135, 143, 445, 1433, 1434, 3000, 3306, 3389, 4333, 5000, 5432, 5500, 5601,
+///   8080, 8088, 8888, 9200, 9300.
+/// - The seed document QingCloud "常用端口" (table "常用端口"): Oracle 1521.
+/// - Prowler's and ScoutSuite's checks for data stores and daemons open to the internet:
+///   Redis 6379, Memcached 11211, MongoDB 27017-27018, Cassandra 7199 and 9160, Kafka 9092,
+///   the Docker daemon 2375-2376, VNC 5900, WinRM 5985-5986.
+pub const EXPOSED_TCP: [ExposedPort; 37] = {
+    use Exposure::{RemoteLogin, Sensitive};
+    [
+        exposed(20, "FTP data", Sensitive),
+        exposed(21, "FTP", Sensitive),
+        exposed(22, "SSH", RemoteLogin),
+        exposed(23, "Telnet", Sensitive),
+        exposed(25, "SMTP", Sensitive),
+        exposed(110, "POP3", Sensitive),
+        exposed(135, "Windows RPC", Sensitive),
+        exposed(143, "IMAP", Sensitive),
+        exposed(445, "SMB", Sensitive),
+        exposed(1433, "SQL Server", Sensitive),
+        exposed(1434, "SQL Server browser", Sensitive),
+        exposed(1521, "Oracle", Sensitive),
+        exposed(2375, "Docker daemon", Sensitive),
+        exposed(2376, "Docker daemon (TLS)", Sensitive),
+        exposed(3000, "development server", Sensitive),
+        exposed(3306, "MySQL", Sensitive),
+        exposed(3389, "Remote Desktop", RemoteLogin),
+        exposed(4333, "ahsp", Sensitive),
+        exposed(5000, "development server", Sensitive),
+        exposed(5432, "PostgreSQL", Sensitive),
+        exposed(5500, "fcp-addr-srvr1", Sensitive),
+        exposed(5601, "Kibana", Sensitive),
+        exposed(5900, "VNC", Sensitive),
+        exposed(5985, "WinRM", Sensitive),
+        exposed(5986, "WinRM (TLS)", Sensitive),
+        exposed(6379, "Redis", Sensitive),
+        exposed(7199, "Cassandra JMX", Sensitive),
+        exposed(8080, "HTTP proxy", Sensitive),
+        exposed(8088, "HTTP alternate", Sensitive),
+        exposed(8888, "HTTP alternate", Sensitive),
+        exposed(9092, "Kafka", Sensitive),
+        exposed(9160, "Cassandra Thrift", Sensitive),
+        exposed(9200, "Elasticsearch", Sensitive),
+        exposed(9300, "Elasticsearch transport", Sensitive),
+        exposed(11211, "Memcached", Sensitive),
+        exposed(27017, "MongoDB", Sensitive),
+        exposed(27018, "MongoDB shard", Sensitive),
+    ]
+};
+
 /// The source ports sgprobe's own probes use: outside Linux's default ip_local_port_range
 /// (32768-60999) and inside every documented network-ACL return range.
 pub const PROBE_SOURCE_PORTS: PortRange = PortRange {

@@ -48,6 +48,16 @@ impl Cloud {
             .find(|c| c.name().eq_ignore_ascii_case(text.trim()))
     }
 
+    /// IP protocols the cloud never carries, whatever the rules say, by name and number.
+    /// Source: Azure Virtual Network FAQ: "Multicast, broadcast, IP-in-IP encapsulated
+    /// packets, and Generic Routing Encapsulation (GRE) packets are blocked within VNets."
+    pub fn never_carried(self) -> &'static [(&'static str, u8)] {
+        match self {
+            Cloud::Azure => &[("GRE", 47), ("IP-in-IP", 4)],
+            _ => &[],
+        }
+    }
+
     /// The priorities a rule written by hand may take, where the cloud orders by priority.
     pub fn custom_priorities(self) -> std::ops::RangeInclusive<i64> {
         match self {
@@ -138,6 +148,10 @@ pub struct SecurityGroup {
     pub cloud: Cloud,
     pub ingress: Vec<Rule>,
     pub egress: Vec<Rule>,
+    /// Its rules come from a listing that expands the cloud's tags into addresses (Azure's
+    /// effective rules): the same rules, differently written, as the group's own export,
+    /// which is read instead where both are given.
+    pub expanded: bool,
 }
 
 impl SecurityGroup {
@@ -148,6 +162,7 @@ impl SecurityGroup {
             cloud,
             ingress: Vec::new(),
             egress: Vec::new(),
+            expanded: false,
         }
     }
 
@@ -201,9 +216,12 @@ impl SecurityGroup {
             (Direction::Inbound, other.ingress),
             (Direction::Outbound, other.egress),
         ] {
+            // Rules of `other` are matched only against those held before it: two rules of one
+            // export at one position (the twins standing for an unreadable rule) never clash.
+            let before = self.rules(direction).len();
             for rule in rules {
                 let key = (rule.origin.id.as_deref(), rule.origin.index);
-                let held = self.rules(direction).iter().find(|r| match key {
+                let held = self.rules(direction)[..before].iter().find(|r| match key {
                     (Some(id), _) => r.origin.id.as_deref() == Some(id),
                     (None, index) => r.origin.id.is_none() && r.origin.index == index,
                 });

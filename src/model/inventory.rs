@@ -136,6 +136,22 @@ pub struct ServiceSet {
     pub includes: Vec<String>,
 }
 
+/// An object's id as the inventory keys it: Azure resource ids (`/subscriptions/...`) are
+/// compared without case by Azure ("Naming rules and restrictions for Azure resources"), so
+/// they are kept lower-cased, as pasted from `az` output or typed by hand; other clouds'
+/// ids are kept as they are.
+pub fn canonical_id(id: &str) -> String {
+    const ARM: &str = "/subscriptions/";
+    if id
+        .get(..ARM.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(ARM))
+    {
+        id.to_ascii_lowercase()
+    } else {
+        id.to_string()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Inventory {
     pub groups: BTreeMap<String, SecurityGroup>,
@@ -280,6 +296,11 @@ impl Inventory {
                 Entry::Vacant(slot) => {
                     slot.insert(group);
                 }
+                // A group's own export wins over a listing of it with its tags expanded.
+                Entry::Occupied(mut held) if held.get().expanded && !group.expanded => {
+                    held.insert(group);
+                }
+                Entry::Occupied(held) if !held.get().expanded && group.expanded => {}
                 Entry::Occupied(mut held) => {
                     let id = held.key().clone();
                     held.get_mut().absorb(group).map_err(|at| (id, at))?;

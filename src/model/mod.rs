@@ -9,8 +9,11 @@ mod rule;
 
 pub use flow::{Flow, FlowPeer, FlowProtocol, FlowSpec, PortSpecError, parse_port_spec};
 pub use group::{Cloud, Decision, RulePosition, SecurityGroup, Semantics, Tie};
-pub use inventory::{AddressSet, Instance, Inventory, Located, Members, ServiceSet, Subnet};
+pub use inventory::{
+    AddressSet, Instance, Inventory, Located, Members, ServiceSet, Subnet, canonical_id,
+};
 pub use rule::{
-    Action, Direction, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IcmpMatch, Origin,
-    Peer, PortRange, Ports, Protocol, Rule, Service, parse_net,
+    Action, Direction, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+    IPPROTO_UDP, IPPROTO_UDPLITE, IcmpMatch, Origin, Peer, PortRange, Ports, Protocol, Rule,
+    Service, Unreadable, parse_net,
 };

@@ -69,6 +69,9 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_DCCP: u8 = 33;
+pub const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_UDPLITE: u8 = 136;
 
 /// The protocol a rule matches. `All` is every IP protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +99,9 @@ impl Protocol {
             "ah" => Protocol::Other(51),
             "ipip" | "ipencap" => Protocol::Other(4),
             "vrrp" => Protocol::Other(112),
+            "dccp" => Protocol::Other(IPPROTO_DCCP),
+            "sctp" => Protocol::Other(IPPROTO_SCTP),
+            "udplite" => Protocol::Other(IPPROTO_UDPLITE),
             number => Protocol::from_number(number.parse().ok()?),
         })
     }
@@ -126,9 +132,15 @@ impl Protocol {
         self.number().is_none_or(|n| n == number)
     }
 
-    /// Whether the protocol has ports (a rule on any other ignores its port field).
+    /// Whether the protocol has ports (a rule on any other ignores its port field): TCP and
+    /// UDP, and the transports Neutron also filters by port (DCCP, SCTP, UDP-Lite).
     pub fn has_ports(self) -> bool {
-        matches!(self, Protocol::Tcp | Protocol::Udp)
+        matches!(
+            self,
+            Protocol::Tcp
+                | Protocol::Udp
+                | Protocol::Other(IPPROTO_DCCP | IPPROTO_SCTP | IPPROTO_UDPLITE)
+        )
     }
 }
 
@@ -166,6 +178,26 @@ impl PortRange {
 
     pub fn contains(self, port: u16) -> bool {
         (self.first..=self.last).contains(&port)
+    }
+
+    /// A range as clouds write it in their APIs, where 0 is a port (AWS FromPort, Azure
+    /// `0-65535`, Neutron): port 0 carries no flow, so a range from it starts at 1. `None`
+    /// for a range that ends before it starts, or holds port 0 alone.
+    pub fn from_wire(first: u16, last: u16) -> Option<Self> {
+        if first > last {
+            return None;
+        }
+        PortRange::new(first.max(1), last)
+    }
+
+    /// How many ports of `self` lie in `other`.
+    pub fn overlap(self, other: PortRange) -> usize {
+        let (first, last) = (self.first.max(other.first), self.last.min(other.last));
+        if first > last {
+            0
+        } else {
+            usize::from(last - first) + 1
+        }
     }
 
     /// The one port grammar, for rules and port specs alike: `22` or `8000-8100`, ports
@@ -270,16 +302,30 @@ impl IcmpMatch {
     }
 }
 
-/// What a rule matches at layer 4: a protocol with ports (or ICMP type/code), or a named
-/// service template whose content lives elsewhere in the exports.
+/// What a rule matches at layer 4: a protocol with ports (or ICMP type/code), a named
+/// service template whose content lives elsewhere in the exports, or nothing known: the
+/// export held the rule but sgprobe could not read it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Service {
     Ports {
         protocol: Protocol,
         ports: Ports,
         icmp: IcmpMatch,
+        /// The source port of the packet that opens the flow (the client's): Alibaba's
+        /// quintuple rules, Azure's source port ranges. `All` elsewhere.
+        source_ports: Ports,
     },
     Template(String),
+    Unreadable(Unreadable),
+}
+
+/// A part of an export sgprobe could not read: where, and why. A rule standing for it may
+/// match any packet, so only flows whose verdict depends on it become `unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Unreadable {
+    /// The JSON path (or TOML key) of the field that failed.
+    pub field: String,
+    pub reason: String,
 }
 
 impl Service {
@@ -288,6 +334,7 @@ impl Service {
             protocol,
             ports,
             icmp: IcmpMatch::default(),
+            source_ports: Ports::All,
         }
     }
 
@@ -297,6 +344,7 @@ impl Service {
             protocol,
             ports: Ports::All,
             icmp: IcmpMatch { icmp_type, code },
+            source_ports: Ports::All,
         }
     }
 }
@@ -308,10 +356,14 @@ impl fmt::Display for Service {
                 protocol,
                 ports,
                 icmp,
+                source_ports,
             } => {
                 write!(f, "{protocol}")?;
                 if protocol.has_ports() {
                     write!(f, ":{ports}")?;
+                }
+                if *source_ports != Ports::All {
+                    write!(f, " from port {source_ports}")?;
                 }
                 if let Some(t) = icmp.icmp_type {
                     write!(f, " type {t}")?;
@@ -322,6 +374,7 @@ impl fmt::Display for Service {
                 Ok(())
             }
             Service::Template(id) => write!(f, "service {id}"),
+            Service::Unreadable(_) => f.write_str("unreadable"),
         }
     }
 }

@@ -11,7 +11,8 @@ use super::regions::{regions, space_of};
 use crate::model::catalog::PROBE_SOURCE_PORTS;
 use crate::model::{
     Action, Decision, Direction, Flow, FlowPeer, FlowProtocol, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, Inventory, Members, Peer, Ports, Protocol, Rule, Service, Tie,
+    IPPROTO_TCP, IPPROTO_UDP, Inventory, Members, Peer, PortRange, Ports, Protocol, Rule, Service,
+    Tie,
 };
 
 /// The verdict on a flow (ARCHITECTURE.md §2).
@@ -78,9 +79,13 @@ struct Packet {
     port: Option<u16>,
     icmp: Option<(u8, u8)>,
     remote: IpAddr,
-    /// The instance's address.
+    /// The instance's address as the layer's rules see it (`Layer::as_seen`): a public
+    /// address translated to the private one.
     local: IpAddr,
-    /// The remote end's port, where known (see `Flow::peer_port`).
+    /// The instance's address the flow was sent to (or from), before any translation.
+    addressed: IpAddr,
+    /// The packet's source port, where known (see `Flow::peer_port`); `None`: any port
+    /// sgprobe's probes send from.
     peer_port: Option<u16>,
 }
 
@@ -121,6 +126,47 @@ fn service_matches(
     }
 }
 
+/// A rule's source-port condition, for a packet that has ports: exact for a known source
+/// port; for sgprobe's own probes, which send from any of `PROBE_SOURCE_PORTS`, it matches if
+/// it covers them all and not if it covers none; in between the answer depends on the port
+/// drawn.
+fn source_port_matches(ports: &Ports, p: &Packet) -> Tri {
+    if p.port.is_none() {
+        return Tri::Yes;
+    }
+    match (ports, p.peer_port) {
+        (Ports::All, _) => Tri::Yes,
+        (_, Some(port)) => yes_if(ports.contains(port)),
+        (Ports::Ranges(ranges), None) => {
+            let range = PROBE_SOURCE_PORTS;
+            let mut within: Vec<PortRange> = ranges
+                .iter()
+                .filter_map(|r| PortRange::new(r.first.max(range.first), r.last.min(range.last)))
+                .collect();
+            within.sort();
+            // The union of the ranges within, counted once where they overlap.
+            let mut covered = 0;
+            let mut next = range.first;
+            for r in within {
+                let first = r.first.max(next);
+                if first <= r.last {
+                    covered += usize::from(r.last - first) + 1;
+                }
+                match r.last.checked_add(1) {
+                    Some(after) => next = next.max(after),
+                    None => break,
+                }
+            }
+            let all = usize::from(range.last - range.first) + 1;
+            match covered {
+                0 => Tri::No,
+                n if n == all => Tri::Yes,
+                _ => Tri::Maybe,
+            }
+        }
+    }
+}
+
 /// A known member matching decides; otherwise a missing member may. Likewise for what the
 /// set excludes.
 fn member_matches<T>(members: Members<T>, matches: impl Fn(&T) -> bool) -> Tri {
@@ -147,19 +193,28 @@ fn rule_matches(inv: &Inventory, rule: &Rule, p: &Packet) -> Tri {
             protocol,
             ports,
             icmp,
-        } => yes_if(service_matches(*protocol, ports, *icmp, p)),
+            source_ports,
+        } => yes_if(service_matches(*protocol, ports, *icmp, p))
+            .and(source_port_matches(source_ports, p)),
         Service::Template(id) => {
             member_matches(inv.service_set_members(id), |(protocol, ports)| {
                 service_matches(*protocol, ports, Default::default(), p)
             })
         }
+        Service::Unreadable(_) => Tri::Maybe,
     };
     if service == Tri::No {
         return Tri::No;
     }
+    // The instance's side is matched as the cloud sees it, after NAT; only a rule for a
+    // group's public addresses (Alibaba's classic `internet` NIC) names them as addressed.
+    let local = match rule.local {
+        Peer::GroupPublic(_) => p.addressed,
+        _ => p.local,
+    };
     service
         .and(address_matches(inv, &rule.peer, p.remote))
-        .and(address_matches(inv, &rule.local, p.local))
+        .and(address_matches(inv, &rule.local, local))
 }
 
 fn address_matches(inv: &Inventory, peer: &Peer, address: IpAddr) -> Tri {
@@ -368,6 +423,11 @@ fn evaluate_packet<'a>(
         if layer.bypass.iter().any(|net| net.contains(&p.remote)) {
             continue;
         }
+        let seen = Packet {
+            local: layer.as_seen(p.local),
+            ..*p
+        };
+        let p = &seen;
         let mut walk = Walk {
             inv,
             layer_index: index,
@@ -405,9 +465,10 @@ fn reply_state<'a>(
     trace: &mut Vec<TraceStep<'a>>,
 ) -> Option<(State, Decider<'a>)> {
     let direction = p.direction.reverse();
-    let icmp_reply = match p.protocol {
-        IPPROTO_ICMP => Some((0, 0)),
-        IPPROTO_ICMPV6 => Some((129, 0)),
+    let icmp_reply = match (p.protocol, p.icmp) {
+        (IPPROTO_ICMP | IPPROTO_ICMPV6, Some((t, _))) => Some(icmp_reply_type(p.protocol, t)?),
+        (IPPROTO_ICMP, None) => Some((0, 0)),
+        (IPPROTO_ICMPV6, None) => Some((129, 0)),
         _ => None,
     };
     let ports: Vec<Option<u16>> = if let Some(port) = p.peer_port.filter(|_| p.port.is_some()) {
@@ -448,6 +509,21 @@ fn reply_state<'a>(
     })
 }
 
+/// The reply an ICMP message asks for (RFC 792: echo, timestamp, information and address
+/// mask requests; RFC 4443: echo request), or `None`: an error message, or a reply itself,
+/// draws no reply, so a stateless layer has nothing to let back.
+fn icmp_reply_type(protocol: u8, request: u8) -> Option<(u8, u8)> {
+    let reply = match (protocol, request) {
+        (IPPROTO_ICMP, 8) => 0,
+        (IPPROTO_ICMP, 13) => 14,
+        (IPPROTO_ICMP, 15) => 16,
+        (IPPROTO_ICMP, 17) => 18,
+        (IPPROTO_ICMPV6, 128) => 129,
+        _ => return None,
+    };
+    Some((reply, 0))
+}
+
 /// Ports where some rule's port set for this protocol starts or stops: between two of them,
 /// every rule treats every port alike.
 fn port_points<'a>(
@@ -477,6 +553,7 @@ fn services_of(rule: &Rule, inv: &Inventory) -> Vec<(Protocol, Ports)> {
             protocol, ports, ..
         } => vec![(*protocol, ports.clone())],
         Service::Template(id) => inv.service_set_members(id).known,
+        Service::Unreadable(_) => Vec::new(),
     }
 }
 
@@ -519,10 +596,24 @@ fn service_points(flow: &Flow, rules: &[&Rule], inv: &Inventory) -> Vec<ServiceP
                 .map(|code| (icmp_number, None, Some((icmp_type, code))))
                 .collect()
         }
+        // A transport with ports (SCTP, DCCP, UDP-Lite): one packet per stretch of ports every
+        // rule treats alike, so a rule on some of its ports opens part of it, not all.
+        FlowProtocol::Ip(number) if Protocol::from_number(number).has_ports() => {
+            port_points(rules.iter().copied(), inv, number)
+                .into_iter()
+                .map(|port| (number, Some(port), None))
+                .collect()
+        }
         FlowProtocol::Ip(number) => vec![(number, None, None)],
         FlowProtocol::All => {
             let mut points = Vec::new();
-            for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
+            let mut transports = BTreeSet::from([IPPROTO_TCP, IPPROTO_UDP]);
+            for rule in rules {
+                for (protocol, _) in services_of(rule, inv) {
+                    transports.extend(protocol.number().filter(|_| protocol.has_ports()));
+                }
+            }
+            for &protocol in &transports {
                 let ports = port_points(rules.iter().copied(), inv, protocol);
                 points.extend(ports.into_iter().map(|port| (protocol, Some(port), None)));
             }
@@ -545,11 +636,12 @@ fn service_points(flow: &Flow, rules: &[&Rule], inv: &Inventory) -> Vec<ServiceP
                 points.extend(codes.iter().map(|c| (icmp_number, None, Some((*t, *c)))));
             }
             numbers.insert(first_missing(&numbers));
-            let other = [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6];
             points.extend(
                 numbers
                     .into_iter()
-                    .filter(|n| !other.contains(n))
+                    .filter(|n| {
+                        !transports.contains(n) && ![IPPROTO_ICMP, IPPROTO_ICMPV6].contains(n)
+                    })
                     .map(|n| (n, None, None)),
             );
             points
@@ -601,7 +693,15 @@ pub fn evaluate<'a>(inv: &'a Inventory, layers: &[Layer<'a>], flow: &Flow) -> Ve
         })
         .copied()
         .collect();
-    let services = service_points(flow, &rules, inv);
+    let mut services = service_points(flow, &rules, inv);
+    if flow.spec.protocol == FlowProtocol::All {
+        // "All traffic" is what can flow: a protocol the cloud never carries is no part of it.
+        services.retain(|(protocol, _, _)| {
+            !layers
+                .iter()
+                .any(|l| l.cloud.never_carried().iter().any(|(_, n)| n == protocol))
+        });
+    }
     let peers: Vec<(IpNet, IpAddr)> = match flow.peer {
         FlowPeer::Addr(addr) => vec![(IpNet::from(addr), addr)],
         FlowPeer::All => {
@@ -636,6 +736,7 @@ pub fn evaluate<'a>(inv: &'a Inventory, layers: &[Layer<'a>], flow: &Flow) -> Ve
                 icmp: *icmp,
                 remote: *remote,
                 local: flow.address,
+                addressed: flow.address,
                 peer_port: flow.peer_port,
             };
             let mut trace = Vec::new();
@@ -733,6 +834,7 @@ pub fn reach<'a>(
                     icmp,
                     remote: region.network(),
                     local: address,
+                    addressed: address,
                     peer_port: None,
                 };
                 match rule_matches(inv, rule, &packet) {
@@ -794,6 +896,7 @@ pub fn layer_drops<'a>(
             icmp: None,
             remote: region.network(),
             local,
+            addressed: local,
             peer_port: None,
         };
         let (state, decider) = alone(inv, layer, &packet);

@@ -1,6 +1,8 @@
 //! The linker: from an instance to the layers its traffic crosses, each holding its rules in
 //! the order its cloud considers them. Pure.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use thiserror::Error;
 
@@ -18,6 +20,9 @@ pub struct Layer<'a> {
     /// Peers whose traffic does not cross the layer: a subnet's own addresses, for a layer
     /// that filters only what enters or leaves the subnet (an AWS network ACL).
     pub bypass: Vec<IpNet>,
+    /// The instance's public addresses and the private address each is translated to: the
+    /// clouds filter after NAT, so a rule naming the instance's own side sees the private one.
+    pub translated: Vec<(IpAddr, IpAddr)>,
     inbound: Vec<&'a Rule>,
     outbound: Vec<&'a Rule>,
 }
@@ -29,6 +34,15 @@ impl<'a> Layer<'a> {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
         }
+    }
+
+    /// The instance's address as the layer's rules see it: a public address as the private
+    /// address it is translated to.
+    pub fn as_seen(&self, address: IpAddr) -> IpAddr {
+        self.translated
+            .iter()
+            .find(|(public, _)| *public == address)
+            .map_or(address, |(_, private)| *private)
     }
 }
 
@@ -56,6 +70,22 @@ pub fn layers<'a>(inv: &'a Inventory, instance: &Instance) -> Result<Vec<Layer<'
         });
     }
     let mut layers = vec![layer(inv, &instance.security_groups)?];
+    // A public address maps to the instance's first private address of its family, as a
+    // cloud's one-to-one NAT (elastic or public IP) does for a single-address interface. In
+    // Alibaba's classic network the public address is on the instance's own `internet` NIC.
+    let classic = layers[0].cloud == Cloud::Alibaba && instance.vpc.is_none();
+    let translated: Vec<(IpAddr, IpAddr)> = instance
+        .public_addresses
+        .iter()
+        .filter(|_| !classic)
+        .filter_map(|public| {
+            let private = instance
+                .addresses
+                .iter()
+                .find(|a| a.is_ipv6() == public.is_ipv6())?;
+            Some((*public, *private))
+        })
+        .collect();
     for subnet in &instance.subnet_layers {
         layers.push(layer(inv, std::slice::from_ref(subnet))?);
     }
@@ -75,6 +105,9 @@ pub fn layers<'a>(inv: &'a Inventory, instance: &Instance) -> Result<Vec<Layer<'
             }
             layers.push(layer);
         }
+    }
+    for layer in &mut layers {
+        layer.translated.clone_from(&translated);
     }
     Ok(layers)
 }
@@ -114,6 +147,7 @@ fn layer<'a>(inv: &'a Inventory, ids: &[Located<String>]) -> Result<Layer<'a>, L
         cloud,
         semantics,
         bypass: Vec::new(),
+        translated: Vec::new(),
         inbound: ordered(Direction::Inbound),
         outbound: ordered(Direction::Outbound),
     })

@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use super::evaluate::{Predicted, Reach, evaluate, layer_drops, layer_port_points, reach};
 use super::link::{Layer, layers};
-use crate::model::catalog::{EPHEMERAL_RANGES, HIGH_RISK_TCP, HIGH_RISK_UDP};
+use crate::model::catalog::{
+    EPHEMERAL_RANGES, EXPOSED_TCP, Exposure, HIGH_RISK_TCP, HIGH_RISK_UDP,
+};
 use crate::model::{
     Action, Cloud, Decision, Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, IPPROTO_TCP,
     Instance, Inventory, Located, Peer, Ports, Protocol, Rule, Service, Tie,
@@ -72,6 +74,7 @@ pub fn lint(inv: &Inventory) -> Vec<Finding<'_>> {
             // groups behind it filter. Its `*` rule cannot be removed, so it is never news.
             if direction == Direction::Inbound && group.cloud != Cloud::AwsNacl {
                 findings.extend(world_open(layer, &group.id));
+                findings.extend(exposed(inv, &layers, &group.id));
                 findings.extend(high_risk(inv, &layers, &group.id));
             }
             findings.extend(unreachable(inv, layer, &group.id, direction));
@@ -158,9 +161,15 @@ fn equal_priority_conflicts<'a>(layer: &Layer<'a>, group: &str) -> Vec<Finding<'
     for direction in [Direction::Inbound, Direction::Outbound] {
         let rules = layer.rules(direction);
         for (i, a) in rules.iter().enumerate() {
-            let clash = rules[i + 1..]
-                .iter()
-                .find(|b| a.priority == b.priority && a.action != b.action && overlap(a, b));
+            // An unreadable rule's twins (one per action it may have) are no conflict.
+            let readable = |r: &Rule| !matches!(r.service, Service::Unreadable(_));
+            let clash = rules[i + 1..].iter().find(|b| {
+                a.priority == b.priority
+                    && a.action != b.action
+                    && readable(a)
+                    && readable(b)
+                    && overlap(a, b)
+            });
             if let Some(b) = clash {
                 findings.push(Finding {
                     severity: Severity::Medium,
@@ -268,27 +277,154 @@ fn world_open<'a>(layer: &Layer<'a>, group: &str) -> Vec<Finding<'a>> {
                 }
             )
         })
-        .map(|rule| Finding {
-            severity: Severity::Critical,
-            check: "all-ports-open",
-            group: group.to_string(),
-            direction: Direction::Inbound,
-            rule: Some(rule),
-            message: format!("opens every {} port to {}", rule.service, rule.peer),
+        .map(|rule| {
+            let what = match &rule.service {
+                Service::Ports {
+                    protocol: Protocol::Tcp,
+                    ..
+                } => "every TCP port",
+                Service::Ports {
+                    protocol: Protocol::Udp,
+                    ..
+                } => "every UDP port",
+                _ => "every protocol and port",
+            };
+            Finding {
+                severity: Severity::Critical,
+                check: "all-ports-open",
+                group: group.to_string(),
+                direction: Direction::Inbound,
+                rule: Some(rule),
+                message: format!("opens {what} to {}", world_name(&rule.peer)),
+            }
         })
         .collect()
 }
 
-/// The seed's high-risk ports open to 0.0.0.0/0 or ::/0, one finding per deciding rule.
-fn high_risk<'a>(inv: &'a Inventory, layers: &[Layer<'a>], group: &str) -> Vec<Finding<'a>> {
-    let mut by_rule: Vec<(&'a Rule, &'static str, Vec<String>)> = Vec::new();
-    let ports = HIGH_RISK_TCP
+/// How a finding names the world a rule opens to.
+fn world_name(peer: &Peer) -> String {
+    match peer {
+        Peer::All => "every address".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a rule opens every port of TCP (or every protocol): `all-ports-open` says so.
+fn opens_every_tcp_port(rule: &Rule) -> bool {
+    matches!(
+        &rule.service,
+        Service::Ports {
+            protocol: Protocol::All | Protocol::Tcp,
+            ports: Ports::All,
+            ..
+        }
+    )
+}
+
+/// Remote logins (critical) and administration and data-store ports (high) open to
+/// 0.0.0.0/0 or ::/0, as AWS Security Hub, Prowler and ScoutSuite report them: one finding
+/// per deciding rule and severity, naming the ports. A rule opening every port is reported
+/// once, by `all-ports-open`; the carriers' high-risk ports by `high-risk-open`.
+fn exposed<'a>(inv: &'a Inventory, layers: &[Layer<'a>], group: &str) -> Vec<Finding<'a>> {
+    let mut exposures = Exposures::default();
+    let ports = EXPOSED_TCP
         .iter()
-        .map(|p| (FlowProtocol::Tcp, *p))
-        .chain(HIGH_RISK_UDP.iter().map(|p| (FlowProtocol::Udp, *p)));
-    for (protocol, port) in ports {
-        for (world, address) in [("0.0.0.0/0", "192.0.2.1"), ("::/0", "2001:db8::1")] {
-            let address: IpAddr = address.parse().expect("valid literal");
+        .filter(|p| !HIGH_RISK_TCP.contains(&p.port));
+    for exposed in ports {
+        for (world, rule) in world_deciders(inv, layers, FlowProtocol::Tcp, exposed.port) {
+            if !opens_every_tcp_port(rule) {
+                let named = format!("{} ({})", exposed.port, exposed.service);
+                exposures.add(rule, exposed.exposure, world, named);
+            }
+        }
+    }
+    exposures
+        .0
+        .into_iter()
+        .map(|(rule, exposure, worlds, names)| {
+            let (severity, check, what) = match exposure {
+                Exposure::RemoteLogin => (Severity::Critical, "remote-login-open", "remote login"),
+                Exposure::Sensitive => (
+                    Severity::High,
+                    "sensitive-port-open",
+                    "administration or data-store",
+                ),
+            };
+            let ports = if names.len() == 1 { "port" } else { "ports" };
+            Finding {
+                severity,
+                check,
+                group: group.to_string(),
+                direction: Direction::Inbound,
+                rule: Some(rule),
+                message: format!(
+                    "{what} {ports} open to {}: {}",
+                    worlds.join(" and "),
+                    names.join(", ")
+                ),
+            }
+        })
+        .collect()
+}
+
+/// What rules expose, gathered into one finding per rule and kind: the worlds it opens to
+/// and the ports it opens, each named once, in the order found.
+struct Exposures<'a, K>(Vec<(&'a Rule, K, Vec<&'static str>, Vec<String>)>);
+
+impl<K> Default for Exposures<'_, K> {
+    fn default() -> Self {
+        Exposures(Vec::new())
+    }
+}
+
+impl<'a, K: PartialEq> Exposures<'a, K> {
+    fn add(&mut self, rule: &'a Rule, kind: K, world: &'static str, port: String) {
+        let at = match self
+            .0
+            .iter()
+            .position(|(r, k, _, _)| std::ptr::eq(*r, rule) && *k == kind)
+        {
+            Some(at) => at,
+            None => {
+                self.0.push((rule, kind, Vec::new(), Vec::new()));
+                self.0.len() - 1
+            }
+        };
+        let (_, _, worlds, ports) = &mut self.0[at];
+        if !worlds.contains(&world) {
+            worlds.push(world);
+        }
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+}
+
+/// For a port, the rules that open it to 0.0.0.0/0 or to ::/0 (or to all but some
+/// carve-outs) and name the world. Whoever reaches it picks the source port: each port a
+/// rule's source-port condition names is tried, besides the probes' own.
+fn world_deciders<'a>(
+    inv: &'a Inventory,
+    layers: &[Layer<'a>],
+    protocol: FlowProtocol,
+    port: u16,
+) -> Vec<(&'static str, &'a Rule)> {
+    let mut source_ports: Vec<Option<u16>> = vec![None];
+    for layer in layers {
+        for rule in layer.rules(Direction::Inbound) {
+            if let Service::Ports {
+                source_ports: Ports::Ranges(ranges),
+                ..
+            } = &rule.service
+            {
+                source_ports.extend(ranges.iter().map(|r| Some(r.first)));
+            }
+        }
+    }
+    let mut found: Vec<(&'static str, &'a Rule)> = Vec::new();
+    for (world, address) in [("0.0.0.0/0", "192.0.2.1"), ("::/0", "2001:db8::1")] {
+        let address: IpAddr = address.parse().expect("valid literal");
+        for peer_port in &source_ports {
             let flow = Flow {
                 address,
                 direction: Direction::Inbound,
@@ -297,35 +433,46 @@ fn high_risk<'a>(inv: &'a Inventory, layers: &[Layer<'a>], group: &str) -> Vec<F
                     port: Some(port),
                 },
                 peer: FlowPeer::All,
-                peer_port: None,
+                peer_port: *peer_port,
             };
             let verdict = evaluate(inv, layers, &flow);
-            // Open, or open to all but some carve-outs, through a rule that names the world.
             let exposed = matches!(verdict.predicted, Predicted::Open | Predicted::Partial);
-            let Some(rule) = verdict
+            if let Some(rule) = verdict
                 .decider
                 .rule
                 .filter(|r| exposed && is_world(&r.peer))
-            else {
-                continue;
-            };
-            let spec = flow.spec.to_string();
-            match by_rule
-                .iter_mut()
-                .find(|(r, w, _)| std::ptr::eq(*r, rule) && *w == world)
+                && !found
+                    .iter()
+                    .any(|(w, r)| *w == world && std::ptr::eq(*r, rule))
             {
-                Some((_, _, specs)) => {
-                    if !specs.contains(&spec) {
-                        specs.push(spec);
-                    }
-                }
-                None => by_rule.push((rule, world, vec![spec])),
+                found.push((world, rule));
             }
         }
     }
-    by_rule
+    found
+}
+
+/// The seed's high-risk ports open to 0.0.0.0/0 or ::/0, one finding per deciding rule and
+/// world.
+fn high_risk<'a>(inv: &'a Inventory, layers: &[Layer<'a>], group: &str) -> Vec<Finding<'a>> {
+    let mut exposures = Exposures::default();
+    let ports = HIGH_RISK_TCP
+        .iter()
+        .map(|p| (FlowProtocol::Tcp, *p))
+        .chain(HIGH_RISK_UDP.iter().map(|p| (FlowProtocol::Udp, *p)));
+    for (protocol, port) in ports {
+        for (world, rule) in world_deciders(inv, layers, protocol, port) {
+            let spec = FlowSpec {
+                protocol,
+                port: Some(port),
+            };
+            exposures.add(rule, world, world, spec.to_string());
+        }
+    }
+    exposures
+        .0
         .into_iter()
-        .map(|(rule, world, specs)| Finding {
+        .map(|(rule, world, _, specs)| Finding {
             severity: Severity::High,
             check: "high-risk-open",
             group: group.to_string(),
@@ -505,5 +652,160 @@ priority = 1
             found.iter().any(|(c, _)| *c == "alibaba-tcp-25"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn admin_remote_desktop_and_data_store_ports_open_to_the_world_are_findings_per_rule() {
+        // AWS Security Hub EC2.13 (SSH) and EC2.14 (RDP) are critical, EC2.19's high-risk
+        // ports high; Prowler reports Redis, MongoDB and the Docker daemon alike.
+        let mut toml = String::from("[[group]]\nid = \"sg-open\"\ncloud = \"aws\"\n");
+        for port in [22, 3389, 3306, 5432, 6379, 9200, 27017, 2375] {
+            toml.push_str(&format!(
+                "[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"{port}\"\npeer = \"0.0.0.0/0\"\n"
+            ));
+        }
+        toml.push_str("[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"3306\"\npeer = \"10.0.0.0/8\"\n");
+        let inv = native::parse(std::path::Path::new("t.toml"), &toml).expect("valid");
+        let found: Vec<(Severity, &str, String)> = lint(&inv)
+            .into_iter()
+            .filter(|f| f.check != "redundant")
+            .map(|f| (f.severity, f.check, f.message))
+            .collect();
+        let expected = [
+            (
+                Severity::Critical,
+                "remote-login-open",
+                "remote login port open to 0.0.0.0/0: 22 (SSH)",
+            ),
+            (
+                Severity::Critical,
+                "remote-login-open",
+                "remote login port open to 0.0.0.0/0: 3389 (Remote Desktop)",
+            ),
+            (
+                Severity::High,
+                "sensitive-port-open",
+                "administration or data-store port open to 0.0.0.0/0: 2375 (Docker daemon)",
+            ),
+            (
+                Severity::High,
+                "sensitive-port-open",
+                "administration or data-store port open to 0.0.0.0/0: 3306 (MySQL)",
+            ),
+            (
+                Severity::High,
+                "sensitive-port-open",
+                "administration or data-store port open to 0.0.0.0/0: 5432 (PostgreSQL)",
+            ),
+            (
+                Severity::High,
+                "sensitive-port-open",
+                "administration or data-store port open to 0.0.0.0/0: 6379 (Redis)",
+            ),
+            (
+                Severity::High,
+                "sensitive-port-open",
+                "administration or data-store port open to 0.0.0.0/0: 9200 (Elasticsearch)",
+            ),
+            (
+                Severity::High,
+                "sensitive-port-open",
+                "administration or data-store port open to 0.0.0.0/0: 27017 (MongoDB)",
+            ),
+        ];
+        let mut found = found;
+        found.sort();
+        let mut expected: Vec<(Severity, &str, String)> = expected
+            .into_iter()
+            .map(|(s, c, m)| (s, c, m.to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            found, expected,
+            "one finding per rule; the private 3306 rule is none"
+        );
+    }
+
+    #[test]
+    fn one_rule_opening_several_sensitive_ports_is_one_finding_naming_them_and_wide_rules_say_so_in_english()
+     {
+        let found = checks(
+            r#"
+[[group]]
+id = "sg-range"
+cloud = "aws"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "5432-6379"
+peer = "::/0"
+[[group.ingress]]
+action = "accept"
+protocol = "all"
+peer = "0.0.0.0/0"
+"#,
+        );
+        assert!(
+            found.contains(&(
+                "sensitive-port-open",
+                "administration or data-store ports open to ::/0: 5432 (PostgreSQL), 5500 (fcp-addr-srvr1), 5601 (Kibana), 5985 (WinRM), 5986 (WinRM (TLS)), 6379 (Redis)".to_string()
+            )),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&(
+                "all-ports-open",
+                "opens every protocol and port to 0.0.0.0/0".to_string()
+            )),
+            "{found:?}"
+        );
+        assert!(
+            !found
+                .iter()
+                .any(|(c, m)| *c == "remote-login-open" && m.contains("0.0.0.0/0")),
+            "a rule opening every port is reported once, as all-ports-open: {found:?}"
+        );
+    }
+
+    #[test]
+    fn a_port_open_to_the_world_only_from_some_client_ports_is_still_exposed() {
+        // Whoever connects picks the source port: a quintuple rule on SSH from 0.0.0.0/0 and
+        // client ports 1-1024 opens SSH to the world. A rule on every address of both
+        // families is one finding naming both.
+        let found = checks(
+            r#"
+[[group]]
+id = "sg-q"
+cloud = "alibaba"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22"
+source_ports = "1-1024"
+peer = "0.0.0.0/0"
+priority = 1
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "3306"
+peer = "all"
+priority = 1
+"#,
+        );
+        for expected in [
+            (
+                "remote-login-open",
+                "remote login port open to 0.0.0.0/0: 22 (SSH)",
+            ),
+            (
+                "sensitive-port-open",
+                "administration or data-store port open to 0.0.0.0/0 and ::/0: 3306 (MySQL)",
+            ),
+        ] {
+            assert!(
+                found.contains(&(expected.0, expected.1.to_string())),
+                "{expected:?} in {found:?}"
+            );
+        }
     }
 }

@@ -40,6 +40,16 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
     if verdict.predicted != Predicted::Closed {
         return None;
     }
+    // No rule opens what the cloud never carries.
+    let number = flow.spec.protocol.number(flow.address);
+    if layers.iter().any(|l| {
+        l.cloud
+            .never_carried()
+            .iter()
+            .any(|(_, n)| Some(*n) == number)
+    }) {
+        return None;
+    }
     let reply = verdict.decider.reply;
     let direction = if reply {
         flow.direction.reverse()

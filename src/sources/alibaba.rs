@@ -5,7 +5,10 @@
 //! A permission has a Direction, a Policy (accept or drop), a Priority 1-100 (smaller
 //! first; on equal priority drop wins), IpProtocol with PortRange `a/b` (`-1/-1` where the
 //! protocol has no ports), and one peer: SourceCidrIp, Ipv6SourceCidrIp, SourceGroupId or
-//! SourcePrefixListId inbound, the Dest* fields outbound.
+//! SourcePrefixListId inbound, the Dest* fields outbound. Quintuple rules also restrict the
+//! source port (SourcePortRange: the port the initiator sends from) and the instance's own
+//! address (DestCidrIp inbound, SourceCidrIp outbound): in the API "the initiator of traffic
+//! is the source, the receiver the destination" (AuthorizeSecurityGroup).
 //!
 //! What the rules do not say is added as implicit rules, named in explanations:
 //! - a basic group allows all outbound traffic, an enterprise group denies it (ECS user
@@ -19,6 +22,7 @@
 //!   `intranet` one at their private addresses.
 
 use super::json::Node;
+use super::unreadable::{self, Known};
 use super::{SourceError, address_members, group_id, known_shape};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
@@ -98,26 +102,29 @@ fn group_attribute(root: &Node, id: Option<&str>) -> Result<SecurityGroup, Sourc
         None => false,
         Some(_) => inner.required("Accept or Drop", Action::parse)? == Action::Accept,
     };
-    // In a VPC a rule covers public and internal traffic alike; a classic-network group's
-    // rules hold for one NIC, the public (`internet`) or the internal (`intranet`) one.
     let classic = root.get("VpcId").is_unset();
     let mut counted = [0, 0];
-    for item in root.get("Permissions").get("Permission").items()? {
+    let permissions = match root.get("Permissions").get("Permission").items() {
+        Ok(permissions) => permissions,
+        Err(error) => {
+            unreadable::add(&mut group, Err(error), 0, Known::default(), |_| {
+                Ok(Vec::new())
+            });
+            Vec::new()
+        }
+    };
+    for item in permissions {
         let direction = item
             .get("Direction")
-            .required("ingress or egress", Direction::parse)?;
-        let index = &mut counted[usize::from(direction == Direction::Outbound)];
-        let mut rule = permission(&item, &id, direction, *index)?;
-        if classic {
-            let nic = item.get("NicType");
-            rule.local = match nic.text()?.as_deref() {
-                Some("internet") => Peer::GroupPublic(id.clone()),
-                None | Some("intranet") => Peer::Group(id.clone()),
-                Some(_) => return Err(nic.error("internet or intranet")),
-            };
-        }
-        *index += 1;
-        group.rules_mut(direction).push(rule);
+            .required("ingress or egress", Direction::parse);
+        let index = unreadable::next_index(&mut counted, &direction);
+        let known = Known::read(
+            &item,
+            ["Policy", "Priority", "SecurityGroupRuleId", "Description"],
+        );
+        unreadable::add(&mut group, direction, index, known, |direction| {
+            permission(&item, &id, direction, index, classic).map(|rule| vec![rule])
+        });
     }
     if inner_accept {
         for direction in [Direction::Inbound, Direction::Outbound] {
@@ -203,6 +210,7 @@ fn permission(
     group: &str,
     direction: Direction,
     index: usize,
+    classic: bool,
 ) -> Result<Rule, SourceError> {
     let action = item
         .get("Policy")
@@ -213,59 +221,81 @@ fn permission(
     let protocol = item
         .get("IpProtocol")
         .required("TCP, UDP, ICMP, ICMPv6, GRE or ALL", Protocol::parse)?;
-    let range = item.get("PortRange");
-    let ports = range.required("a port range a/b, or -1/-1", |t| {
-        let (a, b) = t.split_once('/')?;
-        match (a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?) {
-            (-1, -1) => Some(None),
-            (a, b) => Some(Some(PortRange::new(
-                u16::try_from(a).ok().filter(|a| *a >= 1)?,
-                u16::try_from(b).ok()?,
-            )?)),
-        }
-    })?;
+    let port_range = |key: &str| -> Result<Option<PortRange>, SourceError> {
+        let range = item.get(key);
+        let ports = range.parsed("a port range a/b, or -1/-1", |t| {
+            let (a, b) = t.split_once('/')?;
+            match (a.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?) {
+                (-1, -1) => Some(None),
+                (a, b) => Some(Some(PortRange::new(
+                    u16::try_from(a).ok().filter(|a| *a >= 1)?,
+                    u16::try_from(b).ok()?,
+                )?)),
+            }
+        })?;
+        Ok(ports.flatten())
+    };
+    let (ports, source_ports) = (port_range("PortRange")?, port_range("SourcePortRange")?);
+    if item.get("PortRange").is_unset() {
+        return Err(item.get("PortRange").error("a port range a/b, or -1/-1"));
+    }
     let service = match (protocol.has_ports(), ports) {
-        (true, Some(range)) => Service::ports(protocol, Ports::from_ranges(vec![range])),
-        (true, None) => return Err(range.error("a port range 1-65535 (a/b) for TCP or UDP")),
+        (true, Some(range)) => Service::Ports {
+            protocol,
+            ports: Ports::from_ranges(vec![range]),
+            icmp: Default::default(),
+            source_ports: source_ports.map_or(Ports::All, |r| Ports::from_ranges(vec![r])),
+        },
+        (true, None) => {
+            return Err(item
+                .get("PortRange")
+                .error("a port range 1-65535 (a/b) for TCP or UDP"));
+        }
         (false, _) => Service::ports(protocol, Ports::All),
     };
-    // A source-port condition is not something sgprobe models: say so rather than widen it.
-    let source_ports = item.get("SourcePortRange");
-    if let Some(text) = source_ports.text()?
-        && !matches!(text.as_str(), "-1/-1" | "1/65535")
-    {
-        return Err(
-            source_ports.error("no source-port condition (sgprobe matches destination ports only)")
-        );
-    }
-    let side = match direction {
-        Direction::Inbound => "Source",
-        Direction::Outbound => "Dest",
+    // The initiator is the source: inbound the peer, outbound the instance.
+    let (peer_side, local_side) = match direction {
+        Direction::Inbound => ("Source", "Dest"),
+        Direction::Outbound => ("Dest", "Source"),
     };
-    let peer = if let Some(net) = item
-        .get(&format!("{side}CidrIp"))
-        .parsed("an IPv4 CIDR", parse_net)?
-    {
-        Peer::Cidr(net)
-    } else if let Some(net) = item
-        .get(&format!("Ipv6{side}CidrIp"))
-        .parsed("an IPv6 CIDR", parse_net)?
-    {
-        Peer::Cidr(net)
-    } else if let Some(group) = item.get(&format!("{side}GroupId")).text()? {
+    let cidr = |side: &str| -> Result<Option<Peer>, SourceError> {
+        Ok(item
+            .get(&format!("{side}CidrIp"))
+            .parsed("an IPv4 CIDR", parse_net)?
+            .or(item
+                .get(&format!("Ipv6{side}CidrIp"))
+                .parsed("an IPv6 CIDR", parse_net)?)
+            .map(Peer::Cidr))
+    };
+    let peer = if let Some(peer) = cidr(peer_side)? {
+        peer
+    } else if let Some(group) = item.get(&format!("{peer_side}GroupId")).text()? {
         Peer::Group(group)
-    } else if let Some(list) = item.get(&format!("{side}PrefixListId")).text()? {
+    } else if let Some(list) = item.get(&format!("{peer_side}PrefixListId")).text()? {
         Peer::AddressSet(list)
     } else {
         return Err(item.error(&format!(
-            "a peer: {side}CidrIp, Ipv6{side}CidrIp, {side}GroupId or {side}PrefixListId"
+            "a peer: {peer_side}CidrIp, Ipv6{peer_side}CidrIp, {peer_side}GroupId or {peer_side}PrefixListId"
         )));
+    };
+    // In a VPC a rule covers public and internal traffic alike; a classic-network group's
+    // rules hold for one NIC, the public (`internet`) or the internal (`intranet`) one.
+    // Quintuple rules are a VPC's; a classic group's rules name their NIC instead.
+    let local = if classic {
+        let nic = item.get("NicType");
+        match nic.text()?.as_deref() {
+            Some("internet") => Peer::GroupPublic(group.to_string()),
+            None | Some("intranet") => Peer::Group(group.to_string()),
+            Some(_) => return Err(nic.error("internet or intranet")),
+        }
+    } else {
+        cidr(local_side)?.unwrap_or(Peer::All)
     };
     Ok(Rule {
         action,
         service,
         peer,
-        local: Peer::All,
+        local,
         priority: Some(priority),
         origin: Origin {
             group: group.to_string(),

@@ -2,12 +2,17 @@
 //! describe-instances, get-managed-prefix-list-entries, describe-network-acls,
 //! describe-subnets.
 //!
-//! Security groups allow only; ports are FromPort..ToPort, with -1 (or absent) for all; for
-//! ICMP, FromPort is the type and ToPort the code, -1 any. Network ACLs are ordered lists of
-//! allow and deny entries by RuleNumber (32767 is the `*` entry that denies the rest), one
+//! Security groups allow only; a TCP or UDP permission's ports are FromPort..ToPort, both
+//! given; for ICMP, FromPort is the type and ToPort the code, -1 any; protocol -1 (all) has
+//! no ports, or -1. Network ACLs are ordered lists of allow and deny entries by RuleNumber
+//! (1-32766; the `*` entries that deny the rest are 32767 for IPv4 and 32768 for IPv6), one
 //! list per direction, associated with subnets.
+//!
+//! A permission, rule or entry that does not read stands as an unreadable rule of its group
+//! (see `unreadable`); a group whose GroupId does not read, as a group of its own.
 
 use super::json::Node;
+use super::unreadable::{self, Known};
 use super::{FlatRules, SourceError, address_members, group_id, known_shape};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
@@ -21,7 +26,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         recognised = true;
         for item in root.get("SecurityGroups").elements()? {
             let item = item.node();
-            let group = security_group(&item)?;
+            let group = security_group(&item);
             inv.groups.insert(group.id.clone(), group);
         }
     }
@@ -30,36 +35,24 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         let mut flat = FlatRules::new(Cloud::Aws);
         for item in root.get("SecurityGroupRules").elements()? {
             let item = item.node();
-            let group_id = item.get("GroupId").required_text()?;
-            let direction = egress_flag(&item.get("IsEgress"))?;
-            let origin = Origin {
-                group: group_id.clone(),
-                index: flat.next_index(&group_id, direction),
-                id: item.get("SecurityGroupRuleId").text()?,
-                description: item.get("Description").text()?,
+            let group_id = match item.get("GroupId").required_text() {
+                Ok(id) => id,
+                Err(error) => {
+                    let group = unreadable::group(Cloud::Aws, None, &item, error);
+                    inv.groups.insert(group.id.clone(), group);
+                    continue;
+                }
             };
-            let peer = if let Some(net) = item.get("CidrIpv4").parsed("an IPv4 CIDR", parse_net)? {
-                Peer::Cidr(net)
-            } else if let Some(net) = item.get("CidrIpv6").parsed("an IPv6 CIDR", parse_net)? {
-                Peer::Cidr(net)
-            } else if let Some(list) = item.get("PrefixListId").text()? {
-                Peer::AddressSet(list)
-            } else if let Some(group) = item.get("ReferencedGroupInfo").get("GroupId").text()? {
-                Peer::Group(group)
-            } else {
-                return Err(
-                    item.error("a peer: CidrIpv4, CidrIpv6, PrefixListId or ReferencedGroupInfo")
-                );
+            let direction = egress_flag(&item.get("IsEgress"));
+            let index = match &direction {
+                Ok(direction) => flat.next_index(&group_id, *direction),
+                Err(_) => flat.next_index(&group_id, Direction::Inbound),
             };
-            let rule = Rule {
-                action: Action::Accept,
-                service: service(&item)?,
-                peer,
-                local: Peer::All,
-                priority: None,
-                origin,
-            };
-            flat.add(&mut inv, direction, rule);
+            let known = Known::read(&item, ["", "", "SecurityGroupRuleId", "Description"]);
+            let group = flat.group(&mut inv, &group_id);
+            unreadable::add(group, direction, index, known, |_| {
+                security_group_rule(&item, &group_id, index).map(|rule| vec![rule])
+            });
         }
     }
     if root.has("Reservations") {
@@ -131,6 +124,40 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     Ok(inv)
 }
 
+/// One rule of describe-security-group-rules.
+fn security_group_rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
+    let peer = if let Some(net) = item.get("CidrIpv4").parsed("an IPv4 CIDR", parse_net)? {
+        Peer::Cidr(net)
+    } else if let Some(net) = item.get("CidrIpv6").parsed("an IPv6 CIDR", parse_net)? {
+        Peer::Cidr(net)
+    } else if let Some(list) = item.get("PrefixListId").text()? {
+        Peer::AddressSet(list)
+    } else if let Some(group) = item.get("ReferencedGroupInfo").get("GroupId").text()? {
+        Peer::Group(group)
+    } else {
+        return Err(item.error("a peer: CidrIpv4, CidrIpv6, PrefixListId or ReferencedGroupInfo"));
+    };
+    let origin = Origin {
+        group: group.to_string(),
+        index,
+        id: item.get("SecurityGroupRuleId").text()?,
+        description: item.get("Description").text()?,
+    };
+    Ok(allow(service(item)?, peer, origin))
+}
+
+/// A security group's rule: it allows, and names only the peer.
+fn allow(service: Service, peer: Peer, origin: Origin) -> Rule {
+    Rule {
+        action: Action::Accept,
+        service,
+        peer,
+        local: Peer::All,
+        priority: None,
+        origin,
+    }
+}
+
 fn service(item: &Node) -> Result<Service, SourceError> {
     let protocol = item.get("IpProtocol").required(
         "tcp, udp, icmp, icmpv6, -1 or a protocol number",
@@ -146,27 +173,24 @@ fn service(item: &Node) -> Result<Service, SourceError> {
         }
     };
     let (from, to) = (bound("FromPort")?, bound("ToPort")?);
-    // AWS lists FromPort and ToPort for every TCP or UDP permission: one without them is
-    // malformed, not "all ports".
-    if matches!(protocol, Protocol::Tcp | Protocol::Udp)
-        && item.get("FromPort").is_unset()
-        && item.get("ToPort").is_unset()
-    {
-        return Err(item
-            .get("FromPort")
-            .error("a port: FromPort and ToPort for tcp or udp"));
-    }
     Ok(match protocol {
+        // EC2 API, IpPermission: for TCP and UDP, FromPort and ToPort are the start and end
+        // of the port range; -1 is a value only for ICMP types and codes. One missing, or
+        // -1, is malformed, not "all ports".
         Protocol::Tcp | Protocol::Udp => {
-            let ports = match (from, to) {
-                (Some(first), Some(last)) => {
-                    Ports::from_ranges(vec![PortRange::new(first, last).ok_or_else(|| {
-                        item.get("ToPort").error("a port no lower than FromPort")
-                    })?])
-                }
-                _ => Ports::All,
+            let port = |key: &str, value: Option<u16>| {
+                value.ok_or_else(|| {
+                    item.get(key).error(
+                        "a port 0-65535 (for tcp or udp, FromPort and ToPort are both ports)",
+                    )
+                })
             };
-            Service::ports(protocol, ports)
+            let (first, last) = (port("FromPort", from)?, port("ToPort", to)?);
+            let range = PortRange::from_wire(first, last).ok_or_else(|| {
+                item.get("ToPort")
+                    .error("a port no lower than FromPort (and a range beyond port 0)")
+            })?;
+            Service::ports(protocol, Ports::from_ranges(vec![range]))
         }
         Protocol::Icmp | Protocol::Icmpv6 => {
             let byte = |v: Option<u16>, key| {
@@ -199,46 +223,57 @@ fn network_acl(item: &Node) -> Result<SecurityGroup, SourceError> {
     let id = item.get("NetworkAclId").required_text()?;
     let mut acl = SecurityGroup::new(&id, Cloud::AwsNacl);
     let mut counted = [0, 0];
-    for entry in item.get("Entries").items()? {
-        let direction = egress_flag(&entry.get("Egress"))?;
-        let egress = direction == Direction::Outbound;
-        let number = entry.get("RuleNumber");
-        let priority = number.required("a rule number 1-32767", |t| {
-            t.parse::<i64>().ok().filter(|n| (1..=32767).contains(n))
-        })?;
-        let action = entry
-            .get("RuleAction")
-            .required("allow or deny", Action::parse)?;
-        let peer = match (
-            entry.get("CidrBlock").parsed("an IPv4 CIDR", parse_net)?,
-            entry
-                .get("Ipv6CidrBlock")
-                .parsed("an IPv6 CIDR", parse_net)?,
-        ) {
-            (Some(net), None) | (None, Some(net)) => Peer::Cidr(net),
-            _ => return Err(entry.error("one of CidrBlock or Ipv6CidrBlock")),
-        };
-        let index = &mut counted[usize::from(egress)];
-        acl.rules_mut(direction).push(Rule {
-            action,
-            service: acl_service(&entry)?,
-            peer,
-            local: Peer::All,
-            priority: Some(priority),
-            origin: Origin {
-                group: id.clone(),
-                index: *index,
-                id: Some(if priority == 32767 {
-                    "*".to_string()
-                } else {
-                    priority.to_string()
-                }),
-                description: None,
-            },
+    let entries = match item.get("Entries").items() {
+        Ok(entries) => entries,
+        Err(error) => return Ok(unreadable::group(Cloud::AwsNacl, Some(id), item, error)),
+    };
+    for entry in entries {
+        let direction = egress_flag(&entry.get("Egress"));
+        let index = unreadable::next_index(&mut counted, &direction);
+        let known = Known::read(&entry, ["RuleAction", "RuleNumber", "", ""]);
+        unreadable::add(&mut acl, direction, index, known, |_| {
+            acl_entry(&entry, &id, index).map(|rule| vec![rule])
         });
-        *index += 1;
     }
     Ok(acl)
+}
+
+fn acl_entry(entry: &Node, acl: &str, index: usize) -> Result<Rule, SourceError> {
+    let number = entry.get("RuleNumber");
+    // 1-32766 for rules; 32767 (IPv4) and 32768 (IPv6) are the `*` rules every ACL ends
+    // with (VPC User Guide, "Network ACL rules"; describe-network-acls prints both).
+    let priority = number.required("a rule number 1-32766, or 32767 or 32768 for *", |t| {
+        t.parse::<i64>().ok().filter(|n| (1..=32768).contains(n))
+    })?;
+    let action = entry
+        .get("RuleAction")
+        .required("allow or deny", Action::parse)?;
+    let peer = match (
+        entry.get("CidrBlock").parsed("an IPv4 CIDR", parse_net)?,
+        entry
+            .get("Ipv6CidrBlock")
+            .parsed("an IPv6 CIDR", parse_net)?,
+    ) {
+        (Some(net), None) | (None, Some(net)) => Peer::Cidr(net),
+        _ => return Err(entry.error("one of CidrBlock or Ipv6CidrBlock")),
+    };
+    Ok(Rule {
+        action,
+        service: acl_service(entry)?,
+        peer,
+        local: Peer::All,
+        priority: Some(priority),
+        origin: Origin {
+            group: acl.to_string(),
+            index,
+            id: Some(if priority >= 32767 {
+                "*".to_string()
+            } else {
+                priority.to_string()
+            }),
+            description: None,
+        },
+    })
 }
 
 /// An ACL entry's protocol (a number as text, -1 all) with its PortRange or IcmpTypeCode,
@@ -284,59 +319,74 @@ fn acl_service(entry: &Node) -> Result<Service, SourceError> {
     })
 }
 
-fn security_group(item: &Node) -> Result<SecurityGroup, SourceError> {
-    let id = item.get("GroupId").required_text()?;
+fn security_group(item: &Node) -> SecurityGroup {
+    let id = match item.get("GroupId").required_text() {
+        Ok(id) => id,
+        Err(error) => return unreadable::group(Cloud::Aws, None, item, error),
+    };
     let mut group = SecurityGroup::new(&id, Cloud::Aws);
-    group.name = item.get("GroupName").text()?;
+    group.name = item.get("GroupName").text().ok().flatten();
     for (direction, key) in [
         (Direction::Inbound, "IpPermissions"),
         (Direction::Outbound, "IpPermissionsEgress"),
     ] {
-        for (index, permission) in item.get(key).items()?.into_iter().enumerate() {
-            let service = service(&permission)?;
-            // One permission lists many peers; each becomes a rule with the permission's index.
-            let mut peers = Vec::new();
-            for (list, field, peer) in [
-                ("IpRanges", "CidrIp", None),
-                ("Ipv6Ranges", "CidrIpv6", None),
-                (
-                    "PrefixListIds",
-                    "PrefixListId",
-                    Some(Peer::AddressSet as fn(String) -> Peer),
-                ),
-                (
-                    "UserIdGroupPairs",
-                    "GroupId",
-                    Some(Peer::Group as fn(String) -> Peer),
-                ),
-            ] {
-                for entry in permission.get(list).items()? {
-                    let value = entry.get(field);
-                    let parsed = match peer {
-                        None => Peer::Cidr(value.required("a CIDR", parse_net)?),
-                        Some(make) => make(value.required_text()?),
-                    };
-                    peers.push((parsed, entry.get("Description").text()?));
-                }
-            }
-            for (peer, description) in peers {
-                group.rules_mut(direction).push(Rule {
-                    action: Action::Accept,
-                    service: service.clone(),
-                    peer,
-                    local: Peer::All,
-                    priority: None,
-                    origin: Origin {
-                        group: id.clone(),
-                        index,
-                        id: None,
-                        description,
-                    },
+        let permissions = match item.get(key).items() {
+            Ok(permissions) => permissions,
+            Err(error) => {
+                unreadable::add(&mut group, Ok(direction), 0, Known::default(), |_| {
+                    Err(error)
                 });
+                continue;
             }
+        };
+        for (index, permission) in permissions.into_iter().enumerate() {
+            unreadable::add(&mut group, Ok(direction), index, Known::default(), |_| {
+                ip_permission(&permission, &id, index)
+            });
         }
     }
-    Ok(group)
+    group
+}
+
+/// One permission lists many peers; each becomes a rule with the permission's index.
+fn ip_permission(permission: &Node, group: &str, index: usize) -> Result<Vec<Rule>, SourceError> {
+    let service = service(permission)?;
+    let mut peers = Vec::new();
+    for (list, field, peer) in [
+        ("IpRanges", "CidrIp", None),
+        ("Ipv6Ranges", "CidrIpv6", None),
+        (
+            "PrefixListIds",
+            "PrefixListId",
+            Some(Peer::AddressSet as fn(String) -> Peer),
+        ),
+        (
+            "UserIdGroupPairs",
+            "GroupId",
+            Some(Peer::Group as fn(String) -> Peer),
+        ),
+    ] {
+        for entry in permission.get(list).items()? {
+            let value = entry.get(field);
+            let parsed = match peer {
+                None => Peer::Cidr(value.required("a CIDR", parse_net)?),
+                Some(make) => make(value.required_text()?),
+            };
+            peers.push((parsed, entry.get("Description").text()?));
+        }
+    }
+    Ok(peers
+        .into_iter()
+        .map(|(peer, description)| {
+            let origin = Origin {
+                group: group.to_string(),
+                index,
+                id: None,
+                description,
+            };
+            allow(service.clone(), peer, origin)
+        })
+        .collect())
 }
 
 fn instance(item: &Node) -> Result<Instance, SourceError> {

@@ -7,15 +7,21 @@
 //! destination the instance, outbound the reverse. Address prefixes are CIDRs, `*`, service
 //! tags (named address sets `tag:NAME`, unknown until exported) and application security
 //! groups (members: the NICs that list them). A NIC's NSG and its subnet's NSG must both
-//! allow. Ids are ARM resource ids, which Azure compares without case: they are lowercased.
+//! allow. Ids are ARM resource ids, which Azure compares without case: they are lowercased
+//! (`canonical_id`). NSGs see the private address a public IP is translated to, and
+//! GRE and IP-in-IP never cross a VNet (Azure Virtual Network FAQ), whatever the rules say.
+//!
+//! A rule that does not read (or breaks the documented limits: priority 100-4096, unique per
+//! direction; protocol Tcp, Udp, Icmp, Esp, Ah or `*`) stands as an unreadable rule.
 
 use ipnet::IpNet;
 
 use super::json::Node;
+use super::unreadable::{self, Known};
 use super::{SourceError, known_shape};
 use crate::model::{
-    Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
-    Ports, Protocol, Rule, SecurityGroup, Service, Subnet, parse_net,
+    Action, AddressSet, Cloud, Direction, IcmpMatch, Instance, Inventory, Located, Origin, Peer,
+    PortRange, Ports, Protocol, Rule, SecurityGroup, Service, Subnet, canonical_id, parse_net,
 };
 
 /// The group standing for a NIC with no NSG of its own: only its subnet's NSG filters.
@@ -51,14 +57,21 @@ pub fn import(root: &Node, _id: Option<&str>) -> Result<Inventory, SourceError> 
     } else {
         vec![root.clone()]
     };
+    let effective_entries: Vec<&Node> = objects
+        .iter()
+        .filter(|o| o.has("effectiveSecurityRules"))
+        .collect();
+    if !effective_entries.is_empty() {
+        recognised = true;
+        effective(&effective_entries, &mut inv)?;
+    }
     for object in &objects {
         let fields = properties(object);
         if fields.has("securityRules") || fields.has("defaultSecurityRules") {
             recognised = true;
             nsg(object, &mut inv)?;
         } else if object.has("effectiveSecurityRules") {
-            recognised = true;
-            effective(object, &mut inv)?;
+            // Read above, all entries together: one NIC's NSG and its subnet's.
         } else if fields.has("ipConfigurations") {
             recognised = true;
             let nic = nic(object, &mut inv)?;
@@ -97,7 +110,7 @@ fn properties<'a>(node: &Node<'a>) -> Node<'a> {
 }
 
 fn id_of(node: &Node) -> Result<String, SourceError> {
-    Ok(node.required_text()?.to_ascii_lowercase())
+    Ok(canonical_id(&node.required_text()?))
 }
 
 fn tag(name: &str) -> String {
@@ -137,11 +150,30 @@ fn nsg(object: &Node, inv: &mut Inventory) -> Result<(), SourceError> {
     let mut group = SecurityGroup::new(&id, Cloud::Azure);
     group.name = object.get("name").text()?;
     let mut counted = [0, 0];
-    for key in ["securityRules", "defaultSecurityRules"] {
-        for item in fields.get(key).items()? {
-            for rule in rules(&item, &id, &mut counted, false)? {
-                group.rules_mut(rule.0).push(rule.1);
+    let mut taken: Vec<(Direction, i64)> = Vec::new();
+    for (key, limits) in [
+        ("securityRules", Some(Cloud::Azure.custom_priorities())),
+        ("defaultSecurityRules", None),
+    ] {
+        let items = match fields.get(key).items() {
+            Ok(items) => items,
+            Err(error) => {
+                unreadable::add(&mut group, Err(error), 0, Known::default(), |_| {
+                    Ok(Vec::new())
+                });
+                continue;
             }
+        };
+        for item in items {
+            read_rule(
+                &mut group,
+                &item,
+                &mut counted,
+                Written::Nsg {
+                    limits: limits.clone(),
+                    taken: &mut taken,
+                },
+            );
         }
     }
     if !fields.has("defaultSecurityRules") {
@@ -149,6 +181,7 @@ fn nsg(object: &Node, inv: &mut Inventory) -> Result<(), SourceError> {
             group.rules_mut(direction).push(rule);
         }
     }
+    blocked_in_vnets(&mut group);
     for subnet in fields.get("subnets").items()? {
         inv.add_subnet(Subnet {
             id: id_of(&subnet.get("id"))?,
@@ -158,6 +191,60 @@ fn nsg(object: &Node, inv: &mut Inventory) -> Result<(), SourceError> {
     }
     inv.groups.insert(id, group);
     Ok(())
+}
+
+/// How an export wrote a rule: in the NSG itself (with the documented limits checked), or
+/// expanded, as list-effective-nsg lists it.
+#[derive(Debug)]
+enum Written<'t> {
+    Nsg {
+        limits: Option<std::ops::RangeInclusive<i64>>,
+        /// The priorities already held, per direction.
+        taken: &'t mut Vec<(Direction, i64)>,
+    },
+    Effective,
+}
+
+/// Reads one rule into its NSG, or what stands for it.
+fn read_rule(group: &mut SecurityGroup, item: &Node, counted: &mut [usize; 2], written: Written) {
+    let fields = properties(item);
+    let direction = fields
+        .get("direction")
+        .required("Inbound or Outbound", Direction::parse);
+    let index = unreadable::next_index(counted, &direction);
+    let known = Known {
+        id: item.get("name").text().ok().flatten(),
+        ..Known::read(&fields, ["access", "priority", "", "description"])
+    };
+    let id = group.id.clone();
+    unreadable::add(group, direction, index, known, |direction| {
+        rules(item, &id, index, direction, written)
+    });
+}
+
+/// What no VNet carries, whatever an NSG allows: a rule ahead of every other in each
+/// direction, so that the verdict names why.
+fn blocked_in_vnets(group: &mut SecurityGroup) {
+    let id = group.id.clone();
+    for direction in [Direction::Inbound, Direction::Outbound] {
+        for (name, number) in Cloud::Azure.never_carried() {
+            let rules = group.rules_mut(direction);
+            let index = rules.len();
+            rules.push(Rule {
+                action: Action::Drop,
+                service: Service::ports(Protocol::Other(*number), Ports::All),
+                peer: Peer::All,
+                local: Peer::All,
+                priority: Some(0),
+                origin: Origin {
+                    group: id.clone(),
+                    index,
+                    id: Some(format!("vnet-blocks-{}", name.to_ascii_lowercase())),
+                    description: Some(format!("{name} packets are blocked within VNets")),
+                },
+            });
+        }
+    }
 }
 
 /// The default rules every NSG has (Azure documentation, "Network security groups: default
@@ -243,41 +330,55 @@ fn default_rules(group: &str, counted: &mut [usize; 2]) -> Vec<(Direction, Rule)
 }
 
 /// One security rule as sgprobe rules: one per (source, destination) address pair it names.
-/// `expanded`: list-effective-nsg's rules, whose tags come with their prefixes.
+/// `Written::Effective`: list-effective-nsg's rules, whose tags come with their prefixes.
 fn rules(
     item: &Node,
     group: &str,
-    counted: &mut [usize; 2],
-    expanded: bool,
-) -> Result<Vec<(Direction, Rule)>, SourceError> {
+    index: usize,
+    direction: Direction,
+    written: Written,
+) -> Result<Vec<Rule>, SourceError> {
     let fields = properties(item);
-    let direction = fields
-        .get("direction")
-        .required("Inbound or Outbound", Direction::parse)?;
+    let expanded = matches!(written, Written::Effective);
     let action = fields
         .get("access")
         .required("Allow or Deny", Action::parse)?;
     let priority_node = fields.get("priority");
     let priority = priority_node.required("a priority", |t| t.parse::<i64>().ok())?;
+    if let Written::Nsg { limits, taken } = written {
+        if let Some(limits) = limits
+            && !limits.contains(&priority)
+        {
+            return Err(priority_node.error(&format!(
+                "a priority {}-{}",
+                limits.start(),
+                limits.end()
+            )));
+        }
+        if taken.contains(&(direction, priority)) {
+            return Err(priority_node.error(&format!(
+                "a priority no other {direction} rule of the NSG has (each is unique per direction)"
+            )));
+        }
+        taken.push((direction, priority));
+    }
+    // An NSG rule's protocols are Tcp, Udp, Icmp, Esp, Ah or * (Any); effective rules say All.
     let protocol = fields
         .get("protocol")
         .required("Tcp, Udp, Icmp, Esp, Ah or *", |t| {
-            Protocol::parse(if t.eq_ignore_ascii_case("all") {
-                "*"
-            } else {
-                t
-            })
+            match t.to_ascii_lowercase().as_str() {
+                "*" | "any" | "all" => Some(Protocol::All),
+                "tcp" | "udp" | "icmp" | "esp" | "ah" => Protocol::parse(t),
+                _ => None,
+            }
         })?;
-    let source_ports = ranges(&fields, "sourcePortRange")?;
-    if source_ports != Ports::All {
-        return Err(fields.get("sourcePortRange").error(
-            "* (sgprobe matches destination ports only; a rule on source ports is not modelled)",
-        ));
-    }
-    let ports = if protocol.has_ports() || protocol == Protocol::All {
-        ranges(&fields, "destinationPortRange")?
+    let (ports, source_ports) = if protocol.has_ports() || protocol == Protocol::All {
+        (
+            ranges(&fields, "destinationPortRange")?,
+            ranges(&fields, "sourcePortRange")?,
+        )
     } else {
-        Ports::All
+        (Ports::All, Ports::All)
     };
     let source = addresses(&fields, "source", expanded)?;
     let destination = addresses(&fields, "destination", expanded)?;
@@ -285,14 +386,12 @@ fn rules(
         Direction::Inbound => (source, destination),
         Direction::Outbound => (destination, source),
     };
-    let index = &mut counted[usize::from(direction == Direction::Outbound)];
     let origin = Origin {
         group: group.to_string(),
-        index: *index,
+        index,
         id: item.get("name").text()?,
         description: fields.get("description").text()?,
     };
-    *index += 1;
     // Azure's one ICMP protocol covers ICMP over IPv4 and ICMPv6 alike.
     let protocols: &[Protocol] = if protocol == Protocol::Icmp {
         &[Protocol::Icmp, Protocol::Icmpv6]
@@ -303,17 +402,19 @@ fn rules(
     for peer in &peers {
         for local in &locals {
             for protocol in protocols {
-                out.push((
-                    direction,
-                    Rule {
-                        action,
-                        service: Service::ports(*protocol, ports.clone()),
-                        peer: peer.clone(),
-                        local: local.clone(),
-                        priority: Some(priority),
-                        origin: origin.clone(),
+                out.push(Rule {
+                    action,
+                    service: Service::Ports {
+                        protocol: *protocol,
+                        ports: ports.clone(),
+                        icmp: IcmpMatch::default(),
+                        source_ports: source_ports.clone(),
                     },
-                ));
+                    peer: peer.clone(),
+                    local: local.clone(),
+                    priority: Some(priority),
+                    origin: origin.clone(),
+                });
             }
         }
     }
@@ -329,14 +430,15 @@ fn ranges(fields: &Node, key: &str) -> Result<Ports, SourceError> {
         texts.extend(item.text()?.map(|t| (item.clone(), t)));
     }
     let mut out = Vec::new();
+    let range = |text: &str| -> Option<PortRange> {
+        let (a, b) = text.split_once('-').unwrap_or((text, text));
+        PortRange::from_wire(a.trim().parse().ok()?, b.trim().parse().ok()?)
+    };
     for (node, text) in texts {
         if text == "*" {
             return Ok(Ports::All);
         }
-        if text == "0-65535" {
-            return Ok(Ports::All);
-        }
-        out.push(PortRange::parse(&text).ok_or_else(|| node.error("*, a port or a range a-b"))?);
+        out.push(range(&text).ok_or_else(|| node.error("*, a port 0-65535 or a range a-b"))?);
     }
     Ok(if out.is_empty() {
         Ports::All
@@ -401,38 +503,61 @@ fn prefixes(node: &Node) -> Result<Vec<IpNet>, SourceError> {
     Ok(nets)
 }
 
-/// `az network nic list-effective-nsg`: per association, the NSG's rules with tags expanded.
-fn effective(object: &Node, inv: &mut Inventory) -> Result<(), SourceError> {
-    let nsg = object.get("networkSecurityGroup").get("id");
-    let id = id_of(&nsg)?;
-    let mut group = SecurityGroup::new(&id, Cloud::Azure);
-    let mut counted = [0, 0];
-    for item in object.get("effectiveSecurityRules").items()? {
-        for (direction, rule) in rules(&item, &id, &mut counted, true)? {
-            group.rules_mut(direction).push(rule);
+/// `az network nic list-effective-nsg`: one entry per NSG applied to the NIC, each naming
+/// where it is associated (the NIC, or the NIC's subnet), with the NSG's rules and their
+/// tags expanded. The NIC is an instance bound to its own NSG, in the subnet an entry names.
+fn effective(entries: &[&Node], inv: &mut Inventory) -> Result<(), SourceError> {
+    let mut nic = None;
+    let mut subnet = None;
+    for object in entries {
+        let nsg = object.get("networkSecurityGroup").get("id");
+        let id = id_of(&nsg)?;
+        let mut group = SecurityGroup::new(&id, Cloud::Azure);
+        group.expanded = true;
+        let mut counted = [0, 0];
+        match object.get("effectiveSecurityRules").items() {
+            Ok(items) => {
+                for item in items {
+                    read_rule(&mut group, &item, &mut counted, Written::Effective);
+                }
+            }
+            Err(error) => unreadable::add(&mut group, Err(error), 0, Known::default(), |_| {
+                Ok(Vec::new())
+            }),
         }
+        blocked_in_vnets(&mut group);
+        let association = object.get("association");
+        let on_nic = association.get("networkInterface").get("id");
+        let on_subnet = association.get("subnet").get("id");
+        if !on_subnet.is_unset() {
+            let subnet_id = id_of(&on_subnet)?;
+            if on_nic.is_unset() {
+                inv.add_subnet(Subnet {
+                    id: subnet_id.clone(),
+                    cidrs: Vec::new(),
+                    layers: vec![id.clone()],
+                });
+            }
+            subnet = Some(Located {
+                value: subnet_id,
+                at: on_subnet.place(),
+            });
+        }
+        if !on_nic.is_unset() {
+            nic = Some((id_of(&on_nic)?, on_nic.place(), id.clone(), nsg.place()));
+        }
+        inv.groups.insert(id, group);
     }
-    let association = object.get("association");
-    let subnet = association.get("subnet").get("id");
-    if !subnet.is_unset() {
-        inv.add_subnet(Subnet {
-            id: id_of(&subnet)?,
-            cidrs: Vec::new(),
-            layers: vec![id.clone()],
-        });
-    }
-    let nic = association.get("networkInterface").get("id");
-    if !nic.is_unset() {
-        let nic_id = id_of(&nic)?;
-        let mut instance = Instance::new(last_segment(&nic_id), nic.place());
+    if let Some((nic_id, at, nsg, nsg_at)) = nic {
+        let mut instance = Instance::new(last_segment(&nic_id), at);
         instance.id = Some(nic_id);
         instance.security_groups.push(Located {
-            value: id.clone(),
-            at: nsg.place(),
+            value: nsg,
+            at: nsg_at,
         });
+        instance.subnet = subnet;
         inv.add_instance(instance);
     }
-    inv.groups.insert(id, group);
     Ok(())
 }
 
@@ -457,6 +582,11 @@ fn nic(object: &Node, inv: &mut Inventory) -> Result<Instance, SourceError> {
         instance
             .addresses
             .extend(config.get("privateIPAddress").address()?);
+        // Present where the export expands the public IP resource (`az vm show -d` does).
+        let public = properties(&config.get("publicIPAddress"));
+        instance
+            .public_addresses
+            .extend(public.get("ipAddress").address()?);
         let subnet = config.get("subnet").get("id");
         if instance.subnet.is_none() && !subnet.is_unset() {
             instance.subnet = Some(Located {

@@ -42,6 +42,16 @@ pub enum SourceError {
         first: PathBuf,
         second: PathBuf,
     },
+    /// A rule or group that did not read, where the rest of the export did.
+    #[error(
+        "{file}: {field}: {reason} (in group {group:?}; the rest of the export reads: --keep-going loads it, and the flows that depend on this part are unknown)"
+    )]
+    Unreadable {
+        file: PathBuf,
+        group: String,
+        field: String,
+        reason: String,
+    },
     /// A field of a JSON export: `file: $.JSON.path`.
     #[error("{file}: {path}: {message}")]
     Field {
@@ -61,6 +71,7 @@ impl SourceError {
             | SourceError::TooLarge { file, .. }
             | SourceError::At { file, .. }
             | SourceError::Field { file, .. }
+            | SourceError::Unreadable { file, .. }
             | SourceError::Command { file, .. } => file,
             SourceError::Conflict { second, .. } => second,
         }

@@ -9,6 +9,7 @@ pub mod native;
 mod openstack;
 mod qingcloud;
 mod tencent;
+pub mod unreadable;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -18,10 +19,11 @@ use ipnet::IpNet;
 
 pub use error::SourceError;
 use json::{Doc, Node};
+pub use unreadable::Reading;
 
 use std::collections::BTreeMap;
 
-use crate::model::{Cloud, Direction, Inventory, Ports, Protocol, Rule, SecurityGroup, parse_net};
+use crate::model::{Cloud, Direction, Inventory, Ports, Protocol, SecurityGroup, parse_net};
 
 /// The formats sources come in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,10 +105,18 @@ impl Merged {
 }
 
 /// Reads one source file. `id` names the object for exports that do not carry its id (a
-/// Tencent policy list, an AWS prefix-list's entries).
-pub fn load(format: Format, file: &Path, id: Option<&str>) -> Result<Inventory, SourceError> {
+/// Tencent policy list, an AWS prefix-list's entries); `reading`, whether unreadable rules
+/// are an error.
+pub fn load(
+    format: Format,
+    file: &Path,
+    id: Option<&str>,
+    reading: Reading,
+) -> Result<Inventory, SourceError> {
     let text = read_text(file)?;
-    parse(format, file, &text, id)
+    let inventory = read(format, file, &text, id)?;
+    unreadable::check(reading, file, &inventory)?;
+    Ok(inventory)
 }
 
 /// A config's or export's text. Only a regular file is opened (a FIFO or a device at the
@@ -154,8 +164,22 @@ fn decode(bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// Reads a source's text; `file` only names it in errors. Never panics, whatever the text.
+/// Reads a source's text, strictly: a rule or group that does not read is an error. `file`
+/// only names it in errors. Never panics, whatever the text.
 pub fn parse(
+    format: Format,
+    file: &Path,
+    text: &str,
+    id: Option<&str>,
+) -> Result<Inventory, SourceError> {
+    let inventory = read(format, file, text, id)?;
+    unreadable::check(Reading::Strict, file, &inventory)?;
+    Ok(inventory)
+}
+
+/// Reads a source's text, with the rules and groups that do not read standing as rules that
+/// may match anything (see `unreadable`). Never panics, whatever the text.
+pub fn read(
     format: Format,
     file: &Path,
     text: &str,
@@ -226,13 +250,11 @@ impl FlatRules {
         *counter - 1
     }
 
-    fn add(&self, inv: &mut Inventory, direction: Direction, rule: Rule) {
-        let id = rule.origin.group.clone();
+    /// The group a flat rule names, created at its first rule.
+    fn group<'i>(&self, inv: &'i mut Inventory, id: &str) -> &'i mut SecurityGroup {
         inv.groups
-            .entry(id.clone())
+            .entry(id.to_string())
             .or_insert_with(|| SecurityGroup::new(id, self.cloud))
-            .rules_mut(direction)
-            .push(rule);
     }
 }
 
@@ -306,6 +328,7 @@ fn address_range(text: &str) -> Option<Vec<IpNet>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Rule;
 
     #[test]
     fn exports_saved_with_a_byte_order_mark_or_as_utf16_read_as_text() {

@@ -13,8 +13,8 @@ use toml::Spanned;
 use super::{SourceError, service_entry};
 use crate::model::{
     Action, AddressSet, Cloud, Decision, Direction, IcmpMatch, Instance, Inventory, Located,
-    Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, Subnet, parse_net,
-    parse_port_spec,
+    Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, Subnet, Unreadable,
+    canonical_id, parse_net, parse_port_spec,
 };
 
 /// The sections a native file (and the config file) may hold.
@@ -67,12 +67,23 @@ pub struct RawRule {
     icmp_code: Option<u8>,
     /// A service template id, instead of protocol and ports.
     service: Option<String>,
+    /// The source ports of the packet that opens the flow (Alibaba's quintuple rules).
+    source_ports: Option<Spanned<String>>,
+    /// A rule an export held that could not be read: it may match anything.
+    unreadable: Option<RawUnreadable>,
     peer: Spanned<String>,
     /// The instance's own addresses the rule applies to (Azure's destination inbound).
     local: Option<Spanned<String>>,
     priority: Option<i64>,
     id: Option<String>,
     description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnreadable {
+    field: String,
+    reason: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,9 +270,9 @@ impl Sections {
                 cidrs.push(spans.parse(cidr, "a CIDR", parse_net)?);
             }
             inv.add_subnet(Subnet {
-                id: raw.id,
+                id: canonical_id(&raw.id),
                 cidrs,
-                layers: raw.layers,
+                layers: raw.layers.iter().map(|id| canonical_id(id)).collect(),
             });
         }
         for raw in self.instance {
@@ -278,7 +289,7 @@ fn group(raw: RawGroup, spans: &Spans) -> Result<SecurityGroup, SourceError> {
         &format!("one of {}", names.join(", ")),
         Cloud::parse,
     )?;
-    let mut group = SecurityGroup::new(&raw.id, cloud);
+    let mut group = SecurityGroup::new(canonical_id(&raw.id), cloud);
     group.name = raw.name;
     for (direction, rules) in [
         (Direction::Inbound, raw.ingress),
@@ -301,15 +312,30 @@ fn group(raw: RawGroup, spans: &Spans) -> Result<SecurityGroup, SourceError> {
 
 fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, SourceError> {
     let action = spans.parse(&raw.action, "accept or drop", Action::parse)?;
-    let service = match (raw.service, &raw.protocol) {
-        (Some(template), None) => Service::Template(template),
-        (Some(_), Some(protocol)) => {
+    let service = match (raw.service, &raw.protocol, raw.unreadable) {
+        (None, None, Some(RawUnreadable { field, reason })) => {
+            Service::Unreadable(Unreadable { field, reason })
+        }
+        (_, Some(protocol), Some(_)) => {
+            return Err(spans.at(
+                protocol.span(),
+                "an unreadable rule has no protocol: nothing of it is known",
+            ));
+        }
+        (Some(_), None, Some(_)) => {
+            return Err(spans.at(
+                raw.action.span(),
+                "an unreadable rule has no service: nothing of it is known",
+            ));
+        }
+        (Some(template), None, None) => Service::Template(template),
+        (Some(_), Some(protocol), None) => {
             return Err(spans.at(
                 protocol.span(),
                 "a rule has either `service` or `protocol`, not both",
             ));
         }
-        (None, protocol) => {
+        (None, protocol, None) => {
             let protocol = match protocol {
                 Some(p) => spans.parse(
                     p,
@@ -318,14 +344,15 @@ fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, 
                 )?,
                 None => Protocol::All,
             };
-            let ports = match &raw.ports {
+            let ports = |value: &Option<Spanned<String>>| match value {
                 Some(ports) => spans.parse(
                     ports,
                     "all, a port, a list or a range such as 8000-9000",
                     Ports::parse,
-                )?,
-                None => Ports::All,
+                ),
+                None => Ok(Ports::All),
             };
+            let (source_ports, ports) = (ports(&raw.source_ports)?, ports(&raw.ports)?);
             Service::Ports {
                 protocol,
                 ports,
@@ -333,12 +360,18 @@ fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, 
                     icmp_type: raw.icmp_type,
                     code: raw.icmp_code,
                 },
+                source_ports,
             }
         }
     };
-    let peer = spans.parse(&raw.peer, "all, a CIDR, group:ID or set:ID", Peer::parse)?;
+    let reference = |text: &str| match Peer::parse(text)? {
+        Peer::Group(id) => Some(Peer::Group(canonical_id(&id))),
+        Peer::GroupPublic(id) => Some(Peer::GroupPublic(canonical_id(&id))),
+        peer => Some(peer),
+    };
+    let peer = spans.parse(&raw.peer, "all, a CIDR, group:ID or set:ID", reference)?;
     let local = match &raw.local {
-        Some(local) => spans.parse(local, "all, a CIDR, group:ID or set:ID", Peer::parse)?,
+        Some(local) => spans.parse(local, "all, a CIDR, group:ID or set:ID", reference)?,
         None => Peer::All,
     };
     Ok(Rule {
@@ -368,22 +401,19 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
             into.push(spans.parse(address, "an IP address", |t| t.trim().parse().ok())?);
         }
     }
-    let located = |ids: Vec<Spanned<String>>| -> Vec<Located<String>> {
-        ids.into_iter()
-            .map(|id| Located {
-                at: spans.place(id.span()),
-                value: id.into_inner(),
-            })
-            .collect()
-    };
-    instance.security_groups = located(raw.security_groups);
-    instance.subnet_layers = located(raw.subnet_layers);
-    instance.application_security_groups = raw.application_security_groups;
-    instance.vpc = raw.vpc;
-    instance.subnet = raw.subnet.map(|id| Located {
+    let located = |id: Spanned<String>| Located {
         at: spans.place(id.span()),
-        value: id.into_inner(),
-    });
+        value: canonical_id(id.get_ref()),
+    };
+    instance.security_groups = raw.security_groups.into_iter().map(located).collect();
+    instance.subnet_layers = raw.subnet_layers.into_iter().map(located).collect();
+    instance.application_security_groups = raw
+        .application_security_groups
+        .iter()
+        .map(|id| canonical_id(id))
+        .collect();
+    instance.vpc = raw.vpc;
+    instance.subnet = raw.subnet.map(located);
     if let Some(ports) = raw.ports {
         instance.ports =
             parse_port_spec(ports.get_ref()).map_err(|e| spans.at(ports.span(), e.to_string()))?;
@@ -575,14 +605,26 @@ pub fn render_rule(rule: &Rule) -> String {
         Service::Template(id) => {
             let _ = writeln!(out, "service = {}", quote(id));
         }
+        Service::Unreadable(Unreadable { field, reason }) => {
+            let _ = writeln!(
+                out,
+                "unreadable = {{ field = {}, reason = {} }}",
+                quote(field),
+                quote(reason)
+            );
+        }
         Service::Ports {
             protocol,
             ports,
             icmp,
+            source_ports,
         } => {
             let _ = writeln!(out, "protocol = {}", quote(&protocol.to_string()));
             if protocol.has_ports() {
                 let _ = writeln!(out, "ports = {}", quote(&ports.to_string()));
+            }
+            if *source_ports != Ports::All {
+                let _ = writeln!(out, "source_ports = {}", quote(&source_ports.to_string()));
             }
             if let Some(t) = icmp.icmp_type {
                 let _ = writeln!(out, "icmp_type = {t}");

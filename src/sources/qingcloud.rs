@@ -6,6 +6,7 @@
 //! as `sgi-rtyv0968` (the API documentation's example, ModifySecurityGroupIPSetAttributes).
 
 use super::json::Node;
+use super::unreadable::{self, Known};
 use super::{FlatRules, SourceError, address_members, known_shape};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, PortRange,
@@ -38,9 +39,18 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         }
         for item in root.get("security_group_rule_set").elements()? {
             let item = item.node();
-            let group_id = match item.get("security_group_id").text()? {
-                Some(group) => group,
-                None => super::group_id(&item, id, "the rule")?,
+            let group_id = match item.get("security_group_id").text() {
+                Ok(Some(group)) => Ok(group),
+                Ok(None) => super::group_id(&item, id, "the rule"),
+                Err(error) => Err(error),
+            };
+            let group_id = match group_id {
+                Ok(group) => group,
+                Err(error) => {
+                    let group = unreadable::group(Cloud::QingCloud, None, &item, error);
+                    inv.groups.insert(group.id.clone(), group);
+                    continue;
+                }
             };
             let direction = item
                 .get("direction")
@@ -48,12 +58,35 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                     "0" => Some(Direction::Inbound),
                     "1" => Some(Direction::Outbound),
                     other => Direction::parse(other),
-                })?;
-            let index = flat.next_index(&group_id, direction);
-            if item.get("disabled").int()?.unwrap_or(0) != 0 {
+                });
+            let index = flat.next_index(
+                &group_id,
+                *direction.as_ref().unwrap_or(&Direction::Inbound),
+            );
+            // A disabled rule is left out; one whose flag does not read may be in force.
+            let disabled = item.get("disabled").int();
+            if matches!(disabled, Ok(Some(flag)) if flag != 0) {
                 continue;
             }
-            flat.add(&mut inv, direction, rule(&item, &group_id, index)?);
+            let known = Known::read(
+                &item,
+                [
+                    "action",
+                    "priority",
+                    "security_group_rule_id",
+                    "security_group_rule_name",
+                ],
+            );
+            unreadable::add(
+                flat.group(&mut inv, &group_id),
+                direction,
+                index,
+                known,
+                |_| {
+                    disabled?;
+                    rule(&item, &group_id, index).map(|rule| vec![rule])
+                },
+            );
         }
     }
     if root.has("instance_set") {

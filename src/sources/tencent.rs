@@ -3,6 +3,7 @@
 //! and template groups, service templates and template groups.
 
 use super::json::Node;
+use super::unreadable::{self, Known};
 use super::{SourceError, address_members, group_id, known_shape, service_entry};
 use crate::model::{
     Action, AddressSet, Cloud, Direction, Instance, Inventory, Located, Origin, Peer, Ports,
@@ -106,20 +107,40 @@ fn policies(root: &Node, id: &str) -> Result<SecurityGroup, SourceError> {
         (Direction::Inbound, "Ingress"),
         (Direction::Outbound, "Egress"),
     ] {
+        let listed = match set.get(key).items() {
+            Ok(listed) => listed,
+            Err(error) => {
+                unreadable::add(&mut group, Ok(direction), 0, Known::default(), |_| {
+                    Err(error)
+                });
+                continue;
+            }
+        };
         let mut items = Vec::new();
-        for (position, item) in set.get(key).items()?.into_iter().enumerate() {
-            let index = item.get("PolicyIndex").int()?;
-            let index = match index {
-                Some(i) => usize::try_from(i)
-                    .map_err(|_| item.get("PolicyIndex").error("an index 0 or more"))?,
-                None => position,
+        for (position, item) in listed.into_iter().enumerate() {
+            // Tencent decides in PolicyIndex order: one that does not read leaves the rule's
+            // place unknown, and the rule stands as unreadable at its place in the list.
+            let node = item.get("PolicyIndex");
+            let index = match node.int() {
+                Ok(None) => Ok(position),
+                Ok(Some(i)) => usize::try_from(i).map_err(|_| node.error("an index 0 or more")),
+                Err(error) => Err(error),
             };
-            items.push((index, item));
+            items.push((index.as_ref().map_or(position, |i| *i), index.err(), item));
         }
-        // Tencent decides in PolicyIndex order, whatever order the export lists.
-        items.sort_by_key(|(index, _)| *index);
-        for (index, item) in items {
-            group.rules_mut(direction).push(policy(&item, id, index)?);
+        items.sort_by_key(|(index, _, _)| *index);
+        for (index, unplaced, item) in items {
+            let known = Known::read(&item, ["Action", "", "PolicyId", "PolicyDescription"]);
+            unreadable::add(
+                &mut group,
+                Ok(direction),
+                index,
+                known,
+                |_| match unplaced {
+                    Some(error) => Err(error),
+                    None => policy(&item, id, index).map(|rule| vec![rule]),
+                },
+            );
         }
     }
     Ok(group)
