@@ -593,3 +593,65 @@ fn lint_speaks_english_of_one_group() {
         "no findings in 1 group"
     );
 }
+
+#[test]
+fn out_of_range_durations_counts_and_scan_sizes_are_bad_input_not_panics() {
+    // Each refused before a socket is opened or a target allocated: exit 2, one line naming
+    // the bound.
+    for (args, expected) in [
+        (
+            &[
+                "probe",
+                "127.0.0.1",
+                "--ports",
+                "tcp:22",
+                "--timeout",
+                "100000000000y",
+            ][..],
+            "from 10ms to 1m",
+        ),
+        (
+            &["probe", "127.0.0.1", "--ports", "tcp:22", "--timeout", "0s"][..],
+            "from 10ms to 1m",
+        ),
+        (
+            &[
+                "probe",
+                "127.0.0.1",
+                "--ports",
+                "tcp:22",
+                "--retries",
+                "4294967295",
+            ][..],
+            "0..=10",
+        ),
+        (
+            &["probe", "127.0.0.1", "--ports", "tcp:22", "--rate", "0"][..],
+            "from 1 to 1000000",
+        ),
+        (
+            &["probe", "127.0.0.0/16", "--ports", "tcp:1-65535"][..],
+            "more than the 4194304 one run takes",
+        ),
+    ] {
+        let out = sgprobe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    for key in ["timeout", "refresh"] {
+        let config = dir.path().join(format!("{key}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[[source]]\nformat = \"native\"\ncommand = [\"true\"]\n{key} = \"300000000000y\"\n"
+            ),
+        )
+        .expect("write");
+        let out = sgprobe(&["eval", "-c", config.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
+        assert!(stderr.contains("from 1s to 1day"), "{key}: {stderr}");
+    }
+}

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use sgprobe::sources::{Format, parse};
+use sgprobe::model::{Direction, Flow, FlowPeer, parse_port_spec};
+use sgprobe::policy::{evaluate, layers};
+use sgprobe::sources::{Format, parse, read};
 
 const KEYS: &[&str] = &[
     "Response",
@@ -169,6 +171,23 @@ const KEYS: &[&str] = &[
     "addressPrefix",
     "subnets",
     "value",
+    // Forms read since: Alibaba quintuple rules, the Neutron API and CLI rule list, NICs.
+    "DestCidrIp",
+    "SourceCidrIp",
+    "security_group",
+    "security_groups",
+    "security_group_rules",
+    "port",
+    "ports",
+    "ID",
+    "IP Protocol",
+    "Port Range",
+    "Direction",
+    "Ethertype",
+    "IP Range",
+    "Remote Security Group",
+    "publicIPAddress",
+    "ipAddress",
 ];
 
 const TEXTS: &[&str] = &[
@@ -221,7 +240,46 @@ const TEXTS: &[&str] = &[
     "/subscriptions/s/x",
     "false",
     "ip_address='10.0.0.1', subnet_id='s'",
+    "sctp",
+    "132",
+    "type=3:code=4",
+    "22:22",
+    "0-1023",
+    "32768",
+    "Gre",
+    "65535",
 ];
+
+/// Each group alone, on an instance with a public address, for a few flows: evaluation of
+/// whatever an importer read never panics either.
+fn judge_every_group(inv: &sgprobe::model::Inventory) {
+    for id in inv.groups.keys() {
+        let mut instance = sgprobe::model::Instance::new("i", "test");
+        instance.addresses = vec!["10.0.0.5".parse().expect("address")];
+        instance.public_addresses = vec!["192.0.2.5".parse().expect("address")];
+        instance.security_groups = vec![sgprobe::model::Located {
+            value: id.clone(),
+            at: String::new(),
+        }];
+        let Ok(layers) = layers(inv, &instance) else {
+            continue;
+        };
+        for (address, spec) in [
+            ("10.0.0.5", "tcp:22"),
+            ("192.0.2.5", "proto:132"),
+            ("10.0.0.5", "icmp:3/4"),
+        ] {
+            let flow = Flow {
+                address: address.parse().expect("address"),
+                direction: Direction::Inbound,
+                spec: parse_port_spec(spec).expect("spec")[0],
+                peer: FlowPeer::parse("all").expect("peer"),
+                peer_port: None,
+            };
+            let _ = evaluate(inv, &layers, &flow);
+        }
+    }
+}
 
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -256,6 +314,10 @@ proptest! {
         let text = value.to_string();
         for format in Format::ALL.into_iter().filter(|f| *f != Format::Native) {
             let _ = parse(format, Path::new("x.json"), &text, id.as_deref());
+            // Read leniently, as the agent does, and judged: unreadable parts included.
+            if let Ok(inv) = read(format, Path::new("x.json"), &text, id.as_deref()) {
+                judge_every_group(&inv);
+            }
         }
     }
 

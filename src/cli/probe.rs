@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::BadInput;
 use super::eval::{PortList, parse_spec};
 use super::output::table;
+use crate::config::{RATE, RETRIES, TIMEOUT};
 use crate::engine::{
     Counters, Evidence, Method, Observation, Pacer, PortState, ProbeProtocol, Settings, Target,
     probe,
@@ -22,6 +23,25 @@ use crate::model::FlowProtocol;
 
 /// More addresses than this is a typo, not a target list.
 const MAX_ADDRESSES: usize = 65_536;
+/// The most probes one run takes (addresses × ports): every port of 64 hosts. Checked before
+/// anything is allocated for them.
+const MAX_PROBES: usize = 1 << 22;
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let (low, high) = TIMEOUT;
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| (low..=high).contains(d))
+        .ok_or_else(|| format!("{text:?}: expected a duration from 10ms to 1m, such as 500ms"))
+}
+
+fn parse_rate(text: &str) -> Result<u32, String> {
+    let (low, high) = RATE;
+    text.parse::<u32>()
+        .ok()
+        .filter(|r| (low..=high).contains(r))
+        .ok_or_else(|| format!("{text:?}: expected packets per second from {low} to {high}"))
+}
 
 #[derive(Debug, Args)]
 #[command(
@@ -43,17 +63,19 @@ pub struct ProbeArgs {
     /// What to probe, as tcp:22,80,udp:53,icmp.
     #[arg(long, short = 'p', value_name = "SPEC", value_parser = parse_spec)]
     ports: PortList,
-    /// Packets per second, all protocols together.
-    #[arg(long, default_value_t = 10_000, value_name = "PPS")]
+    /// Packets per second, all protocols together (1 to 1,000,000).
+    #[arg(long, default_value_t = 10_000, value_name = "PPS", value_parser = parse_rate)]
     rate: u32,
     /// The longest wait for an answer to one attempt, and the wait before any answer has been
     /// seen. Below it, waits follow each host's round-trip time (at least 100 ms), doubling
     /// on each retry.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    /// From 10ms to 1m.
+    #[arg(long, default_value = "1s", value_parser = parse_timeout, value_name = "DUR")]
     timeout: Duration,
     /// Further attempts for silent probes, at most: while every answer so far came first
     /// time, the network shows no loss and one retry is made.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    /// At most 10.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(RETRIES)))]
     retries: u32,
     /// Probe TCP with connect() even when raw sockets are available.
     #[arg(long)]
@@ -88,6 +110,15 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             ))
             .into());
         }
+    }
+    let probes = addresses.len().saturating_mul(args.ports.0.len());
+    if probes > MAX_PROBES {
+        return Err(BadInput(format!(
+            "{} addresses × {} ports are {probes} probes, more than the {MAX_PROBES} one run takes: split the scan",
+            addresses.len(),
+            args.ports.0.len()
+        ))
+        .into());
     }
     let targets = targets(&addresses, &args.ports.0).map_err(|e| BadInput(format!("{e:#}")))?;
     let settings = Settings {

@@ -360,14 +360,15 @@ fn source_spec(
         let Some(value) = value else {
             return Ok(default);
         };
+        let (low, high) = SOURCE_DURATION;
         humantime::parse_duration(value.get_ref())
             .ok()
-            .filter(|d| *d >= Duration::from_secs(1))
+            .filter(|d| (low..=high).contains(d))
             .ok_or_else(|| {
                 spans.at(
                     value.span(),
                     format!(
-                        "source.{key}: expected a duration of at least 1s such as \"5m\", found {:?}",
+                        "source.{key}: expected a duration from 1s to 1day such as \"5m\", found {:?}",
                         value.get_ref()
                     ),
                 )
@@ -437,9 +438,12 @@ pub fn validate(inv: &Inventory) -> Result<(), ConfigError> {
 /// The ranges an agent's settings must fall in: outside them an agent hangs, floods, or
 /// never completes a cycle.
 const INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
-const TIMEOUT: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(60));
-const RATE: (u32, u32) = (1, 1_000_000);
-const RETRIES: u32 = 10;
+/// The probes' timeout, rate and retries, for the agent and `sgprobe probe` alike.
+pub const TIMEOUT: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(60));
+pub const RATE: (u32, u32) = (1, 1_000_000);
+pub const RETRIES: u32 = 10;
+/// A source's refresh and timeout: at least a second, at most a day.
+const SOURCE_DURATION: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
 const CONFIRM_CYCLES: u32 = 100;
 const MAX_FLOW_SERIES: usize = 1_000_000;
 
