@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use sgprobe::cloudapi::{Credentials, qingcloud, sign, tencent};
+use sgprobe::cloudapi::{Budget, Credentials, Limits, qingcloud, sign, tencent};
 use sgprobe::sources::native;
 
 const SECRET: &str = "test-secret-key";
@@ -172,6 +172,7 @@ fn tencent_client(base: &str, secret: &str) -> tencent::Client {
         endpoint: Some(format!("{base}/")),
         clock,
         timeout: std::time::Duration::from_secs(10),
+        budget: Budget::new(std::time::Duration::from_secs(60)),
     }
 }
 
@@ -324,6 +325,7 @@ fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
         endpoint: Some(base),
         clock,
         timeout: std::time::Duration::from_secs(10),
+        budget: Budget::new(std::time::Duration::from_secs(60)),
     };
     let text = client.fetch().expect("fetches");
     let inv = native::parse(std::path::Path::new("api.toml"), &text).expect("native TOML");
@@ -342,6 +344,7 @@ fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
         endpoint: Some(base),
         clock,
         timeout: std::time::Duration::from_secs(10),
+        budget: Budget::new(std::time::Duration::from_secs(60)),
     };
     let error = wrong.fetch().expect_err("refused").to_string();
     assert!(
@@ -487,4 +490,264 @@ fn qingcloud_uses_the_instance_roles_keys_from_the_metadata_service_when_nothing
                 .all(|r| r.starts_with("GET /iam/?") && r.contains("access_key_id=QYROLEKEY")),
         "every request signed with the role's keys: {seen:?}"
     );
+}
+
+/// A Tencent API that signs nothing and answers `DescribeSecurityGroups` as `page` says (the
+/// request's offset given), every other action with an empty list.
+fn hostile_tencent(
+    page: impl Fn(u64) -> Value + Send + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    serve(move |request| {
+        let body: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
+        let offset = body["Offset"].as_u64().unwrap_or(0);
+        let reply = match request.headers.get("x-tc-action").map(String::as_str) {
+            Some("DescribeSecurityGroups") => page(offset),
+            _ => json!({"InstanceSet": [], "TotalCount": 0, "RequestId": "r"}),
+        };
+        (200, tencent_reply(reply))
+    })
+}
+
+fn groups_from(offset: u64, count: u64) -> Vec<Value> {
+    (offset..offset + count)
+        .map(|g| json!({"SecurityGroupId": format!("sg-{g}")}))
+        .collect()
+}
+
+fn bounded_client(base: &str, limits: Limits) -> tencent::Client {
+    tencent::Client {
+        budget: Budget::with_limits(std::time::Duration::from_secs(20), limits),
+        ..tencent_client(base, SECRET)
+    }
+}
+
+#[test]
+fn a_fetch_stops_at_its_bounds_when_the_api_lies_repeats_or_never_ends() {
+    // A total that lies: always more to come, every page new.
+    let (base, seen) = hostile_tencent(
+        |offset| json!({"SecurityGroupSet": groups_from(offset, 100), "TotalCount": 1_000_000_000u64}),
+    );
+    let limits = Limits {
+        items: 1_000,
+        ..Limits::default()
+    };
+    let error = bounded_client(&base, limits)
+        .fetch()
+        .expect_err("bounded")
+        .to_string();
+    assert!(
+        error.contains("more than 1000 items in one fetch"),
+        "{error}"
+    );
+    assert!(
+        seen.lock().expect("log").len() <= 11,
+        "stopped at the bound, not at the lie"
+    );
+
+    // The same page whatever the offset.
+    let (base, seen) =
+        hostile_tencent(|_| json!({"SecurityGroupSet": groups_from(0, 100), "TotalCount": 500}));
+    let error = tencent_client(&base, SECRET)
+        .fetch()
+        .expect_err("repeats")
+        .to_string();
+    assert!(error.contains("repeats the one before"), "{error}");
+    assert_eq!(
+        seen.lock().expect("log").len(),
+        2,
+        "noticed at the second page"
+    );
+
+    // Requests: a bound of its own.
+    let (base, _) = hostile_tencent(
+        |offset| json!({"SecurityGroupSet": groups_from(offset, 100), "TotalCount": 1_000_000}),
+    );
+    let limits = Limits {
+        requests: 5,
+        ..Limits::default()
+    };
+    let error = bounded_client(&base, limits)
+        .fetch()
+        .expect_err("bounded")
+        .to_string();
+    assert!(error.contains("more than 5 requests"), "{error}");
+}
+
+#[test]
+fn an_account_of_a_million_groups_fails_the_fetch_at_the_default_bound() {
+    let (base, seen) = hostile_tencent(|offset| {
+        let count = 1_000_000u64.saturating_sub(offset).min(100);
+        json!({"SecurityGroupSet": groups_from(offset, count), "TotalCount": 1_000_000})
+    });
+    let started = std::time::Instant::now();
+    let error = tencent_client(&base, SECRET)
+        .fetch()
+        .expect_err("bounded")
+        .to_string();
+    assert!(error.contains("more than 200000 items"), "{error}");
+    let requests = seen.lock().expect("log").len();
+    assert!(requests <= 2_001, "{requests} requests");
+    eprintln!(
+        "a million groups: stopped after {requests} requests in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_reply_that_never_ends_or_is_too_long_fails_within_the_deadline() {
+    // Headers, then a body that trickles and never completes.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n{\"Response\": {");
+        // Bounded: at most 60 trickles, and it stops when the test ends.
+        for _ in 0..60 {
+            if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let _ = stream.write_all(b" ");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    let client = tencent::Client {
+        timeout: std::time::Duration::from_secs(2),
+        ..tencent_client(&base, SECRET)
+    };
+    let started = std::time::Instant::now();
+    let error = client.fetch().expect_err("never ends").to_string();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "ended by the request's timeout: {error}"
+    );
+
+    // A body longer than a reply may be.
+    let (base, _) = hostile_tencent(|_| json!({"Padding": "x".repeat(4096)}));
+    let limits = Limits {
+        reply_bytes: 1024,
+        ..Limits::default()
+    };
+    let error = bounded_client(&base, limits)
+        .fetch()
+        .expect_err("too long")
+        .to_string();
+    assert!(error.contains("longer than 1024 bytes"), "{error}");
+}
+
+#[test]
+fn no_redirect_is_followed_and_no_credential_leaves_in_an_error() {
+    // The API redirects to another origin, which records whether the token came along.
+    let (elsewhere, reached) = serve(|_| (200, tencent_reply(json!({}))));
+    let location = format!("{elsewhere}/");
+    let (base, _) = serve(move |_| (302, format!("moved to {location}")));
+    let marker = Credentials {
+        id: "MARKER-ID-1f3a".into(),
+        secret: "MARKER-SECRET-9c2e".into(),
+        token: Some("MARKER-TOKEN-77b0".into()),
+    };
+    let client = tencent::Client {
+        credentials: marker.clone(),
+        ..tencent_client(&base, SECRET)
+    };
+    let error = client.fetch().expect_err("redirected").to_string();
+    assert!(
+        error.contains("redirect (HTTP 302), which is not followed"),
+        "{error}"
+    );
+    assert!(
+        reached.lock().expect("log").is_empty(),
+        "nothing went elsewhere"
+    );
+
+    // An API whose error message quotes the request, token and all; a QingCloud request
+    // (keys in its signed URL) to a port nobody listens on.
+    let (base, _) = serve(|request| {
+        let quoted = format!("bad request {} {:?}", request.target, request.headers);
+        (
+            200,
+            tencent_reply(json!({"Error": {"Code": "InvalidParameter", "Message": quoted}})),
+        )
+    });
+    let quoting = tencent::Client {
+        credentials: marker.clone(),
+        ..tencent_client(&base, SECRET)
+    };
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_base = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let unreachable = qingcloud::Client {
+        credentials: marker.clone(),
+        zone: "pek3a".into(),
+        endpoint: Some(closed_base),
+        clock,
+        timeout: std::time::Duration::from_secs(2),
+        budget: Budget::new(std::time::Duration::from_secs(10)),
+    };
+    for error in [
+        quoting.fetch().expect_err("refused").redacted(&marker),
+        unreachable
+            .fetch()
+            .expect_err("unreachable")
+            .redacted(&marker),
+    ] {
+        let text = error.to_string();
+        for secret in [
+            "MARKER-ID-1f3a",
+            "MARKER-SECRET-9c2e",
+            "MARKER-TOKEN-77b0",
+            "signature=",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}
+
+#[test]
+fn an_api_that_quotes_the_request_leaks_no_credential_through_the_cli() {
+    // Every failure the CLI can meet on an API source: a refusal quoting the request, a
+    // port nobody listens on, a redirect; marker credentials for both clouds.
+    let (quoting, _) = serve(|request| {
+        let quoted = format!("bad request {} {:?}", request.target, request.headers);
+        let body = json!({"Error": {"Code": "InvalidParameter", "Message": quoted}, "ret_code": 1100, "message": request.target.clone()});
+        (200, tencent_reply(body))
+    });
+    let (redirecting, _) = serve(|_| (302, String::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let markers = [
+        ("TENCENTCLOUD_SECRET_ID", "MARKER-TC-ID-5d1"),
+        ("TENCENTCLOUD_SECRET_KEY", "MARKER-TC-KEY-0a9"),
+        ("TENCENTCLOUD_SESSION_TOKEN", "MARKER-TC-TOKEN-c42"),
+        ("QY_ACCESS_KEY_ID", "MARKER-QY-ID-7e3"),
+        ("QY_SECRET_ACCESS_KEY", "MARKER-QY-KEY-b88"),
+    ];
+    for (api, region) in [("tencent", "ap-guangzhou"), ("qingcloud", "pek3a")] {
+        for base in [&quoting, &redirecting, &closed] {
+            let config = api_config(dir.path(), api, region, base);
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"));
+            command.args(["eval", "-c"]).arg(&config);
+            for (key, value) in markers {
+                command.env(key, value);
+            }
+            let out = command.output().expect("runs");
+            assert_eq!(out.status.code(), Some(2), "{api} at {base}");
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for (_, marker) in markers {
+                assert!(!said.contains(marker), "{marker} in {said}");
+            }
+            assert!(!said.contains("signature="), "a signed URL in {said}");
+        }
+    }
 }

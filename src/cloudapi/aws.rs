@@ -15,16 +15,48 @@ use crate::sources::{Format, Merged};
 const API: &str = "aws";
 
 /// The region's groups, instances, network ACLs, subnets and prefix lists, as native TOML.
+/// Each operation within `timeout`, the whole fetch within `refresh` and at most
+/// `Limits::default().requests` pages.
 pub fn fetch(
     region: &str,
     endpoint: Option<String>,
     timeout: std::time::Duration,
+    refresh: std::time::Duration,
 ) -> Result<String, ApiError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| failed("runtime", e.to_string()))?;
-    runtime.block_on(read(region.to_string(), endpoint, timeout))
+    runtime.block_on(async {
+        tokio::time::timeout(refresh, read(region.to_string(), endpoint, timeout))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::Bound {
+                    api: API,
+                    action: "fetch".to_string(),
+                    what: "the fetch ran past its deadline (the source's refresh)".to_string(),
+                })
+            })
+    })
+}
+
+/// Counts pages across one fetch: an API whose NextToken never ends cannot page forever.
+#[derive(Debug, Default)]
+struct Pages(u32);
+
+impl Pages {
+    fn next(&mut self, action: &str) -> Result<(), ApiError> {
+        self.0 += 1;
+        let most = super::Limits::default().requests;
+        if self.0 > most {
+            return Err(ApiError::Bound {
+                api: API,
+                action: action.to_string(),
+                what: format!("more than {most} pages in one fetch"),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn failed(action: &str, message: String) -> ApiError {
@@ -64,12 +96,14 @@ async fn read(
     }
     let client = aws_sdk_ec2::Client::new(&loader.load().await);
     let mut merged = Merged::default();
+    let mut counted = Pages::default();
 
     let mut groups = Vec::new();
     let mut lists = BTreeSet::new();
     let mut pages = client.describe_security_groups().into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk("DescribeSecurityGroups", e))?;
+        counted.next("DescribeSecurityGroups")?;
         for group in page.security_groups() {
             let mut permissions = |list: &[aws_sdk_ec2::types::IpPermission]| -> Vec<Value> {
                 list.iter()
@@ -105,6 +139,7 @@ async fn read(
     let mut pages = client.describe_instances().into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk("DescribeInstances", e))?;
+        counted.next("DescribeInstances")?;
         for reservation in page.reservations() {
             let instances: Vec<Value> = reservation.instances().iter().map(instance).collect();
             reservations.push(json!({"Instances": instances}));
@@ -122,6 +157,7 @@ async fn read(
     let mut pages = client.describe_network_acls().into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk("DescribeNetworkAcls", e))?;
+        counted.next("DescribeNetworkAcls")?;
         acls.extend(page.network_acls().iter().map(network_acl));
     }
     absorb(
@@ -136,6 +172,7 @@ async fn read(
     let mut pages = client.describe_subnets().into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| sdk("DescribeSubnets", e))?;
+        counted.next("DescribeSubnets")?;
         for subnet in page.subnets() {
             let v6: Vec<Value> = subnet
                 .ipv6_cidr_block_association_set()
@@ -166,6 +203,7 @@ async fn read(
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk("GetManagedPrefixListEntries", e))?;
+            counted.next("GetManagedPrefixListEntries")?;
             entries.extend(page.entries().iter().map(|e| json!({"Cidr": e.cidr()})));
         }
         absorb(

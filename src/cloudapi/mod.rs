@@ -10,8 +10,9 @@ pub mod qingcloud;
 pub mod sign;
 pub mod tencent;
 
+use std::cell::Cell;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use thiserror::Error;
@@ -45,8 +46,194 @@ pub enum ApiError {
         action: String,
         attempts: u32,
     },
+    /// A fetch past one of its bounds (`Budget`): it fails rather than hold the agent.
+    #[error("{api} {action}: {what}")]
+    Bound {
+        api: &'static str,
+        action: String,
+        what: String,
+    },
     #[error(transparent)]
     Source(#[from] SourceError),
+}
+
+impl ApiError {
+    /// The error with every credential of `credentials` blanked out of its text: an API's
+    /// message, or an export's field, may quote what the request carried.
+    pub fn redacted(self, credentials: &Credentials) -> ApiError {
+        let text = self.to_string();
+        if !credentials.appear_in(&text) {
+            return self;
+        }
+        let api = match &self {
+            ApiError::NoCredentials { api, .. }
+            | ApiError::Transport { api, .. }
+            | ApiError::Refused { api, .. }
+            | ApiError::Throttled { api, .. }
+            | ApiError::Bound { api, .. } => *api,
+            ApiError::Source(_) => "api",
+        };
+        ApiError::Transport {
+            api,
+            action: String::new(),
+            message: credentials.redact(&text),
+        }
+    }
+}
+
+/// What one fetch may spend. An API that lies about its totals, repeats a page, sends a
+/// reply that never ends or an account of a million groups cannot hold the agent: the fetch
+/// fails past a bound, naming it, and the source's last good rules stand.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    deadline: Instant,
+    limits: Limits,
+    requests: Cell<u32>,
+    bytes: Cell<usize>,
+    items: Cell<usize>,
+}
+
+/// A fetch's bounds (README, "Live rules").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests, retries included.
+    pub requests: u32,
+    /// Bytes of one reply.
+    pub reply_bytes: usize,
+    /// Bytes of all replies together.
+    pub bytes: usize,
+    /// Items of every list together (groups, rules, instances, templates).
+    pub items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            requests: 20_000,
+            reply_bytes: 64 << 20,
+            bytes: 512 << 20,
+            items: 200_000,
+        }
+    }
+}
+
+impl Budget {
+    /// A fetch that must end within `time`, with the default limits.
+    pub fn new(time: Duration) -> Self {
+        Budget::with_limits(time, Limits::default())
+    }
+
+    pub fn with_limits(time: Duration, limits: Limits) -> Self {
+        Budget {
+            deadline: Instant::now() + time,
+            limits,
+            requests: Cell::new(0),
+            bytes: Cell::new(0),
+            items: Cell::new(0),
+        }
+    }
+
+    fn bound(api: &'static str, action: &str, what: String) -> ApiError {
+        ApiError::Bound {
+            api,
+            action: action.to_string(),
+            what,
+        }
+    }
+
+    /// Before a request: the time it may take, `timeout` cut to what is left of the fetch.
+    fn request(
+        &self,
+        api: &'static str,
+        action: &str,
+        timeout: Duration,
+    ) -> Result<Duration, ApiError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Budget::bound(
+                api,
+                action,
+                "the fetch ran past its deadline (the source's refresh)".into(),
+            ));
+        }
+        let n = self.requests.get() + 1;
+        if n > self.limits.requests {
+            return Err(Budget::bound(
+                api,
+                action,
+                format!("more than {} requests in one fetch", self.limits.requests),
+            ));
+        }
+        self.requests.set(n);
+        Ok(timeout.min(left))
+    }
+
+    /// After a reply of `bytes`.
+    fn reply(&self, api: &'static str, action: &str, bytes: usize) -> Result<(), ApiError> {
+        let total = self.bytes.get().saturating_add(bytes);
+        if total > self.limits.bytes {
+            return Err(Budget::bound(
+                api,
+                action,
+                format!(
+                    "more than {} bytes of replies in one fetch",
+                    self.limits.bytes
+                ),
+            ));
+        }
+        self.bytes.set(total);
+        Ok(())
+    }
+
+    fn items(&self, api: &'static str, action: &str, count: usize) -> Result<(), ApiError> {
+        let total = self.items.get().saturating_add(count);
+        if total > self.limits.items {
+            return Err(Budget::bound(
+                api,
+                action,
+                format!(
+                    "more than {} items in one fetch (does the API's total lie?)",
+                    self.limits.items
+                ),
+            ));
+        }
+        self.items.set(total);
+        Ok(())
+    }
+
+    /// The wait before a retry, if the fetch has time for it.
+    fn wait(&self, api: &'static str, action: &str, wait: Duration) -> Result<(), ApiError> {
+        if Instant::now() + wait >= self.deadline {
+            return Err(Budget::bound(
+                api,
+                action,
+                "throttled past the fetch's deadline (the source's refresh)".into(),
+            ));
+        }
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// One exchange within the budget: its time cut to what is left, its reply counted.
+    fn exchange(
+        &self,
+        api: &'static str,
+        action: &str,
+        request: http::Request,
+        timeout: Duration,
+    ) -> Result<(u16, String), ApiError> {
+        let time = self.request(api, action, timeout)?;
+        let (status, text) =
+            http::exchange(request, time, self.limits.reply_bytes).map_err(|message| {
+                ApiError::Transport {
+                    api,
+                    action: action.to_string(),
+                    message,
+                }
+            })?;
+        self.reply(api, action, text.len())?;
+        Ok((status, text))
+    }
 }
 
 /// A key pair (and, for temporary keys, a token). Its `Debug` shows the key's id only.
@@ -55,6 +242,30 @@ pub struct Credentials {
     pub id: String,
     pub secret: String,
     pub token: Option<String>,
+}
+
+impl Credentials {
+    fn secrets(&self) -> impl Iterator<Item = &str> {
+        [
+            Some(self.id.as_str()),
+            Some(self.secret.as_str()),
+            self.token.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+    }
+
+    fn appear_in(&self, text: &str) -> bool {
+        self.secrets().any(|s| text.contains(s))
+    }
+
+    /// `text` with the key id, secret and token each replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets().fold(text.to_string(), |text, secret| {
+            text.replace(secret, "[redacted]")
+        })
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -80,6 +291,7 @@ enum Try<T> {
 fn with_backoff<T>(
     api: &'static str,
     action: &str,
+    budget: &Budget,
     mut attempt: impl FnMut() -> Result<Try<T>, ApiError>,
 ) -> Result<T, ApiError> {
     let mut wait = FIRST_BACKOFF;
@@ -87,7 +299,7 @@ fn with_backoff<T>(
         match attempt()? {
             Try::Done(value) => return Ok(value),
             Try::Busy if n < ATTEMPTS => {
-                std::thread::sleep(wait);
+                budget.wait(api, action, wait)?;
                 wait *= 2;
             }
             Try::Busy => {}
@@ -104,15 +316,33 @@ fn with_backoff<T>(
 const PAGE: u64 = 100;
 
 /// Every item of a paged list: `page(offset)` gives one page's items and the total the API
-/// reports, if it does; pages are asked for until the total is reached or a page is short.
+/// reports, if it does; pages are asked for until the total is reached or a page is short,
+/// within the fetch's budget. A page that repeats the one before is an error: the API
+/// ignores the offset, and paging would never end.
 fn paged(
+    api: &'static str,
+    action: &str,
+    budget: &Budget,
     mut page: impl FnMut(usize) -> Result<(Vec<Value>, Option<u64>), ApiError>,
 ) -> Result<Vec<Value>, ApiError> {
     let mut items = Vec::new();
+    let mut last: Vec<Value> = Vec::new();
     loop {
-        let (got, total) = page(items.len())?;
+        let offset = items.len();
+        let (got, total) = page(offset)?;
         let count = got.len() as u64;
-        items.extend(got);
+        if count > 0 && got == last {
+            return Err(Budget::bound(
+                api,
+                action,
+                format!(
+                    "the page at offset {offset} repeats the one before: the API ignores the offset"
+                ),
+            ));
+        }
+        budget.items(api, action, got.len())?;
+        items.extend(got.iter().cloned());
+        last = got;
         let done = match total {
             Some(total) => items.len() as u64 >= total,
             None => count < PAGE,

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
+    ApiError, Budget, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
 };
 use crate::sources::{Format, Merged};
 
@@ -29,14 +29,11 @@ fn role_credentials() -> Option<Credentials> {
         base.trim_end_matches('/')
     );
     let accept = [("Accept", "application/json".to_string())];
-    let (200, text) = http::exchange(
-        "GET",
-        &url,
-        &accept,
-        None,
-        std::time::Duration::from_secs(2),
-    )
-    .ok()?
+    let request = http::Request {
+        headers: &accept,
+        ..http::Request::get(&url)
+    };
+    let (200, text) = http::exchange(request, http::METADATA_TIMEOUT, http::METADATA_LIMIT).ok()?
     else {
         return None;
     };
@@ -96,6 +93,8 @@ pub struct Client {
     pub clock: fn() -> u64,
     /// The longest one request may take.
     pub timeout: std::time::Duration,
+    /// What the fetch may spend, requests and wall time included.
+    pub budget: Budget,
 }
 
 impl Client {
@@ -114,7 +113,7 @@ impl Client {
             Some(_) => ("/iam/", "2"),
             None => ("/iaas/", "1"),
         };
-        with_backoff(API, action, || {
+        with_backoff(API, action, &self.budget, || {
             let mut all: Vec<(String, String)> = vec![
                 ("action".into(), action.into()),
                 ("zone".into(), self.zone.clone()),
@@ -134,14 +133,10 @@ impl Client {
                 action: action.to_string(),
                 message,
             };
-            let (status, text) = http::exchange(
-                "GET",
-                &format!("{base}{path}?{query}"),
-                &[],
-                None,
-                self.timeout,
-            )
-            .map_err(transport)?;
+            let url = format!("{base}{path}?{query}");
+            let (status, text) =
+                self.budget
+                    .exchange(API, action, http::Request::get(&url), self.timeout)?;
             let busy = |code: i64| (5000..6000).contains(&code) || status == 429 || status == 503;
             let reply: Value = match serde_json::from_str(&text) {
                 Ok(reply) => reply,
@@ -173,7 +168,7 @@ impl Client {
         key: &str,
         params: &[(&str, String)],
     ) -> Result<Vec<Value>, ApiError> {
-        paged(|offset| {
+        paged(API, action, &self.budget, |offset| {
             let mut all = params.to_vec();
             all.push(("offset", offset.to_string()));
             all.push(("limit", PAGE.to_string()));

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
+    ApiError, Budget, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
 };
 use crate::sources::{Format, Merged};
 
@@ -28,7 +28,11 @@ fn role_credentials() -> Option<Credentials> {
             "{}/cam/security-credentials/{path}",
             base.trim_end_matches('/')
         );
-        match http::exchange("GET", &url, &[], None, std::time::Duration::from_secs(2)) {
+        match http::exchange(
+            http::Request::get(&url),
+            http::METADATA_TIMEOUT,
+            http::METADATA_LIMIT,
+        ) {
             Ok((200, text)) => Some(text),
             _ => None,
         }
@@ -80,6 +84,8 @@ pub struct Client {
     pub clock: fn() -> u64,
     /// The longest one request may take.
     pub timeout: std::time::Duration,
+    /// What the fetch may spend, requests and wall time included.
+    pub budget: Budget,
 }
 
 pub fn now() -> u64 {
@@ -103,7 +109,7 @@ impl Client {
             .clone()
             .unwrap_or_else(|| format!("https://{host}/"));
         let payload = body.to_string();
-        with_backoff(API, action, || {
+        with_backoff(API, action, &self.budget, || {
             let timestamp = (self.clock)();
             let authorization = sign::tc3_authorization(
                 &self.credentials.id,
@@ -133,8 +139,13 @@ impl Client {
                 action: action.to_string(),
                 message,
             };
-            let (_, text) = http::exchange("POST", &url, &headers, Some(&payload), self.timeout)
-                .map_err(transport)?;
+            let request = http::Request {
+                method: "POST",
+                url: &url,
+                headers: &headers,
+                body: Some(&payload),
+            };
+            let (_, text) = self.budget.exchange(API, action, request, self.timeout)?;
             let reply: Value =
                 serde_json::from_str(&text).map_err(|e| transport(format!("not JSON ({e})")))?;
             let response = reply["Response"].clone();
@@ -162,7 +173,7 @@ impl Client {
         action: &str,
         key: &str,
     ) -> Result<Vec<Value>, ApiError> {
-        paged(|offset| {
+        paged(API, action, &self.budget, |offset| {
             let body = json!({"Offset": offset, "Limit": PAGE});
             let response = self.call(service, version, action, &body)?;
             let page = response[key].as_array().cloned().unwrap_or_default();

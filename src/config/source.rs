@@ -110,13 +110,15 @@ impl SourceSpec {
                 api,
                 region,
                 endpoint,
-            } => fetch_api(*api, region, endpoint.clone(), self.timeout).map_err(|e| {
-                SourceError::Command {
-                    file: self.file(),
-                    source_name: self.name.clone(),
-                    message: e.to_string(),
-                }
-            }),
+            } => {
+                fetch_api(*api, region, endpoint.clone(), self.timeout, self.refresh).map_err(|e| {
+                    SourceError::Command {
+                        file: self.file(),
+                        source_name: self.name.clone(),
+                        message: e.to_string(),
+                    }
+                })
+            }
         }
     }
 
@@ -132,33 +134,46 @@ impl SourceSpec {
     }
 }
 
-/// What an API gives, as native TOML.
+/// What an API gives, as native TOML: each request within `timeout`, the whole fetch within
+/// `refresh` (a fetch slower than its refresh could never keep up) and the default limits,
+/// and no credential in any error.
 fn fetch_api(
     api: Api,
     region: &str,
     endpoint: Option<String>,
     timeout: Duration,
+    refresh: Duration,
 ) -> Result<String, crate::cloudapi::ApiError> {
-    use crate::cloudapi::{qingcloud, tencent};
+    use crate::cloudapi::{Budget, qingcloud, tencent};
     match api {
-        Api::Tencent => tencent::Client {
-            credentials: tencent::credentials()?,
-            region: region.to_string(),
-            endpoint,
-            clock: tencent::now,
-            timeout,
+        Api::Tencent => {
+            let credentials = tencent::credentials()?;
+            tencent::Client {
+                credentials: credentials.clone(),
+                region: region.to_string(),
+                endpoint,
+                clock: tencent::now,
+                timeout,
+                budget: Budget::new(refresh),
+            }
+            .fetch()
+            .map_err(|e| e.redacted(&credentials))
         }
-        .fetch(),
-        Api::QingCloud => qingcloud::Client {
-            credentials: qingcloud::credentials()?,
-            zone: region.to_string(),
-            endpoint,
-            clock: tencent::now,
-            timeout,
+        Api::QingCloud => {
+            let credentials = qingcloud::credentials()?;
+            qingcloud::Client {
+                credentials: credentials.clone(),
+                zone: region.to_string(),
+                endpoint,
+                clock: tencent::now,
+                timeout,
+                budget: Budget::new(refresh),
+            }
+            .fetch()
+            .map_err(|e| e.redacted(&credentials))
         }
-        .fetch(),
         #[cfg(feature = "aws-api")]
-        Api::Aws => crate::cloudapi::aws::fetch(region, endpoint, timeout),
+        Api::Aws => crate::cloudapi::aws::fetch(region, endpoint, timeout, refresh),
         // The config refuses `api = "aws"` in a build without the SDK.
         #[cfg(not(feature = "aws-api"))]
         Api::Aws => unreachable!("refused when the config loads"),

@@ -104,7 +104,9 @@ impl Freshness {
                 match self.outputs.get_mut(&source.name) {
                     Some((text, at)) => {
                         *at = now;
-                        tracing::warn!(source = %source.name, error = %error, "source fetch failed; its last good output stands");
+                        // Quoted and escaped (Debug): an API's message or a command's stderr must not
+                        // forge a line of the log.
+                        tracing::warn!(source = %source.name, error = ?error.to_string(), "source fetch failed; its last good output stands");
                         Ok(text.to_string())
                     }
                     None => Err(error),
@@ -176,9 +178,9 @@ impl Freshness {
                 for (group, part) in &fetched.unreadable {
                     tracing::warn!(
                         source = %source.name,
-                        group = %group,
-                        field = %part.field,
-                        reason = %part.reason,
+                        group = ?group,
+                        field = ?part.field,
+                        reason = ?part.reason,
                         "part of the export cannot be read: the rest is checked, flows that depend on this part are unknown"
                     );
                 }

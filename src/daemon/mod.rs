@@ -144,7 +144,7 @@ impl Shared {
                 let mut status = lock(&self.status);
                 status.reload_ok = false;
                 status.reload_error = Some(message.clone());
-                tracing::error!(error = %message, "config reload failed; the previous config keeps running");
+                tracing::error!(error = ?message, "config reload failed; the previous config keeps running");
                 Err(message)
             }
         }
