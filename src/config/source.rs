@@ -80,11 +80,15 @@ pub struct Fetched {
     pub unreadable: Vec<(String, crate::model::Unreadable)>,
 }
 
-/// A file's identity and content version, as cheap to read as a `stat`.
+/// A file's identity, content version and permissions, as cheap to read as a `stat`: the
+/// change time moves with every write and every chmod, so a file made readable again is
+/// read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
     len: u64,
     modified: Option<SystemTime>,
+    changed: (i64, i64),
+    mode: u32,
     inode: u64,
 }
 
@@ -95,6 +99,8 @@ impl Fingerprint {
         Some(Fingerprint {
             len: meta.len(),
             modified: meta.modified().ok(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            mode: meta.mode(),
             inode: meta.ino(),
         })
     }

@@ -39,12 +39,25 @@ pub struct Freshness {
 /// What one load did with each source.
 #[derive(Debug, Default)]
 pub struct Attempt {
+    /// The files read (the config first), fingerprinted before each was read: a change
+    /// while the load runs makes the next check see a change, and the file is read again.
+    prints: Vec<(PathBuf, Option<Fingerprint>)>,
     /// Fetched now (not served from a command's last output).
     fresh: Vec<String>,
     /// Failed now; a command's last output stood in, if it had one.
     failed: Vec<String>,
     /// The source being read, and the file its errors name.
     current: Option<(String, PathBuf)>,
+}
+
+impl Attempt {
+    /// An attempt at loading `config`, fingerprinted now, before it is read.
+    pub fn new(config: &Path) -> Attempt {
+        Attempt {
+            prints: vec![(config.to_path_buf(), Fingerprint::of(config))],
+            ..Attempt::default()
+        }
+    }
 }
 
 impl Freshness {
@@ -82,6 +95,9 @@ impl Freshness {
         attempt: &mut Attempt,
     ) -> Result<String, SourceError> {
         attempt.current = Some((source.name.clone(), source.file()));
+        if let Origin::File(path) = &source.origin {
+            attempt.prints.push((path.clone(), Fingerprint::of(path)));
+        }
         let cached = self.outputs.get(&source.name);
         if let (true, Some((text, at))) = (source.origin.is_periodic(), cached)
             && !self.force
@@ -149,18 +165,27 @@ impl Freshness {
                     self.files.push((config_path.to_path_buf(), None));
                 }
                 for (path, print) in &mut self.files {
-                    *print = Fingerprint::of(path);
+                    *print = attempt
+                        .prints
+                        .iter()
+                        .find(|(seen, _)| seen == path)
+                        .map_or_else(|| Fingerprint::of(path), |(_, seen)| *seen);
                 }
                 return;
             }
         };
+        // As they were before they were read: what changed since is read at the next check.
         self.files = std::iter::once(config_path.to_path_buf())
             .chain(config.sources.iter().filter_map(|s| match &s.origin {
                 Origin::File(path) => Some(path.clone()),
                 _ => None,
             }))
             .map(|path| {
-                let print = Fingerprint::of(&path);
+                let print = attempt
+                    .prints
+                    .iter()
+                    .find(|(seen, _)| *seen == path)
+                    .map_or_else(|| Fingerprint::of(&path), |(_, print)| *print);
                 (path, print)
             })
             .collect();
@@ -216,7 +241,7 @@ mod tests {
 
     /// One load as the agent does it; the config, if it loaded.
     fn load(freshness: &mut Freshness, config: &Path, now: Instant) -> Option<Config> {
-        let mut attempt = Attempt::default();
+        let mut attempt = Attempt::new(config);
         let result = Config::load_for_agent(config, &mut |s| freshness.fetch(s, now, &mut attempt));
         freshness.settle(config, &result, attempt, 1000.0);
         result.ok()
@@ -267,6 +292,42 @@ mod tests {
             freshness.health["sgs"].rules, 3,
             "its last good count stands"
         );
+    }
+
+    #[test]
+    fn a_file_changed_while_it_loads_or_whose_permissions_change_is_read_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(dir.path(), "sg.json", &group(1));
+        write(
+            dir.path(),
+            "sgprobe.toml",
+            "[[source]]\nname = \"sgs\"\nformat = \"aws\"\npath = \"sg.json\"\n[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nsecurity_groups = [\"sg-1\"]\n",
+        );
+        let config_path = dir.path().join("sgprobe.toml");
+        let mut freshness = Freshness::default();
+        let now = Instant::now();
+        // The export is rewritten just after the load read it, before the load ends.
+        let mut attempt = Attempt::new(&config_path);
+        let result = Config::load_for_agent(&config_path, &mut |s| {
+            let text = freshness.fetch(s, now, &mut attempt);
+            std::thread::sleep(Duration::from_millis(20));
+            write(dir.path(), "sg.json", &group(2));
+            text
+        });
+        freshness.settle(&config_path, &result, attempt, 1000.0);
+        let config = result.expect("loads");
+        assert_eq!(freshness.health["sgs"].rules, 1, "what was read");
+        assert!(freshness.due(&config, now), "the newer file is due");
+        let config = load(&mut freshness, &config_path, now).expect("loads");
+        assert_eq!(freshness.health["sgs"].rules, 2);
+        assert!(!freshness.due(&config, now));
+
+        // Permissions alone: a file made readable again is read again.
+        use std::os::unix::fs::PermissionsExt;
+        let file = dir.path().join("sg.json");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(freshness.due(&config, now), "a chmod is seen");
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Shared {
     fn load(&self) -> Result<Config, crate::config::ConfigError> {
         let mut freshness = lock(&self.freshness);
         let now = std::time::Instant::now();
-        let mut attempt = freshness::Attempt::default();
+        let mut attempt = freshness::Attempt::new(&self.config_path);
         let result = Config::load_for_agent(&self.config_path, &mut |source| {
             freshness.fetch(source, now, &mut attempt)
         });
@@ -262,7 +262,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let (freshness, loaded) = tokio::task::spawn_blocking(move || {
         let mut freshness = freshness::Freshness::default();
         let now = std::time::Instant::now();
-        let mut attempt = freshness::Attempt::default();
+        let mut attempt = freshness::Attempt::new(&path);
         let loaded = Config::load_for_agent(&path, &mut |source| {
             freshness.fetch(source, now, &mut attempt)
         });
