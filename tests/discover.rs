@@ -95,3 +95,68 @@ fn every_clouds_instance_tags_become_labels_a_discover_filter_can_match() {
         );
     }
 }
+
+/// An auto-scaling group's instances share their Name tag, and anyone who can edit a tag can
+/// name an instance after another's id.
+const LOOKALIKES: &str = r#"{"Reservations": [{"Instances": [
+  {"InstanceId": "i-a", "PrivateIpAddress": "127.9.0.1", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web"}]},
+  {"InstanceId": "i-b", "PrivateIpAddress": "127.9.0.2", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web"}]},
+  {"InstanceId": "i-c", "PrivateIpAddress": "127.9.0.3", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "web"}]},
+  {"InstanceId": "i-victim", "PrivateIpAddress": "127.9.0.4", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "db"}]},
+  {"InstanceId": "i-mimic", "PrivateIpAddress": "127.9.0.5", "SecurityGroups": [{"GroupId": "sg-1"}], "Tags": [{"Key": "Name", "Value": "i-victim"}]}
+]}]}"#;
+
+fn lookalikes(refinement: &str) -> Result<Config, String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("instances.json"), LOOKALIKES).expect("write");
+    std::fs::write(dir.path().join("groups.json"), GROUPS).expect("write");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!("[[source]]\nformat = \"aws\"\npath = \"groups.json\"\n[[source]]\nformat = \"aws\"\npath = \"instances.json\"\n{refinement}"),
+    )
+    .expect("write");
+    Config::load(&config, sgprobe::sources::Reading::Strict).map_err(|e| e.to_string())
+}
+
+#[test]
+fn instances_keep_their_identity_whatever_their_names() {
+    let config = lookalikes("").expect("loads");
+    let mut ids: Vec<&str> = config
+        .inventory
+        .instances
+        .iter()
+        .map(|i| i.id.as_deref().expect("an id"))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["i-a", "i-b", "i-c", "i-mimic", "i-victim"],
+        "five instances, none merged"
+    );
+    let victim = config
+        .inventory
+        .instance("i-victim")
+        .expect("unambiguous")
+        .expect("found");
+    assert_eq!(
+        victim.addresses,
+        ["127.9.0.4".parse::<std::net::IpAddr>().expect("ip")]
+    );
+
+    // A refinement names its instance by id, or by a name only one instance has.
+    let by_id = lookalikes("[[instance]]\nname = \"i-b\"\nports = \"tcp:8080\"\n").expect("loads");
+    let b = by_id
+        .inventory
+        .instance("i-b")
+        .expect("one")
+        .expect("found");
+    assert_eq!(b.ports.len(), 1, "refined");
+    assert_eq!(by_id.inventory.instances.len(), 5);
+    let error =
+        lookalikes("[[instance]]\nname = \"web\"\nports = \"tcp:8080\"\n").expect_err("ambiguous");
+    assert!(
+        error.contains("\"web\" names 3 instances (i-a, i-b, i-c): name one by its id"),
+        "{error}"
+    );
+}

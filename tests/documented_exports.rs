@@ -241,6 +241,8 @@ fn predicted(
     let inv = &config.inventory;
     let instance = inv
         .instance(instance)
+        .ok()
+        .flatten()
         .unwrap_or_else(|| panic!("instance {instance}"));
     let layers = layers(inv, instance).expect("links");
     let (address, direction, spec, peer, peer_port) = flow;

@@ -363,3 +363,91 @@ fn a_metrics_port_in_use_exits_3_and_a_bad_config_exits_2() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The threads of a process, from /proc.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_stuck_command_fetch_neither_queues_reloads_nor_holds_up_sigterm_nor_outlives_the_agent() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let (flag, pidfile) = (dir.path().join("stuck"), dir.path().join("sleeper.pid"));
+    std::fs::write(dir.path().join("lab.toml"), quick()).expect("write");
+    // Once `stuck` exists, the command leaves a grandchild holding its stdout and itself
+    // ignores SIGTERM, then waits: the shape of a CLI stuck on a network call.
+    let script = format!(
+        "if [ -e {flag} ]; then trap '' TERM; sleep 300 & echo $! > {pidfile}; wait; fi; cat {lab}",
+        flag = flag.display(),
+        pidfile = pidfile.display(),
+        lab = dir.path().join("lab.toml").display()
+    );
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ninterval = \"60s\"\nmetrics_listen = \"127.0.0.1:19492\"\ncontrol_socket = \"{}\"\n[[source]]\nname = \"cli\"\nformat = \"native\"\ncommand = [\"sh\", \"-c\", {script:?}]\nrefresh = \"1s\"\ntimeout = \"5m\"\n",
+            socket.display()
+        ),
+    )
+    .expect("write config");
+    let mut agent = common::Started(vec![start(&lab, &config)]);
+    // The agent is `ip netns exec`'s child: the process to signal is the one that execs.
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    std::fs::write(&flag, "").expect("flag");
+    // Past the command's refresh, a reload runs it again.
+    std::thread::sleep(Duration::from_millis(1100));
+    let pid = agent.0[0].id();
+    kill(Pid::from_raw(pid as i32), Signal::SIGHUP).expect("signal our child");
+    wait_for("the stuck fetch", || pidfile.exists());
+    let before = threads(pid);
+    // Reloads asked for meanwhile are coalesced: answered at once, one more queued.
+    for _ in 0..50 {
+        let (code, body) = exchange(&socket, "POST", "/v1/reload", "");
+        assert_eq!(code, 202, "{body}");
+    }
+    assert!(
+        threads(pid) <= before + 2,
+        "threads {before} -> {}: reloads queued",
+        threads(pid)
+    );
+    let sleeper: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let sent = Instant::now();
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("signal our child");
+    let status = agent.0[0].wait().expect("exits");
+    let took = sent.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "SIGTERM during a stuck fetch took {took:?}"
+    );
+    // The command's group died with the agent: its grandchild is gone, or a zombie waiting
+    // for init to reap it.
+    let state = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .is_some_and(|s| s != 'Z');
+    assert!(
+        !running,
+        "the command's grandchild outlived the agent: {state}"
+    );
+    agent.0.clear();
+}

@@ -315,7 +315,9 @@ fn scenario(names: &[&str], sources: impl Fn(&str) -> String) {
     ]);
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     started.0.push(common::spawn_in(&ns, "env", &args));
-    wait_for("the control socket", Duration::from_secs(30), || {
+    // The socket comes after the first load, which waits on moto (Python, slow to answer its
+    // first requests on a loaded two-core machine).
+    wait_for("the control socket", Duration::from_secs(90), || {
         socket.exists()
     });
     wait_for("three cycles", Duration::from_secs(30), || {

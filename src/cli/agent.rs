@@ -63,7 +63,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(crate::daemon::run(&args.config.config))?;
+    let result = runtime.block_on(crate::daemon::run(&args.config.config));
+    // A reload blocked on a source must not hold up the exit: its thread goes with the
+    // process (its command was killed with its group).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -112,14 +112,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         .context("cannot load the config")?;
     let inv = &config.inventory;
     let instances: Vec<&Instance> = match &args.instance {
-        Some(name) => vec![inv.instance(name).ok_or_else(|| {
-            let known: Vec<&str> = inv.instances.iter().map(|i| i.name.as_str()).collect();
-            BadInput(format!(
-                "no instance {name:?} in {} (known: {})",
-                config.file.display(),
-                known.join(", ")
-            ))
-        })?],
+        Some(name) => vec![
+            inv.instance(name)
+                .map_err(|e| BadInput(e.to_string()))?
+                .ok_or_else(|| {
+                    let known: Vec<&str> = inv.instances.iter().map(|i| i.name.as_str()).collect();
+                    BadInput(format!(
+                        "no instance {name:?} in {} (known: {})",
+                        config.file.display(),
+                        known.join(", ")
+                    ))
+                })?,
+        ],
         None => inv.instances.iter().collect(),
     };
     if instances.is_empty() {

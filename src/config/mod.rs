@@ -19,7 +19,7 @@ use crate::sources::unreadable;
 use crate::sources::{Format, Merged, Reading, SourceError, read};
 
 mod source;
-pub use source::{Api, Fetched, Fingerprint, Origin, SourceSpec};
+pub use source::{Api, Fetched, Fingerprint, Origin, SourceSpec, kill_running_commands};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
 /// Overrides `[agent] shard`: `SGPROBE_SHARD=auto/4` in a StatefulSet's pod template.

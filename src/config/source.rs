@@ -1,6 +1,7 @@
 //! A `[[source]]`: where its text comes from (a file, or a command's output), how often the
 //! agent fetches it again, and what the last fetch gave.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -186,6 +187,68 @@ fn fetch_api(
     }
 }
 
+/// The process groups of the commands sources are running, so that an agent that stops
+/// kills them rather than leave them to init.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// One command's process group, unregistered when dropped.
+#[derive(Debug)]
+struct Running(u32);
+
+impl Running {
+    fn register(pid: u32) -> Running {
+        RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pid);
+        Running(pid)
+    }
+
+    fn kill(&self) {
+        kill_group(self.0);
+    }
+
+    /// Whether the command has exited, leaving it unreaped.
+    fn exited(&self) -> nix::Result<bool> {
+        use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0).unwrap_or(i32::MAX));
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        Ok(!matches!(
+            waitid(Id::Pid(pid), flags)?,
+            WaitStatus::StillAlive
+        ))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|pid| *pid != self.0);
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Kills every command a source is running, with its children: the agent is stopping.
+pub fn kill_running_commands() {
+    let running = RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for pid in running {
+        kill_group(pid);
+    }
+}
+
 /// Runs a command with no stdin, its stdout captured (at most `MAX_FILE_BYTES`), its stderr
 /// kept for the error; past `timeout` it is killed. Its credentials are the user's own: the
 /// environment and the CLI's profile files, passed through untouched and never logged.
@@ -199,13 +262,17 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| failed("an empty command".into()))?;
+    // In a process group of its own: killed, its children die with it, and no grandchild
+    // holding its stdout keeps the readers (and the load) waiting.
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| failed(format!("cannot start: {e}")))?;
+    let group = Running::register(child.id());
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     // Readers on their own threads: a full pipe must not stall the child past its deadline.
@@ -224,12 +291,14 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
         text
     });
     let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) | Err(_) => {
-                let _ = child.kill();
+    loop {
+        // Seen exited but not reaped: while it is a zombie its pid, the group's id, cannot be
+        // taken by another process, so killing the group reaches only what it left behind.
+        match group.exited() {
+            Ok(true) => break,
+            Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(false) | Err(_) => {
+                group.kill();
                 let _ = child.wait();
                 return Err(failed(format!(
                     "killed after {}",
@@ -237,7 +306,11 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
                 )));
             }
         }
-    };
+    }
+    group.kill();
+    let status = child
+        .wait()
+        .map_err(|e| failed(format!("cannot wait for it: {e}")))?;
     let text = out.join().unwrap_or_default();
     let errors = String::from_utf8_lossy(&err.join().unwrap_or_default())
         .trim()
@@ -264,6 +337,25 @@ mod tests {
             refresh: Duration::from_secs(60),
             timeout,
         }
+    }
+
+    #[test]
+    fn what_a_command_leaves_behind_dies_with_its_group_and_holds_up_nothing() {
+        // A grandchild keeps the command's stdout open after the command has printed and
+        // exited: the fetch ends with the command, and the grandchild with its group.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pidfile = dir.path().join("sleeper.pid");
+        let script = format!("sleep 300 & echo $! > {}; echo '{{}}'", pidfile.display());
+        let left = command(&["sh", "-c", &script], Duration::from_secs(60));
+        assert_eq!(left.fetch().expect("runs").trim(), "{}");
+        let sleeper = std::fs::read_to_string(&pidfile).expect("pid");
+        let state =
+            std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
+        let running = state
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|s| s != 'Z');
+        assert!(!running, "the grandchild outlived the fetch: {state}");
     }
 
     #[test]

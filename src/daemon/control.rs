@@ -20,7 +20,7 @@ use tokio::net::UnixListener;
 
 use super::cycle::{Selection, check};
 use super::listen::Caller;
-use super::{Shared, lock, settings};
+use super::{Reload, Shared, lock, settings};
 use crate::drift::Drift;
 use crate::model::{Direction, parse_port_spec};
 
@@ -167,7 +167,11 @@ async fn check_now(
         );
     };
     let config = shared.config();
-    let Some(instance) = config.inventory.instance(&request.instance) else {
+    let found = match config.inventory.instance(&request.instance) {
+        Ok(found) => found,
+        Err(ambiguous) => return error(StatusCode::BAD_REQUEST, ambiguous.to_string()),
+    };
+    let Some(instance) = found else {
         let known: Vec<&str> = config
             .inventory
             .instances
@@ -242,10 +246,15 @@ async fn reload(
 ) -> Response {
     tracing::info!(uid = ?caller.uid, "reload requested");
     match shared.reload_off_thread().await {
-        Ok(()) => Json(json!({ "reloaded": true })).into_response(),
-        Err(message) => error(
+        Reload::Done(Ok(())) => Json(json!({ "reloaded": true })).into_response(),
+        Reload::Done(Err(message)) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("the previous config keeps running: {message}"),
         ),
+        Reload::Queued => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "reloaded": false, "queued": true, "message": "a reload is running: one more follows it" })),
+        )
+            .into_response(),
     }
 }

@@ -18,10 +18,14 @@ use crate::net::source_for;
 use crate::plan::{Planned, plan};
 use crate::policy::{Predicted, RuleRef, evaluate, layers};
 
-/// A flow's identity across cycles: its metric labels. Held for every planned flow, so it
-/// shares its instance's name instead of copying it.
+/// A flow's identity across cycles: its instance (by key: names repeat) and its metric
+/// labels. Held for every planned flow, so it shares its instance's name instead of copying
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct FlowKey {
+    /// The instance's cloud id, or its name where it has none (`Instance::key`).
+    #[serde(skip)]
+    pub id: Arc<str>,
     pub instance: Arc<str>,
     pub address: IpAddr,
     pub direction: Direction,
@@ -82,6 +86,7 @@ pub async fn check(
     let mut rules: HashMap<usize, Arc<RuleRef>> = HashMap::new();
     for instance in instances {
         let name: Arc<str> = instance.name.as_str().into();
+        let id: Arc<str> = instance.key().into();
         let Ok(layers) = layers(inv, instance) else {
             continue;
         };
@@ -173,6 +178,7 @@ pub async fn check(
             for (flow, probed) in flows {
                 let verdict = evaluate(inv, &layers, &flow);
                 let key = FlowKey {
+                    id: id.clone(),
                     instance: name.clone(),
                     address: probed,
                     direction: flow.direction,
@@ -235,7 +241,7 @@ pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
         .iter_mut()
         .filter(|r| matches!(r.drift, Drift::Exposed | Drift::Blocked))
     {
-        let Some(instance) = inv.instance(&result.key.instance) else {
+        let Ok(Some(instance)) = inv.instance(&result.key.id) else {
             continue;
         };
         let Ok(layers) = layers(inv, instance) else {

@@ -375,6 +375,7 @@ mod tests {
     fn result(port: u16, predicted: Predicted, observed: PortState, drift: Drift) -> FlowResult {
         FlowResult {
             key: FlowKey {
+                id: "web".into(),
                 instance: "web".into(),
                 address: "10.0.0.1".parse().expect("address"),
                 direction: Direction::Inbound,

@@ -47,6 +47,18 @@ pub struct Shared {
     cycle_started: Mutex<Option<tokio::time::Instant>>,
     /// The sources' fingerprints, command outputs and health.
     freshness: Mutex<freshness::Freshness>,
+    /// A reload is running; one more is asked for after it. However many are asked for
+    /// meanwhile (signals, the socket, changed sources), one follows.
+    reloading: std::sync::atomic::AtomicBool,
+    reload_pending: std::sync::atomic::AtomicBool,
+}
+
+/// What a request for a reload came to.
+#[derive(Debug)]
+pub enum Reload {
+    Done(Result<(), String>),
+    /// Another was running: one more follows it.
+    Queued,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -93,10 +105,24 @@ impl Shared {
     /// once it has loaded and validated whole; otherwise the old one keeps running.
     /// `reload` on a blocking thread: reading and parsing a large config must not stall
     /// /metrics, the socket or signals.
-    pub async fn reload_off_thread(self: Arc<Self>) -> Result<(), String> {
-        tokio::task::spawn_blocking(move || self.reload())
-            .await
-            .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")))
+    pub async fn reload_off_thread(self: Arc<Self>) -> Reload {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.reloading.swap(true, SeqCst) {
+            self.reload_pending.store(true, SeqCst);
+            return Reload::Queued;
+        }
+        let shared = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut result = shared.reload();
+            while shared.reload_pending.swap(false, SeqCst) {
+                result = shared.reload();
+            }
+            result
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+        self.reloading.store(false, SeqCst);
+        Reload::Done(result)
     }
 
     /// Whether a source changed or a command is due: then a load runs before the cycle.
@@ -183,8 +209,15 @@ impl Shared {
         if pending && !config.sources.is_empty() {
             lock(&self.freshness).force();
             let fresh = match self.clone().reload_off_thread().await {
-                Ok(()) => self.config(),
-                Err(_) => config.clone(),
+                Reload::Done(Ok(())) => self.config(),
+                Reload::Done(Err(_)) => config.clone(),
+                // The running reload goes once more, from now: its rules are fresh enough.
+                Reload::Queued => {
+                    while self.reloading.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    self.config()
+                }
             };
             cycle::rejudge(&fresh, &mut checked.results);
         }
@@ -305,6 +338,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         activity: Arc::new(Counters::default()),
         cycle_started: Mutex::new(None),
         freshness: Mutex::new(freshness),
+        reloading: Default::default(),
+        reload_pending: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
@@ -342,32 +377,51 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     tokio::spawn(listen::serve(socket, control_app, "control"));
     tracing::info!(metrics = %agent.metrics_listen, control = %agent.control_socket.display(), "sgprobe agent started");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    tokio::spawn(watch(shared.clone()));
+    let mut watcher = tokio::spawn(watch(shared.clone()));
     // The cycle runs in its own task: signals, reloads, /metrics and the socket never wait
     // for it.
-    let cycles = tokio::spawn(cycles(shared.clone()));
+    let mut cycles = tokio::spawn(cycles(shared.clone()));
 
     let (mut hangup, mut terminate, mut interrupt) = (
         signal(SignalKind::hangup())?,
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
     );
-    loop {
+    // Neither task ends by itself: one that does (a panic) ends the agent with an error, so
+    // that the service manager restarts it rather than leave it serving stale answers.
+    let ended = loop {
         tokio::select! {
             _ = hangup.recv() => {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                let _ = shared.clone().reload_off_thread().await;
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                // Never awaited here: a reload stuck on a source must not hold up SIGTERM.
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    let _ = shared.reload_off_thread().await;
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                });
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break None,
+            _ = interrupt.recv() => break None,
+            result = &mut cycles => break Some(("the cycle task", result)),
+            result = &mut watcher => break Some(("the watchdog task", result)),
         }
-    }
+    };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // Cancelled at its next await: its sockets close as the engine's state drops.
     cycles.abort();
+    watcher.abort();
     let _ = tokio::time::timeout(Duration::from_millis(500), cycles).await;
+    // A command a source is running dies with its process group, children and all.
+    crate::config::kill_running_commands();
     socket_file.remove();
+    if let Some((task, result)) = ended {
+        let why = match result {
+            Err(e) if e.is_panic() => "panicked",
+            _ => "ended",
+        };
+        tracing::error!(task, "{why}: the agent stops");
+        anyhow::bail!("{task} {why}");
+    }
     tracing::info!("sgprobe agent stopped");
     Ok(())
 }

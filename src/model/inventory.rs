@@ -70,9 +70,9 @@ impl Instance {
         }
     }
 
-    /// Matches the instance's name or its cloud id.
-    pub fn is_called(&self, name: &str) -> bool {
-        self.name == name || self.id.as_deref() == Some(name)
+    /// What tells it from every other instance: its cloud id, or (with none) its name.
+    pub fn key(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
     }
 
     /// Every address a flow may reach it at: its own, then those NAT maps to it.
@@ -152,6 +152,14 @@ pub fn canonical_id(id: &str) -> String {
     }
 }
 
+/// Two sources that cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeError {
+    /// One group's rule, held differently by two exports.
+    Group(String, RulePosition),
+    Instance(AmbiguousName),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Inventory {
     pub groups: BTreeMap<String, SecurityGroup>,
@@ -167,9 +175,18 @@ pub struct Inventory {
 /// directly are indexed when next needed.
 #[derive(Debug, Clone, Default)]
 struct InstanceIndex {
-    names: HashMap<String, usize>,
+    /// Names repeat (an auto-scaling group's instances share their Name tag).
+    names: HashMap<String, Vec<usize>>,
     ids: HashMap<String, usize>,
     indexed: usize,
+}
+
+/// A name that several instances bear, given where one instance is meant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} names {} instances ({}): name one by its id", ids.len(), ids.join(", "))]
+pub struct AmbiguousName {
+    pub name: String,
+    pub ids: Vec<String>,
 }
 
 impl PartialEq for InstanceIndex {
@@ -183,7 +200,10 @@ impl Eq for InstanceIndex {}
 impl InstanceIndex {
     fn catch_up(&mut self, instances: &[Instance]) {
         for (at, instance) in instances.iter().enumerate().skip(self.indexed) {
-            self.names.entry(instance.name.clone()).or_insert(at);
+            self.names
+                .entry(instance.name.clone())
+                .or_default()
+                .push(at);
             if let Some(id) = &instance.id {
                 self.ids.entry(id.clone()).or_insert(at);
             }
@@ -191,24 +211,51 @@ impl InstanceIndex {
         self.indexed = instances.len();
     }
 
-    /// The first instance known by `new`'s name or id, as `add_instance` merges them.
-    fn find(&self, new: &Instance) -> Option<usize> {
-        let by_id = new.id.as_deref();
-        [
-            self.names.get(&new.name),
-            by_id.and_then(|id| self.ids.get(id)),
-            by_id.and_then(|id| self.names.get(id)),
-        ]
-        .into_iter()
-        .flatten()
-        .copied()
-        .min()
+    /// The instance `key` names: the one with that cloud id, else the one with that name, if
+    /// only one has it.
+    fn lookup(&self, instances: &[Instance], key: &str) -> Result<Option<usize>, AmbiguousName> {
+        if let Some(at) = self.ids.get(key) {
+            return Ok(Some(*at));
+        }
+        match self.names.get(key).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([at]) => Ok(Some(*at)),
+            Some(all) => Err(AmbiguousName {
+                name: key.to_string(),
+                ids: all
+                    .iter()
+                    .map(|at| instances[*at].key().to_string())
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The instance `add_instance` merges `new` into: an instance with a cloud id is the
+    /// same instance only as that id (names are labels, and repeat); one without (a
+    /// config's refinement) names its instance by id or by a name only one instance has.
+    fn find(&self, instances: &[Instance], new: &Instance) -> Result<Option<usize>, AmbiguousName> {
+        match &new.id {
+            Some(id) => Ok(self.ids.get(id).copied()),
+            None => self.lookup(instances, &new.name),
+        }
     }
 }
 
 impl Inventory {
-    pub fn instance(&self, name: &str) -> Option<&Instance> {
-        self.instances.iter().find(|i| i.is_called(name))
+    /// The instance `key` names: by cloud id, or by a name only one instance has.
+    pub fn instance(&self, key: &str) -> Result<Option<&Instance>, AmbiguousName> {
+        if let Some(found) = self.instances.iter().find(|i| i.id.as_deref() == Some(key)) {
+            return Ok(Some(found));
+        }
+        let named: Vec<&Instance> = self.instances.iter().filter(|i| i.name == key).collect();
+        match named.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one)),
+            all => Err(AmbiguousName {
+                name: key.to_string(),
+                ids: all.iter().map(|i| i.key().to_string()).collect(),
+            }),
+        }
     }
 
     /// The addresses of a set and every set it includes that the exports hold, less those
@@ -290,7 +337,7 @@ impl Inventory {
     /// (see `SecurityGroup::absorb`: the group's position of disagreement is the error);
     /// later sources replace earlier definitions of the same set; instances with the same
     /// name or id are merged field by field.
-    pub fn merge(&mut self, other: Inventory) -> Result<(), (String, RulePosition)> {
+    pub fn merge(&mut self, other: Inventory) -> Result<(), MergeError> {
         for (id, group) in other.groups {
             match self.groups.entry(id) {
                 Entry::Vacant(slot) => {
@@ -303,7 +350,9 @@ impl Inventory {
                 Entry::Occupied(held) if !held.get().expanded && group.expanded => {}
                 Entry::Occupied(mut held) => {
                     let id = held.key().clone();
-                    held.get_mut().absorb(group).map_err(|at| (id, at))?;
+                    held.get_mut()
+                        .absorb(group)
+                        .map_err(|at| MergeError::Group(id, at))?;
                 }
             }
         }
@@ -313,7 +362,7 @@ impl Inventory {
         }
         self.service_sets.extend(other.service_sets);
         for instance in other.instances {
-            self.add_instance(instance);
+            self.add_instance(instance).map_err(MergeError::Instance)?;
         }
         Ok(())
     }
@@ -334,13 +383,13 @@ impl Inventory {
         }
     }
 
-    /// Adds an instance, or merges it into one already known by the same name or id: fields
-    /// the newcomer sets win, ports and labels add up.
-    pub fn add_instance(&mut self, new: Instance) {
+    /// Adds an instance, or merges it into the one it names (see `InstanceIndex::find`):
+    /// fields the newcomer sets win, ports and labels add up.
+    pub fn add_instance(&mut self, new: Instance) -> Result<(), AmbiguousName> {
         self.index.catch_up(&self.instances);
-        let Some(at) = self.index.find(&new) else {
+        let Some(at) = self.index.find(&self.instances, &new)? else {
             self.instances.push(new);
-            return;
+            return Ok(());
         };
         let old = &mut self.instances[at];
         if old.id.is_none()
@@ -375,6 +424,7 @@ impl Inventory {
         old.local |= new.local;
         old.outbound.extend(new.outbound);
         old.at = new.at;
+        Ok(())
     }
 }
 

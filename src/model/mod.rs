@@ -10,7 +10,8 @@ mod rule;
 pub use flow::{Flow, FlowPeer, FlowProtocol, FlowSpec, PortSpecError, parse_port_spec};
 pub use group::{Cloud, Decision, RulePosition, SecurityGroup, Semantics, Tie};
 pub use inventory::{
-    AddressSet, Instance, Inventory, Located, Members, ServiceSet, Subnet, canonical_id,
+    AddressSet, AmbiguousName, Instance, Inventory, Located, Members, MergeError, ServiceSet,
+    Subnet, canonical_id,
 };
 pub use rule::{
     Action, Direction, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,

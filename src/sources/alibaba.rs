@@ -79,7 +79,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     if root.has("Instances") {
         recognised = true;
         for item in root.get("Instances").get("Instance").elements()? {
-            inv.add_instance(instance(&item.node())?);
+            super::add_instance(&mut inv, root.file(), instance(&item.node())?)?;
         }
     }
     known_shape(

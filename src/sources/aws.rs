@@ -60,7 +60,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         for reservation in root.get("Reservations").elements()? {
             let reservation = reservation.node();
             for item in reservation.get("Instances").items()? {
-                inv.add_instance(instance(&item)?);
+                super::add_instance(&mut inv, root.file(), instance(&item)?)?;
             }
         }
     }

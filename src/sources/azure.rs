@@ -75,7 +75,7 @@ pub fn import(root: &Node, _id: Option<&str>) -> Result<Inventory, SourceError> 
         } else if fields.has("ipConfigurations") {
             recognised = true;
             let nic = nic(object, &mut inv)?;
-            inv.add_instance(nic);
+            super::add_instance(&mut inv, root.file(), nic)?;
         } else if fields.has("addressSpace") {
             recognised = true;
             vnet(object, &mut inv)?;
@@ -556,7 +556,7 @@ fn effective(entries: &[&Node], inv: &mut Inventory) -> Result<(), SourceError> 
             at: nsg_at,
         });
         instance.subnet = subnet;
-        inv.add_instance(instance);
+        super::add_instance(inv, entries[0].file(), instance)?;
     }
     Ok(())
 }

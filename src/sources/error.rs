@@ -42,6 +42,12 @@ pub enum SourceError {
         first: PathBuf,
         second: PathBuf,
     },
+    /// An instance named by a name several instances bear.
+    #[error("{file}: instance {ambiguous}")]
+    AmbiguousInstance {
+        file: PathBuf,
+        ambiguous: crate::model::AmbiguousName,
+    },
     /// A rule or group that did not read, where the rest of the export did.
     #[error(
         "{file}: {field}: {reason} (in group {group:?}; the rest of the export reads: --keep-going loads it, and the flows that depend on this part are unknown)"
@@ -72,6 +78,7 @@ impl SourceError {
             | SourceError::At { file, .. }
             | SourceError::Field { file, .. }
             | SourceError::Unreadable { file, .. }
+            | SourceError::AmbiguousInstance { file, .. }
             | SourceError::Command { file, .. } => file,
             SourceError::Conflict { second, .. } => second,
         }

@@ -23,7 +23,9 @@ pub use unreadable::Reading;
 
 use std::collections::BTreeMap;
 
-use crate::model::{Cloud, Direction, Inventory, Ports, Protocol, SecurityGroup, parse_net};
+use crate::model::{
+    Cloud, Direction, Instance, Inventory, MergeError, Ports, Protocol, SecurityGroup, parse_net,
+};
 
 /// The formats sources come in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,15 +94,19 @@ impl Merged {
                 .entry(id.clone())
                 .or_insert_with(|| file.to_path_buf());
         }
-        self.inventory
-            .merge(inv)
-            .map_err(|(group, at)| SourceError::Conflict {
+        self.inventory.merge(inv).map_err(|error| match error {
+            MergeError::Group(group, at) => SourceError::Conflict {
                 first: self.group_files[&group].clone(),
                 second: file.to_path_buf(),
                 group,
                 direction: at.direction,
                 position: at.position,
-            })
+            },
+            MergeError::Instance(ambiguous) => SourceError::AmbiguousInstance {
+                file: file.to_path_buf(),
+                ambiguous,
+            },
+        })
     }
 }
 
@@ -199,6 +205,15 @@ pub fn read(
         Format::Azure => azure::import(&root, id),
         Format::Native => unreachable!("handled above"),
     }
+}
+
+/// Adds an instance read from `file`; one that names several by a name is an error there.
+fn add_instance(inv: &mut Inventory, file: &Path, instance: Instance) -> Result<(), SourceError> {
+    inv.add_instance(instance)
+        .map_err(|ambiguous| SourceError::AmbiguousInstance {
+            file: file.to_path_buf(),
+            ambiguous,
+        })
 }
 
 /// The id for an export that does not carry its own.

@@ -276,7 +276,7 @@ impl Sections {
             });
         }
         for raw in self.instance {
-            inv.add_instance(instance(raw, spans)?);
+            super::add_instance(&mut inv, spans.file, instance(raw, spans)?)?;
         }
         Ok(inv)
     }

@@ -105,7 +105,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         } else if object.has("fixed_ips") {
             recognised = true;
             let instance = port(object, &mut inv)?;
-            inv.add_instance(instance);
+            super::add_instance(&mut inv, root.file(), instance)?;
         } else if object.has("addresses") && object.has("id") {
             recognised = true;
             let set = AddressSet {

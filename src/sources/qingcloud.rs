@@ -93,7 +93,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         recognised = true;
         for item in root.get("instance_set").elements()? {
             let item = item.node();
-            inv.add_instance(instance(&item)?);
+            super::add_instance(&mut inv, root.file(), instance(&item)?)?;
         }
     }
     if root.has("security_group_ipset_set") {
@@ -306,7 +306,7 @@ mod tests {
         }
         let inv = &merged.inventory;
         let predicted = |instance: &str, spec: &str, peer: &str| {
-            let instance = inv.instance(instance).expect("instance");
+            let instance = inv.instance(instance).ok().flatten().expect("instance");
             let layers = layers(inv, instance).expect("links, even with no rules");
             let flow = Flow {
                 address: instance.addresses[0],

@@ -22,7 +22,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         recognised = true;
         for item in root.get("InstanceSet").elements()? {
             let item = item.node();
-            inv.add_instance(instance(&item)?);
+            super::add_instance(&mut inv, root.file(), instance(&item)?)?;
         }
     }
     for (key, id_key, members_key, extra_key, include_key) in [
