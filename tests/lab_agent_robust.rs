@@ -440,14 +440,100 @@ fn a_stuck_command_fetch_neither_queues_reloads_nor_holds_up_sigterm_nor_outlive
     );
     // The command's group died with the agent: its grandchild is gone, or a zombie waiting
     // for init to reap it.
-    let state = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
-    let running = state
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next())
-        .is_some_and(|s| s != 'Z');
-    assert!(
-        !running,
-        "the command's grandchild outlived the agent: {state}"
+    let running = || {
+        let state = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+        state
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|s| s != 'Z')
+    };
+    common::wait_for(
+        "the command's grandchild to die with the agent",
+        Duration::from_secs(2),
+        || !running(),
     );
     agent.0.clear();
+}
+
+/// The resident memory of a process, in bytes, from /proc.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn slow_readers_neither_starve_a_scrape_nor_swell_the_agent() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ninterval = \"60s\"\nrate = 20000\ntimeout = \"300ms\"\nretries = 0\nmetrics_listen = \"127.0.0.1:19493\"\ncontrol_socket = \"{}\"\n{}",
+            socket.display(),
+            slow()
+        ),
+    )
+    .expect("write config");
+    let agent = common::Started(vec![start(&lab, &config)]);
+    let pid = agent.0[0].id();
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    common::wait_for("a cycle", Duration::from_secs(60), || {
+        http_status(&lab, 19493, "/-/ready").contains(" 200 ")
+    });
+    let size = common::scrape(&lab, 19493, "/metrics").len();
+    let before = rss(pid);
+    // 300 clients that each ask for /metrics 20 times over and never read a byte (bounded:
+    // 300 connections, 20 requests each, closed when the test ends).
+    let crowd: Vec<std::net::TcpStream> = lab
+        .in_prober(|| {
+            (0..300)
+                .filter_map(|_| {
+                    let mut stream = std::net::TcpStream::connect(("127.0.0.1", 19493)).ok()?;
+                    let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20);
+                    let _ = stream.write_all(requests.as_bytes());
+                    Some(stream)
+                })
+                .collect()
+        })
+        .expect("runs");
+    std::thread::sleep(Duration::from_secs(2));
+    let during = rss(pid);
+    let asked = Instant::now();
+    let scrape = common::scrape(&lab, 19493, "/metrics");
+    let healthy = http_status(&lab, 19493, "/-/healthy");
+    let answered = asked.elapsed();
+    drop(crowd);
+    eprintln!(
+        "slow readers: /metrics {size} bytes; RSS {} MiB before, {} MiB with 300 slow readers; a scrape and /-/healthy answered in {answered:?}",
+        before >> 20,
+        during >> 20
+    );
+    assert!(
+        scrape.starts_with("HTTP/1.1 200"),
+        "a real scrape is served"
+    );
+    assert!(scrape.contains("sgprobe_flow_predicted_open"), "and whole");
+    assert!(healthy.contains(" 200 "), "{healthy}");
+    assert!(
+        answered < Duration::from_secs(20),
+        "served within the slow readers' write deadline: {answered:?}"
+    );
+    // One copy of the text, shared: not one per connection (300 x {size} bytes).
+    assert!(size > 500_000, "a /metrics worth keeping once: {size}");
+    assert!(
+        during.saturating_sub(before) < 64 << 20,
+        "RSS grew from {before} to {during} bytes"
+    );
 }

@@ -15,26 +15,27 @@ use crate::sources::{Format, Merged};
 const API: &str = "aws";
 
 /// The region's groups, instances, network ACLs, subnets and prefix lists, as native TOML.
-/// Each operation within `timeout`, the whole fetch within `refresh` and at most
+/// Each operation within `timeout`, the whole fetch within `deadline` and at most
 /// `Limits::default().requests` pages.
 pub fn fetch(
     region: &str,
     endpoint: Option<String>,
     timeout: std::time::Duration,
-    refresh: std::time::Duration,
+    deadline: std::time::Duration,
 ) -> Result<String, ApiError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| failed("runtime", e.to_string()))?;
     runtime.block_on(async {
-        tokio::time::timeout(refresh, read(region.to_string(), endpoint, timeout))
+        tokio::time::timeout(deadline, read(region.to_string(), endpoint, timeout))
             .await
             .unwrap_or_else(|_| {
                 Err(ApiError::Bound {
                     api: API,
                     action: "fetch".to_string(),
-                    what: "the fetch ran past its deadline (the source's refresh)".to_string(),
+                    what: "the fetch ran past its deadline (the source's refresh, or ten timeouts)"
+                        .to_string(),
                 })
             })
     })

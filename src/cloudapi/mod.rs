@@ -153,7 +153,7 @@ impl Budget {
             return Err(Budget::bound(
                 api,
                 action,
-                "the fetch ran past its deadline (the source's refresh)".into(),
+                "the fetch ran past its deadline (the source's refresh, or ten timeouts)".into(),
             ));
         }
         let n = self.requests.get() + 1;
@@ -207,7 +207,8 @@ impl Budget {
             return Err(Budget::bound(
                 api,
                 action,
-                "throttled past the fetch's deadline (the source's refresh)".into(),
+                "throttled past the fetch's deadline (the source's refresh, or ten timeouts)"
+                    .into(),
             ));
         }
         std::thread::sleep(wait);

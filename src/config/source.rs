@@ -142,8 +142,7 @@ impl SourceSpec {
 }
 
 /// What an API gives, as native TOML: each request within `timeout`, the whole fetch within
-/// `refresh` (a fetch slower than its refresh could never keep up) and the default limits,
-/// and no credential in any error.
+/// its deadline and the default limits, and no credential in any error.
 fn fetch_api(
     api: Api,
     region: &str,
@@ -152,6 +151,9 @@ fn fetch_api(
     refresh: Duration,
 ) -> Result<String, crate::cloudapi::ApiError> {
     use crate::cloudapi::{Budget, qingcloud, tencent};
+    // A fetch slower than its refresh could never keep up; ten requests' time is the least
+    // a short refresh leaves a slow API.
+    let refresh = refresh.max(timeout * FETCH_TIMEOUTS);
     match api {
         Api::Tencent => {
             let credentials = tencent::credentials()?;
@@ -186,6 +188,9 @@ fn fetch_api(
         Api::Aws => unreachable!("refused when the config loads"),
     }
 }
+
+/// The fewest request timeouts a fetch's deadline holds.
+const FETCH_TIMEOUTS: u32 = 10;
 
 /// The process groups of the commands sources are running, so that an agent that stops
 /// kills them rather than leave them to init.
@@ -349,13 +354,20 @@ mod tests {
         let left = command(&["sh", "-c", &script], Duration::from_secs(60));
         assert_eq!(left.fetch().expect("runs").trim(), "{}");
         let sleeper = std::fs::read_to_string(&pidfile).expect("pid");
-        let state =
-            std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
-        let running = state
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .is_some_and(|s| s != 'Z');
-        assert!(!running, "the grandchild outlived the fetch: {state}");
+        // SIGKILL takes effect as the kernel next schedules it: look for up to 2 s.
+        let running = || {
+            let state = std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim()))
+                .unwrap_or_default();
+            state
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+                .is_some_and(|s| s != 'Z')
+        };
+        let looked = Instant::now();
+        while running() && looked.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!running(), "the grandchild outlived the fetch");
     }
 
     #[test]

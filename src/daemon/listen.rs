@@ -31,6 +31,102 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CROWDED_HEADER_TIMEOUT: Duration = Duration::from_millis(250);
 /// The longest a connection lives, whatever it does: a trickled body cannot hold a slot.
 pub const LIFETIME: Duration = Duration::from_secs(600);
+/// How long a reply may wait for the client to read it: a client that asks and never reads
+/// (pipelining request after request) is cut off, and what was written for it freed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection whose writes each have a deadline: a write (or flush) that makes no progress
+/// for `WRITE_TIMEOUT` fails, and the connection closes.
+struct WriteDeadline<T> {
+    io: T,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T) -> Self {
+        WriteDeadline { io, stalled: None }
+    }
+
+    /// `progress` as the write went: ready resets the deadline, pending starts it (or fails
+    /// once it has passed).
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        progress: std::task::Poll<io::Result<R>>,
+    ) -> std::task::Poll<io::Result<R>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        match progress {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client did not read its reply",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let progress = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, progress)
+    }
+
+    /// Vectored, as the socket is: hyper then sends a shared reply from where it lies
+    /// instead of copying it into each connection's buffer.
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let progress = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, progress)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let progress = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, progress)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// A listener, and who each accepted connection is (handlers read it as `ConnectInfo`).
 pub trait Listener: Send + 'static {
@@ -91,7 +187,7 @@ pub async fn serve<L: Listener>(listener: L, app: Router, what: &'static str) {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(leash)
-                .serve_connection(TokioIo::new(io), service);
+                .serve_connection(TokioIo::new(WriteDeadline::new(io)), service);
             let _ = tokio::time::timeout(LIFETIME, connection).await;
         });
     }

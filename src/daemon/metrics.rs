@@ -214,6 +214,15 @@ impl Metrics {
         }
         let mut instances: Vec<Arc<str>> = counts.keys().map(|(i, _)| Arc::clone(i)).collect();
         instances.dedup();
+        // Past the ceiling, per-instance series too are for the instances with drift only:
+        // 100,000 instances are 400,000 series otherwise.
+        if self.limited {
+            instances.retain(|i| {
+                [Drift::Exposed, Drift::Blocked]
+                    .iter()
+                    .any(|d| counts.contains_key(&(i, *d)))
+            });
+        }
         for gone in self
             .instances
             .iter()

@@ -51,7 +51,15 @@ pub struct Shared {
     /// meanwhile (signals, the socket, changed sources), one follows.
     reloading: std::sync::atomic::AtomicBool,
     reload_pending: std::sync::atomic::AtomicBool,
+    /// The last /metrics text and when it was rendered: scrapes within `RENDER_REUSE` of it
+    /// share it, and one renders at a time (`rendering`), off the async workers.
+    rendered: Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
+    rendering: tokio::sync::Mutex<()>,
 }
+
+/// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
+/// a second and one copy of the text, not one each.
+const RENDER_REUSE: Duration = Duration::from_secs(1);
 
 /// What a request for a reload came to.
 #[derive(Debug)]
@@ -123,6 +131,26 @@ impl Shared {
         .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
         self.reloading.store(false, SeqCst);
         Reload::Done(result)
+    }
+
+    /// The /metrics text: the last rendering if it is fresh, else a new one, rendered on a
+    /// blocking thread (the flow table first, then the registry: the cycle never holds both).
+    async fn metrics_text(self: &Arc<Self>) -> axum::body::Bytes {
+        let _one = self.rendering.lock().await;
+        if let Some((at, text)) = &*lock(&self.rendered)
+            && at.elapsed() < RENDER_REUSE
+        {
+            return text.clone();
+        }
+        let shared = self.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            let flows = lock(&shared.latest);
+            axum::body::Bytes::from(lock(&shared.metrics).render(&flows))
+        })
+        .await
+        .unwrap_or_default();
+        *lock(&self.rendered) = Some((std::time::Instant::now(), text.clone()));
+        text
     }
 
     /// Whether a source changed or a command is due: then a load runs before the cycle.
@@ -340,6 +368,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         freshness: Mutex::new(freshness),
         reloading: Default::default(),
         reload_pending: Default::default(),
+        rendered: Mutex::new(None),
+        rendering: tokio::sync::Mutex::new(()),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
@@ -350,10 +380,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let metrics_app = Router::new()
         .route(
             "/metrics",
-            // The flow table first, then the registry: the cycle never holds both.
             get(move || async move {
-                let flows = lock(&web.latest);
-                lock(&web.metrics).render(&flows)
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    web.metrics_text().await,
+                )
             }),
         )
         .route("/-/healthy", get(|| async { "OK\n" }))
