@@ -129,6 +129,16 @@ impl SourceSpec {
         }
     }
 
+    /// The longest its fetch can take before the fetch's own bounds end it: past this, a
+    /// fetch is stuck (the watchdog's business).
+    pub fn fetch_bound(&self) -> Duration {
+        match &self.origin {
+            Origin::File(_) => FILE_READ,
+            Origin::Command(_) => self.timeout,
+            Origin::Api { .. } => api_deadline(self.timeout, self.refresh),
+        }
+    }
+
     /// The file that names this source in errors: the path, or the command as written.
     pub fn file(&self) -> PathBuf {
         match &self.origin {
@@ -151,9 +161,7 @@ fn fetch_api(
     refresh: Duration,
 ) -> Result<String, crate::cloudapi::ApiError> {
     use crate::cloudapi::{Budget, qingcloud, tencent};
-    // A fetch slower than its refresh could never keep up; ten requests' time is the least
-    // a short refresh leaves a slow API.
-    let refresh = refresh.max(timeout * FETCH_TIMEOUTS);
+    let refresh = api_deadline(timeout, refresh);
     match api {
         Api::Tencent => {
             let credentials = tencent::credentials()?;
@@ -191,6 +199,15 @@ fn fetch_api(
 
 /// The fewest request timeouts a fetch's deadline holds.
 const FETCH_TIMEOUTS: u32 = 10;
+
+/// How long an API fetch may take: a fetch slower than its refresh could never keep up, and
+/// ten requests' time is the least a short refresh leaves a slow API.
+fn api_deadline(timeout: Duration, refresh: Duration) -> Duration {
+    refresh.max(timeout * FETCH_TIMEOUTS)
+}
+
+/// The longest reading a file source may take (a regular file of at most 256 MiB).
+const FILE_READ: Duration = Duration::from_secs(60);
 
 /// The process groups of the commands sources are running, so that an agent that stops
 /// kills them rather than leave them to init.

@@ -55,6 +55,8 @@ pub struct Shared {
     /// share it, and one renders at a time (`rendering`), off the async workers.
     rendered: Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
     rendering: tokio::sync::Mutex<()>,
+    /// The running load: when it began and what its sources' bounds allow it.
+    load_started: Mutex<Option<(tokio::time::Instant, Duration)>>,
 }
 
 /// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
@@ -115,22 +117,32 @@ impl Shared {
     /// /metrics, the socket or signals.
     pub async fn reload_off_thread(self: Arc<Self>) -> Reload {
         use std::sync::atomic::Ordering::SeqCst;
-        if self.reloading.swap(true, SeqCst) {
-            self.reload_pending.store(true, SeqCst);
-            return Reload::Queued;
-        }
-        let shared = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut result = shared.reload();
-            while shared.reload_pending.swap(false, SeqCst) {
-                result = shared.reload();
+        // Asked for first, then run if no one is running: whoever runs reloads until no
+        // request is pending, and checks again once it has stopped, so none is lost.
+        self.reload_pending.store(true, SeqCst);
+        let mut last = None;
+        loop {
+            if self.reloading.swap(true, SeqCst) {
+                return last.map_or(Reload::Queued, Reload::Done);
             }
-            result
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
-        self.reloading.store(false, SeqCst);
-        Reload::Done(result)
+            let shared = self.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                loop {
+                    shared.reload_pending.store(false, SeqCst);
+                    let result = shared.reload();
+                    if !shared.reload_pending.load(SeqCst) {
+                        return result;
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+            self.reloading.store(false, SeqCst);
+            if !self.reload_pending.load(SeqCst) {
+                return Reload::Done(result);
+            }
+            last = Some(result);
+        }
     }
 
     /// The /metrics text: the last rendering if it is fresh, else a new one, rendered on a
@@ -160,6 +172,16 @@ impl Shared {
 
     /// Loads the config and its sources, as `freshness` serves them.
     fn load(&self) -> Result<Config, crate::config::ConfigError> {
+        let bound = self.config().sources.iter().map(|s| s.fetch_bound()).sum();
+        *lock(&self.load_started) = Some((tokio::time::Instant::now(), bound));
+        // Cleared however the load ends, a panic included.
+        struct Ended<'a>(&'a Mutex<Option<(tokio::time::Instant, Duration)>>);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                *lock(self.0) = None;
+            }
+        }
+        let _ended = Ended(&self.load_started);
         let mut freshness = lock(&self.freshness);
         let now = std::time::Instant::now();
         let mut attempt = freshness::Attempt::new(&self.config_path);
@@ -370,6 +392,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         reload_pending: Default::default(),
         rendered: Mutex::new(None),
         rendering: tokio::sync::Mutex::new(()),
+        load_started: Mutex::new(None),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
@@ -501,9 +524,18 @@ async fn watch(shared: Arc<Shared>) {
         let activity =
             Counters::get(&shared.activity.sent) + Counters::get(&shared.activity.answered);
         let started = *lock(&shared.cycle_started);
-        let stalled = monitor.stalled(tokio::time::Instant::now(), started, activity);
+        let now = tokio::time::Instant::now();
+        let load = *lock(&shared.load_started);
+        let load_stuck = progress::load_overran(now, load);
+        let stalled = monitor.stalled(now, started, activity) || load_stuck;
         if stalled && !was_stalled {
-            tracing::error!(limit = ?limit, "the cycle is stuck: no probe sent or answered within the limit; the systemd watchdog is no longer fed");
+            if load_stuck {
+                tracing::error!(
+                    "loading the sources has run past every bound their fetches have; the systemd watchdog is no longer fed"
+                );
+            } else {
+                tracing::error!(limit = ?limit, "the cycle is stuck: no probe sent or answered within the limit; the systemd watchdog is no longer fed");
+            }
         }
         was_stalled = stalled;
         lock(&shared.metrics).set_cycle_state(started.is_some(), stalled);

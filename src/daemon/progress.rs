@@ -39,6 +39,16 @@ impl Monitor {
     }
 }
 
+/// Whether a load has run past what its sources' own bounds allow (each source's fetch bound,
+/// one after another, and `LOAD_SLACK` for parsing): then something is stuck that no bound
+/// ends, and the agent is no better than stalled.
+pub fn load_overran(now: Instant, load: Option<(Instant, Duration)>) -> bool {
+    load.is_some_and(|(started, bound)| now.duration_since(started) > bound + LOAD_SLACK)
+}
+
+/// What a load may take beyond its fetches: parsing and linking a large config.
+pub const LOAD_SLACK: Duration = Duration::from_secs(60);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +87,19 @@ mod tests {
             "a new cycle starts its clock"
         );
         assert!(monitor.stalled(at(560), Some(at(500)), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_is_stuck_only_past_its_sources_bounds_and_the_slack() {
+        let start = Instant::now();
+        let bound = Duration::from_secs(300);
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert!(!load_overran(at(10_000), None), "no load running");
+        assert!(!load_overran(at(300), Some((start, bound))));
+        assert!(
+            !load_overran(at(360), Some((start, bound))),
+            "within the slack"
+        );
+        assert!(load_overran(at(361), Some((start, bound))));
     }
 }
