@@ -61,22 +61,42 @@ impl ApiError {
     /// The error with every credential of `credentials` blanked out of its text: an API's
     /// message, or an export's field, may quote what the request carried.
     pub fn redacted(self, credentials: &Credentials) -> ApiError {
-        let text = self.to_string();
-        if !credentials.appear_in(&text) {
+        if !credentials.appear_in(&self.to_string()) {
             return self;
         }
-        let api = match &self {
-            ApiError::NoCredentials { api, .. }
-            | ApiError::Transport { api, .. }
-            | ApiError::Refused { api, .. }
-            | ApiError::Throttled { api, .. }
-            | ApiError::Bound { api, .. } => *api,
-            ApiError::Source(_) => "api",
-        };
-        ApiError::Transport {
-            api,
-            action: String::new(),
-            message: credentials.redact(&text),
+        let clean = |text: String| credentials.redact(&text);
+        match self {
+            ApiError::Transport {
+                api,
+                action,
+                message,
+            } => ApiError::Transport {
+                api,
+                action: clean(action),
+                message: clean(message),
+            },
+            ApiError::Refused {
+                api,
+                action,
+                code,
+                message,
+            } => ApiError::Refused {
+                api,
+                action: clean(action),
+                code: clean(code),
+                message: clean(message),
+            },
+            ApiError::Bound { api, action, what } => ApiError::Bound {
+                api,
+                action: clean(action),
+                what: clean(what),
+            },
+            // The others hold no text from outside but an export's, named here in one piece.
+            other => ApiError::Transport {
+                api: "api",
+                action: "import".to_string(),
+                message: clean(other.to_string()),
+            },
         }
     }
 }
@@ -257,15 +277,37 @@ impl Credentials {
         .filter(|s| !s.is_empty())
     }
 
-    fn appear_in(&self, text: &str) -> bool {
-        self.secrets().any(|s| text.contains(s))
+    /// Each secret as it may be quoted: as it is, percent-encoded (in a signed query) and
+    /// JSON-escaped (in an echoed body).
+    fn spellings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for secret in self.secrets() {
+            out.push(secret.to_string());
+            out.push(sign::encode(secret));
+            out.push(
+                serde_json::to_string(secret)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_string(),
+            );
+        }
+        out.retain(|s| !s.is_empty());
+        out.sort();
+        out.dedup();
+        out
     }
 
-    /// `text` with the key id, secret and token each replaced by `[redacted]`.
+    fn appear_in(&self, text: &str) -> bool {
+        self.spellings().iter().any(|s| text.contains(s.as_str()))
+    }
+
+    /// `text` with the key id, secret and token, however quoted, replaced by `[redacted]`.
     pub fn redact(&self, text: &str) -> String {
-        self.secrets().fold(text.to_string(), |text, secret| {
-            text.replace(secret, "[redacted]")
-        })
+        self.spellings()
+            .iter()
+            .fold(text.to_string(), |text, secret| {
+                text.replace(secret.as_str(), "[redacted]")
+            })
     }
 }
 

@@ -197,6 +197,25 @@ fn fetch_api(
     }
 }
 
+/// Reads a command's pipe on a thread of its own, which sends what it read when the pipe
+/// closes: a process that left the command's group (setsid) and holds the pipe open is
+/// waited for only until the command's deadline. Past `cap` it drains the rest, so the
+/// command never blocks on a full pipe.
+fn read_pipe<R: std::io::Read + Send + 'static>(
+    mut pipe: R,
+    cap: u64,
+) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut text = Vec::new();
+        let _ = (&mut pipe).take(cap).read_to_end(&mut text);
+        let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+        let _ = sender.send(text);
+    });
+    receiver
+}
+
 /// The fewest request timeouts a fetch's deadline holds.
 const FETCH_TIMEOUTS: u32 = 10;
 
@@ -213,21 +232,33 @@ const FILE_READ: Duration = Duration::from_secs(60);
 /// kills them rather than leave them to init.
 static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-/// One command's process group, unregistered when dropped.
+/// One command's process group, registered until its command is reaped.
 #[derive(Debug)]
 struct Running(u32);
 
+/// The agent is stopping: a command started now is killed at once.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Running {
     fn register(pid: u32) -> Running {
-        RUNNING
+        let mut running = RUNNING
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(pid);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            kill_group(pid);
+        }
+        running.push(pid);
         Running(pid)
     }
 
-    fn kill(&self) {
+    /// Kills the group and unregisters it, before its command is reaped: until then the
+    /// group's id is the command's and cannot be another's.
+    fn end(self) {
+        let mut running = RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         kill_group(self.0);
+        running.retain(|pid| *pid != self.0);
     }
 
     /// Whether the command has exited, leaving it unreaped.
@@ -242,15 +273,6 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|pid| *pid != self.0);
-    }
-}
-
 fn kill_group(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = nix::sys::signal::killpg(
@@ -260,14 +282,16 @@ fn kill_group(pid: u32) {
     }
 }
 
-/// Kills every command a source is running, with its children: the agent is stopping.
+/// Kills every command a source is running, with its children, and any started from now
+/// on: the agent is stopping. Under the lock, so that no group is unregistered (and its id
+/// freed) meanwhile.
 pub fn kill_running_commands() {
     let running = RUNNING
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    for pid in running {
-        kill_group(pid);
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    for pid in running.iter() {
+        kill_group(*pid);
     }
 }
 
@@ -295,23 +319,11 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
         .spawn()
         .map_err(|e| failed(format!("cannot start: {e}")))?;
     let group = Running::register(child.id());
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
     // Readers on their own threads: a full pipe must not stall the child past its deadline.
-    let out = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut text = Vec::new();
-        let _ = (&mut stdout)
-            .take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut text = Vec::new();
-        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut text);
-        text
-    });
+    let out = read_pipe(stdout, MAX_FILE_BYTES + 1);
+    let err = read_pipe(stderr, 64 * 1024);
     let deadline = Instant::now() + timeout;
     loop {
         // Seen exited but not reaped: while it is a zombie its pid, the group's id, cannot be
@@ -320,7 +332,7 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
             Ok(true) => break,
             Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(false) | Err(_) => {
-                group.kill();
+                group.end();
                 let _ = child.wait();
                 return Err(failed(format!(
                     "killed after {}",
@@ -329,12 +341,15 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
             }
         }
     }
-    group.kill();
+    group.end();
     let status = child
         .wait()
         .map_err(|e| failed(format!("cannot wait for it: {e}")))?;
-    let text = out.join().unwrap_or_default();
-    let errors = String::from_utf8_lossy(&err.join().unwrap_or_default())
+    let left = || deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+    let text = out
+        .recv_timeout(left())
+        .map_err(|_| failed("its output never ended: a process it started holds it open".into()))?;
+    let errors = String::from_utf8_lossy(&err.recv_timeout(left()).unwrap_or_default())
         .trim()
         .to_string();
     if !status.success() {

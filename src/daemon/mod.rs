@@ -57,6 +57,8 @@ pub struct Shared {
     rendering: tokio::sync::Mutex<()>,
     /// The running load: when it began and what its sources' bounds allow it.
     load_started: Mutex<Option<(tokio::time::Instant, Duration)>>,
+    /// The next load fetches every source now, commands included, whatever their refresh.
+    fetch_all: std::sync::atomic::AtomicBool,
 }
 
 /// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
@@ -116,28 +118,38 @@ impl Shared {
     /// `reload` on a blocking thread: reading and parsing a large config must not stall
     /// /metrics, the socket or signals.
     pub async fn reload_off_thread(self: Arc<Self>) -> Reload {
+        let shared = self.clone();
+        // All of it on the blocking thread, the flag's release included: a caller that stops
+        // waiting (a client gone, a connection's lifetime over) cannot leave it set.
+        tokio::task::spawn_blocking(move || shared.coalesced_reload())
+            .await
+            .unwrap_or_else(|e| Reload::Done(Err(format!("the reload task failed: {e}"))))
+    }
+
+    /// Asked for first, then run if no one is running: whoever runs reloads until no request
+    /// is pending, and checks again once it has stopped, so none is lost.
+    fn coalesced_reload(&self) -> Reload {
         use std::sync::atomic::Ordering::SeqCst;
-        // Asked for first, then run if no one is running: whoever runs reloads until no
-        // request is pending, and checks again once it has stopped, so none is lost.
         self.reload_pending.store(true, SeqCst);
         let mut last = None;
         loop {
             if self.reloading.swap(true, SeqCst) {
                 return last.map_or(Reload::Queued, Reload::Done);
             }
-            let shared = self.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                loop {
-                    shared.reload_pending.store(false, SeqCst);
-                    let result = shared.reload();
-                    if !shared.reload_pending.load(SeqCst) {
-                        return result;
+            let mut result = Ok(());
+            {
+                // Released however the reloads end, a panic included.
+                struct Release<'a>(&'a std::sync::atomic::AtomicBool);
+                impl Drop for Release<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
-            self.reloading.store(false, SeqCst);
+                let _release = Release(&self.reloading);
+                while self.reload_pending.swap(false, SeqCst) {
+                    result = self.reload();
+                }
+            }
             if !self.reload_pending.load(SeqCst) {
                 return Reload::Done(result);
             }
@@ -147,27 +159,39 @@ impl Shared {
 
     /// The /metrics text: the last rendering if it is fresh, else a new one, rendered on a
     /// blocking thread (the flow table first, then the registry: the cycle never holds both).
-    async fn metrics_text(self: &Arc<Self>) -> axum::body::Bytes {
+    async fn metrics_text(self: &Arc<Self>) -> Option<axum::body::Bytes> {
         let _one = self.rendering.lock().await;
-        if let Some((at, text)) = &*lock(&self.rendered)
-            && at.elapsed() < RENDER_REUSE
-        {
-            return text.clone();
-        }
         let shared = self.clone();
-        let text = tokio::task::spawn_blocking(move || {
-            let flows = lock(&shared.latest);
-            axum::body::Bytes::from(lock(&shared.metrics).render(&flows))
+        // Checked and stored on the blocking thread: a scrape that goes away mid-render
+        // still leaves its rendering for the next.
+        tokio::task::spawn_blocking(move || {
+            if let Some((at, text)) = &*lock(&shared.rendered)
+                && at.elapsed() < RENDER_REUSE
+            {
+                return text.clone();
+            }
+            let text = {
+                let flows = lock(&shared.latest);
+                axum::body::Bytes::from(lock(&shared.metrics).render(&flows))
+            };
+            *lock(&shared.rendered) = Some((std::time::Instant::now(), text.clone()));
+            text
         })
         .await
-        .unwrap_or_default();
-        *lock(&self.rendered) = Some((std::time::Instant::now(), text.clone()));
-        text
+        .ok()
     }
 
-    /// Whether a source changed or a command is due: then a load runs before the cycle.
+    /// Whether a source changed or a command is due: then a load runs before the cycle. The
+    /// freshness lock is held across a load's fetches, so this never waits for it (it runs
+    /// on an async worker): a load under way is as good as one due.
     fn sources_due(&self) -> bool {
-        lock(&self.freshness).due(&self.config(), std::time::Instant::now())
+        match self.freshness.try_lock() {
+            Ok(freshness) => freshness.due(&self.config(), std::time::Instant::now()),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned
+                .into_inner()
+                .due(&self.config(), std::time::Instant::now()),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
     }
 
     /// Loads the config and its sources, as `freshness` serves them.
@@ -183,6 +207,12 @@ impl Shared {
         }
         let _ended = Ended(&self.load_started);
         let mut freshness = lock(&self.freshness);
+        if self
+            .fetch_all
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            freshness.force();
+        }
         let now = std::time::Instant::now();
         let mut attempt = freshness::Attempt::new(&self.config_path);
         let result = Config::load_for_agent(&self.config_path, &mut |source| {
@@ -257,7 +287,12 @@ impl Shared {
                 .any(|r| tracker.would_confirm(&r.key, r.drift))
         };
         if pending && !config.sources.is_empty() {
-            lock(&self.freshness).force();
+            // Taken up by the load, which holds the freshness lock: never waited for here.
+            self.fetch_all
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // A load sends no probe: the watchdog judges it by the load's own bounds, not as a
+            // silent cycle.
+            let probing = lock(&self.cycle_started).take();
             let fresh = match self.clone().reload_off_thread().await {
                 Reload::Done(Ok(())) => self.config(),
                 Reload::Done(Err(_)) => config.clone(),
@@ -269,6 +304,9 @@ impl Shared {
                     self.config()
                 }
             };
+            if probing.is_some() {
+                *lock(&self.cycle_started) = Some(tokio::time::Instant::now());
+            }
             cycle::rejudge(&fresh, &mut checked.results);
         }
         // The engine decided how to probe; its warnings say whether raw sockets were there.
@@ -393,6 +431,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         rendered: Mutex::new(None),
         rendering: tokio::sync::Mutex::new(()),
         load_started: Mutex::new(None),
+        fetch_all: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
@@ -404,13 +443,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .route(
             "/metrics",
             get(move || async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    web.metrics_text().await,
-                )
+                match web.metrics_text().await {
+                    Some(text) => (
+                        StatusCode::OK,
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    ),
+                    None => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; charset=utf-8",
+                        )],
+                        axum::body::Bytes::from_static(b"rendering the metrics failed\n"),
+                    ),
+                }
             }),
         )
         .route("/-/healthy", get(|| async { "OK\n" }))
@@ -467,7 +517,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // Cancelled at its next await: its sockets close as the engine's state drops.
     cycles.abort();
     watcher.abort();
-    let _ = tokio::time::timeout(Duration::from_millis(500), cycles).await;
+    // A task that ended has given its result already: only a running cycle is waited for.
+    if ended.is_none() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), cycles).await;
+    }
     // A command a source is running dies with its process group, children and all.
     crate::config::kill_running_commands();
     socket_file.remove();

@@ -392,12 +392,6 @@ impl Inventory {
             return Ok(());
         };
         let old = &mut self.instances[at];
-        if old.id.is_none()
-            && let Some(id) = &new.id
-        {
-            self.index.ids.entry(id.clone()).or_insert(at);
-            old.id = new.id;
-        }
         if !new.addresses.is_empty() {
             old.addresses = new.addresses;
         }
