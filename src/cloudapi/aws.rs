@@ -95,7 +95,32 @@ async fn read(
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    let client = aws_sdk_ec2::Client::new(&loader.load().await);
+    let config = loader.load().await;
+    let described = describe(aws_sdk_ec2::Client::new(&config)).await;
+    // An endpoint may echo what a request carried (the session token): no error repeats it.
+    match credentials_of(&config).await {
+        Some(credentials) => described.map_err(|e| e.redacted(&credentials)),
+        None => described,
+    }
+}
+
+/// The keys the SDK signs with, to keep them out of errors; `None` where it has none.
+async fn credentials_of(config: &aws_config::SdkConfig) -> Option<super::Credentials> {
+    use aws_sdk_ec2::config::ProvideCredentials;
+    let keys = config
+        .credentials_provider()?
+        .provide_credentials()
+        .await
+        .ok()?;
+    Some(super::Credentials {
+        id: keys.access_key_id().to_string(),
+        secret: keys.secret_access_key().to_string(),
+        token: keys.session_token().map(str::to_string),
+    })
+}
+
+/// Every page of what the fetch reads, as native TOML.
+async fn describe(client: aws_sdk_ec2::Client) -> Result<String, ApiError> {
     let mut merged = Merged::default();
     let mut counted = Pages::default();
 

@@ -216,6 +216,9 @@ fn read_pipe<R: std::io::Read + Send + 'static>(
     receiver
 }
 
+/// How much of a failing command's stderr its error shows, in characters, from the end.
+const STDERR_SHOWN: usize = 1024;
+
 /// The fewest request timeouts a fetch's deadline holds.
 const FETCH_TIMEOUTS: u32 = 10;
 
@@ -353,7 +356,16 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
         .trim()
         .to_string();
     if !status.success() {
-        return Err(failed(format!("exited with {status}: {errors}")));
+        // Its last lines say why; a CLI's debug output before them may hold its credentials.
+        let start = errors
+            .char_indices()
+            .rev()
+            .nth(STDERR_SHOWN - 1)
+            .map_or(0, |(at, _)| at);
+        return Err(failed(format!(
+            "exited with {status}: {}",
+            &errors[start..]
+        )));
     }
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(failed(format!("printed more than {MAX_FILE_BYTES} bytes")));

@@ -239,6 +239,17 @@ mod tests {
         std::fs::write(dir.join(name), text).expect("write");
     }
 
+    /// A config in `dir` whose one source, `sgs`, is the file `sg.json` with one rule.
+    fn one_file_source(dir: &Path) -> PathBuf {
+        write(dir, "sg.json", &group(1));
+        write(
+            dir,
+            "sgprobe.toml",
+            "[[source]]\nname = \"sgs\"\nformat = \"aws\"\npath = \"sg.json\"\n[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nsecurity_groups = [\"sg-1\"]\n",
+        );
+        dir.join("sgprobe.toml")
+    }
+
     /// One load as the agent does it; the config, if it loaded.
     fn load(freshness: &mut Freshness, config: &Path, now: Instant) -> Option<Config> {
         let mut attempt = Attempt::new(config);
@@ -250,13 +261,7 @@ mod tests {
     #[test]
     fn a_changed_file_is_due_and_a_broken_one_keeps_the_old_rules_with_up_0() {
         let dir = tempfile::tempdir().expect("temp dir");
-        write(dir.path(), "sg.json", &group(1));
-        write(
-            dir.path(),
-            "sgprobe.toml",
-            "[[source]]\nname = \"sgs\"\nformat = \"aws\"\npath = \"sg.json\"\n[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nsecurity_groups = [\"sg-1\"]\n",
-        );
-        let config_path = dir.path().join("sgprobe.toml");
+        let config_path = one_file_source(dir.path());
         let mut freshness = Freshness::default();
         let now = Instant::now();
         let config = load(&mut freshness, &config_path, now).expect("loads");
@@ -297,13 +302,7 @@ mod tests {
     #[test]
     fn a_file_changed_while_it_loads_or_whose_permissions_change_is_read_again() {
         let dir = tempfile::tempdir().expect("temp dir");
-        write(dir.path(), "sg.json", &group(1));
-        write(
-            dir.path(),
-            "sgprobe.toml",
-            "[[source]]\nname = \"sgs\"\nformat = \"aws\"\npath = \"sg.json\"\n[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nsecurity_groups = [\"sg-1\"]\n",
-        );
-        let config_path = dir.path().join("sgprobe.toml");
+        let config_path = one_file_source(dir.path());
         let mut freshness = Freshness::default();
         let now = Instant::now();
         // The export is rewritten just after the load read it, before the load ends.
