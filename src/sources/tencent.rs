@@ -286,8 +286,8 @@ mod tests {
     #[test]
     fn any_0_0_0_0_slash_n_is_read_as_0_0_0_0_slash_0() {
         // Tencent Cloud API 3.0, data structure SecurityGroupPolicy, field CidrBlock: any
-        // 0.0.0.0/n is treated as 0.0.0.0/0 (as issue 9 quotes it; the pages this session
-        // could search show only the field's general text).
+        // 0.0.0.0/n is treated as 0.0.0.0/0 (the field's description as quoted to us; the
+        // stored copies of the page show only its general text).
         let rules = ingress(
             r#"{"Protocol": "TCP", "Port": "22", "CidrBlock": "0.0.0.0/8", "Action": "DROP"}"#,
         )
