@@ -32,7 +32,13 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .ok()
         .filter(|d| (low..=high).contains(d))
-        .ok_or_else(|| format!("{text:?}: expected a duration from 10ms to 1m, such as 500ms"))
+        .ok_or_else(|| {
+            format!(
+                "{text:?}: expected a duration from {} to {}, such as 500ms",
+                humantime::format_duration(low),
+                humantime::format_duration(high)
+            )
+        })
 }
 
 fn parse_rate(text: &str) -> Result<u32, String> {

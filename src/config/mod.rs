@@ -368,7 +368,9 @@ fn source_spec(
                 spans.at(
                     value.span(),
                     format!(
-                        "source.{key}: expected a duration from 1s to 1day such as \"5m\", found {:?}",
+                        "source.{key}: expected a duration from {} to {} such as \"5m\", found {:?}",
+                        humantime::format_duration(low),
+                        humantime::format_duration(high),
                         value.get_ref()
                     ),
                 )

@@ -51,6 +51,14 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// A file's fingerprint from before the load read it; now, for a file it did not read.
+    fn print_of(&self, path: &Path) -> Option<Fingerprint> {
+        self.prints
+            .iter()
+            .find(|(seen, _)| seen == path)
+            .map_or_else(|| Fingerprint::of(path), |(_, print)| *print)
+    }
+
     /// An attempt at loading `config`, fingerprinted now, before it is read.
     pub fn new(config: &Path) -> Attempt {
         Attempt {
@@ -165,11 +173,7 @@ impl Freshness {
                     self.files.push((config_path.to_path_buf(), None));
                 }
                 for (path, print) in &mut self.files {
-                    *print = attempt
-                        .prints
-                        .iter()
-                        .find(|(seen, _)| seen == path)
-                        .map_or_else(|| Fingerprint::of(path), |(_, seen)| *seen);
+                    *print = attempt.print_of(path);
                 }
                 return;
             }
@@ -181,11 +185,7 @@ impl Freshness {
                 _ => None,
             }))
             .map(|path| {
-                let print = attempt
-                    .prints
-                    .iter()
-                    .find(|(seen, _)| *seen == path)
-                    .map_or_else(|| Fingerprint::of(&path), |(_, print)| *print);
+                let print = attempt.print_of(&path);
                 (path, print)
             })
             .collect();

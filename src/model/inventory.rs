@@ -214,20 +214,8 @@ impl InstanceIndex {
     /// The instance `key` names: the one with that cloud id, else the one with that name, if
     /// only one has it.
     fn lookup(&self, instances: &[Instance], key: &str) -> Result<Option<usize>, AmbiguousName> {
-        if let Some(at) = self.ids.get(key) {
-            return Ok(Some(*at));
-        }
-        match self.names.get(key).map(Vec::as_slice) {
-            None | Some([]) => Ok(None),
-            Some([at]) => Ok(Some(*at)),
-            Some(all) => Err(AmbiguousName {
-                name: key.to_string(),
-                ids: all
-                    .iter()
-                    .map(|at| instances[*at].key().to_string())
-                    .collect(),
-            }),
-        }
+        let named = self.names.get(key).map_or(&[][..], Vec::as_slice);
+        resolve(instances, key, self.ids.get(key).copied(), named)
     }
 
     /// The instance `add_instance` merges `new` into: an instance with a cloud id is the
@@ -241,21 +229,35 @@ impl InstanceIndex {
     }
 }
 
+/// Which of `instances` `key` names, given where the one with that id is and those with that
+/// name are: the one with the id, else the one with the name, if only one has it.
+fn resolve(
+    instances: &[Instance],
+    key: &str,
+    by_id: Option<usize>,
+    named: &[usize],
+) -> Result<Option<usize>, AmbiguousName> {
+    match (by_id, named) {
+        (Some(at), _) => Ok(Some(at)),
+        (None, []) => Ok(None),
+        (None, [at]) => Ok(Some(*at)),
+        (None, all) => Err(AmbiguousName {
+            name: key.to_string(),
+            ids: all
+                .iter()
+                .map(|at| instances[*at].key().to_string())
+                .collect(),
+        }),
+    }
+}
+
 impl Inventory {
     /// The instance `key` names: by cloud id, or by a name only one instance has.
     pub fn instance(&self, key: &str) -> Result<Option<&Instance>, AmbiguousName> {
-        if let Some(found) = self.instances.iter().find(|i| i.id.as_deref() == Some(key)) {
-            return Ok(Some(found));
-        }
-        let named: Vec<&Instance> = self.instances.iter().filter(|i| i.name == key).collect();
-        match named.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(one)),
-            all => Err(AmbiguousName {
-                name: key.to_string(),
-                ids: all.iter().map(|i| i.key().to_string()).collect(),
-            }),
-        }
+        let all = &self.instances;
+        let by_id = all.iter().position(|i| i.id.as_deref() == Some(key));
+        let named: Vec<usize> = (0..all.len()).filter(|at| all[*at].name == key).collect();
+        Ok(resolve(all, key, by_id, &named)?.map(|at| &all[at]))
     }
 
     /// The addresses of a set and every set it includes that the exports hold, less those
