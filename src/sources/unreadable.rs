@@ -172,11 +172,14 @@ pub fn group(cloud: Cloud, id: Option<String>, at: &Node, error: SourceError) ->
 
 /// Every unreadable part of an inventory: the group holding it and what failed, once each.
 pub fn report(inv: &Inventory) -> Vec<(&str, &Unreadable)> {
+    // A set beside the list: an export of a shape sgprobe does not know may be unreadable
+    // throughout, and a search of the list for each of its rules would be quadratic.
+    let mut seen = std::collections::HashSet::new();
     let mut found: Vec<(&str, &Unreadable)> = Vec::new();
     for group in inv.groups.values() {
         for rule in group.ingress.iter().chain(&group.egress) {
             if let Service::Unreadable(u) = &rule.service
-                && !found.iter().any(|(g, seen)| *g == group.id && *seen == u)
+                && seen.insert((group.id.as_str(), u))
             {
                 found.push((&group.id, u));
             }
