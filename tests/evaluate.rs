@@ -63,7 +63,7 @@ fn verdict_from_port(
     let decided = verdict
         .decider
         .rule
-        .map(|r| (r.origin.group.clone(), r.origin.index));
+        .map(|r| (r.origin.group.to_string(), r.origin.index));
     let ids = verdict
         .decider
         .rule

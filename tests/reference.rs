@@ -121,7 +121,7 @@ fn build(cloud: Cloud, groups: &[Vec<R>]) -> Inventory {
                 local: Peer::All,
                 priority: Some(r.priority),
                 origin: Origin {
-                    group: id.clone(),
+                    group: id.as_str().into(),
                     index,
                     ..Origin::default()
                 },

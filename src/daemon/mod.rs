@@ -5,6 +5,7 @@ mod control;
 pub mod cycle;
 mod freshness;
 mod listen;
+mod memory;
 mod metrics;
 mod progress;
 
@@ -148,6 +149,7 @@ impl Shared {
                 let _release = Release(&self.reloading);
                 while self.reload_pending.swap(false, SeqCst) {
                     result = self.reload();
+                    memory::release_freed();
                 }
             }
             if !self.reload_pending.load(SeqCst) {
@@ -370,6 +372,12 @@ impl Shared {
             seconds = elapsed,
             "cycle done"
         );
+        drop((status, latest));
+        // A reload during the cycle left the old rules to this cycle: they go now.
+        if !Arc::ptr_eq(&config, &self.config()) {
+            drop(config);
+            memory::release_freed();
+        }
         Ok(())
     }
 }

@@ -335,6 +335,12 @@ impl Inventory {
         })
     }
 
+    /// Adds a group an export defines, in place of any earlier definition in that export.
+    pub fn insert_group(&mut self, mut group: SecurityGroup) {
+        group.compact();
+        self.groups.insert(group.id.clone(), group);
+    }
+
     /// Adds what another source said. The rules of a group defined again are added to it
     /// (see `SecurityGroup::absorb`: the group's position of disagreement is the error);
     /// later sources replace earlier definitions of the same set; instances with the same
@@ -343,6 +349,8 @@ impl Inventory {
         for (id, group) in other.groups {
             match self.groups.entry(id) {
                 Entry::Vacant(slot) => {
+                    let mut group = group;
+                    group.compact();
                     slot.insert(group);
                 }
                 // A group's own export wins over a listing of it with its tags expanded.

@@ -1,6 +1,7 @@
 //! A security-group rule and the pieces it is made of.
 
 use std::fmt;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -437,8 +438,9 @@ impl fmt::Display for Peer {
 /// Where a rule came from, to name it in explanations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Origin {
-    /// The id of the group (layer object) holding the rule.
-    pub group: String,
+    /// The id of the group (layer object) holding the rule, shared by its rules (see
+    /// `SecurityGroup::compact`).
+    pub group: Arc<str>,
     /// Position in its group's list for its direction, as the export orders it.
     pub index: usize,
     /// The cloud's own rule id, where it has one.

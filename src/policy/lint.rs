@@ -234,7 +234,7 @@ fn alibaba_smtp<'a>(layer: &Layer<'a>, group: &str) -> Vec<Finding<'a>> {
         .rules(Direction::Outbound)
         .iter()
         .filter(|r| {
-            r.origin.group == group
+            *r.origin.group == *group
                 && r.action == Action::Accept
                 && r.priority.is_some_and(|p| Cloud::Alibaba.custom_priorities().contains(&p))
                 && matches!(
@@ -266,7 +266,7 @@ fn world_open<'a>(layer: &Layer<'a>, group: &str) -> Vec<Finding<'a>> {
     layer
         .rules(Direction::Inbound)
         .iter()
-        .filter(|r| r.origin.group == group && r.action == Action::Accept && is_world(&r.peer))
+        .filter(|r| *r.origin.group == *group && r.action == Action::Accept && is_world(&r.peer))
         .filter(|r| {
             matches!(
                 &r.service,

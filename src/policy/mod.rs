@@ -26,7 +26,7 @@ pub struct RuleRef {
 impl From<&crate::model::Rule> for RuleRef {
     fn from(rule: &crate::model::Rule) -> Self {
         RuleRef {
-            group: rule.origin.group.clone(),
+            group: rule.origin.group.to_string(),
             index: rule.origin.index,
             id: rule.origin.id.clone(),
             action: rule.action,

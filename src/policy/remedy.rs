@@ -58,7 +58,7 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
     };
     let decider = verdict.decider.rule;
     let group = decider
-        .map_or(layer.groups[0], |r| r.origin.group.as_str())
+        .map_or(layer.groups[0], |r| &*r.origin.group)
         .to_string();
     let peer = match flow.peer {
         FlowPeer::Addr(addr) => IpNet::from(addr),
@@ -109,7 +109,7 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
             let count = layer
                 .rules(direction)
                 .iter()
-                .filter(|r| r.origin.group == group)
+                .filter(|r| *r.origin.group == *group)
                 .count();
             (count, None, format!("at the end of {group}"))
         }
@@ -154,7 +154,7 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
         local: Peer::All,
         priority,
         origin: Origin {
-            group: group.clone(),
+            group: group.as_str().into(),
             index,
             id: None,
             description: Some(format!("sgprobe: open {}", flow.spec)),

@@ -40,7 +40,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     if root.has("Permissions") {
         recognised = true;
         let group = group_attribute(root, id)?;
-        inv.groups.insert(group.id.clone(), group);
+        inv.insert_group(group);
     }
     if root.has("SecurityGroups") {
         recognised = true;
@@ -58,7 +58,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 }
             })?;
             push(&mut group.egress, outbound_default(&id, Some(basic)));
-            inv.groups.insert(id, group);
+            inv.insert_group(group);
         }
     }
     if root.has("PrefixListId") && root.has("Entries") {
@@ -197,7 +197,7 @@ fn implicit(group: &str, id: &str, action: Action, peer: Peer, priority: i64, wh
         local: Peer::All,
         priority: Some(priority),
         origin: Origin {
-            group: group.to_string(),
+            group: group.into(),
             index: 0,
             id: Some(id.to_string()),
             description: Some(why.to_string()),
@@ -298,7 +298,7 @@ fn permission(
         local,
         priority: Some(priority),
         origin: Origin {
-            group: group.to_string(),
+            group: group.into(),
             index,
             id: item.get("SecurityGroupRuleId").text()?,
             description: item.get("Description").text()?,

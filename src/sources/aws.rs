@@ -27,7 +27,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         for item in root.get("SecurityGroups").elements()? {
             let item = item.node();
             let group = security_group(&item);
-            inv.groups.insert(group.id.clone(), group);
+            inv.insert_group(group);
         }
     }
     if root.has("SecurityGroupRules") {
@@ -39,7 +39,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 Ok(id) => id,
                 Err(error) => {
                     let group = unreadable::group(Cloud::Aws, None, &item, error);
-                    inv.groups.insert(group.id.clone(), group);
+                    inv.insert_group(group);
                     continue;
                 }
             };
@@ -76,7 +76,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                     layers: vec![acl.id.clone()],
                 });
             }
-            inv.groups.insert(acl.id.clone(), acl);
+            inv.insert_group(acl);
         }
     }
     if root.has("Subnets") {
@@ -138,7 +138,7 @@ fn security_group_rule(item: &Node, group: &str, index: usize) -> Result<Rule, S
         return Err(item.error("a peer: CidrIpv4, CidrIpv6, PrefixListId or ReferencedGroupInfo"));
     };
     let origin = Origin {
-        group: group.to_string(),
+        group: group.into(),
         index,
         id: item.get("SecurityGroupRuleId").text()?,
         description: item.get("Description").text()?,
@@ -264,7 +264,7 @@ fn acl_entry(entry: &Node, acl: &str, index: usize) -> Result<Rule, SourceError>
         local: Peer::All,
         priority: Some(priority),
         origin: Origin {
-            group: acl.to_string(),
+            group: acl.into(),
             index,
             id: Some(if priority >= 32767 {
                 "*".to_string()
@@ -379,7 +379,7 @@ fn ip_permission(permission: &Node, group: &str, index: usize) -> Result<Vec<Rul
         .into_iter()
         .map(|(peer, description)| {
             let origin = Origin {
-                group: group.to_string(),
+                group: group.into(),
                 index,
                 id: None,
                 description,

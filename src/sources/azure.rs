@@ -189,7 +189,7 @@ fn nsg(object: &Node, inv: &mut Inventory) -> Result<(), SourceError> {
             layers: vec![id.clone()],
         });
     }
-    inv.groups.insert(id, group);
+    inv.insert_group(group);
     Ok(())
 }
 
@@ -237,7 +237,7 @@ fn blocked_in_vnets(group: &mut SecurityGroup) {
                 local: Peer::All,
                 priority: Some(0),
                 origin: Origin {
-                    group: id.clone(),
+                    group: id.as_str().into(),
                     index,
                     id: Some(format!("vnet-blocks-{}", name.to_ascii_lowercase())),
                     description: Some(format!("{name} packets are blocked within VNets")),
@@ -318,7 +318,7 @@ fn default_rules(group: &str, counted: &mut [usize; 2]) -> Vec<(Direction, Rule)
                 local: set(local),
                 priority: Some(priority),
                 origin: Origin {
-                    group: group.to_string(),
+                    group: group.into(),
                     index: *index - 1,
                     id: Some(name.to_string()),
                     description: Some("default rule".to_string()),
@@ -387,7 +387,7 @@ fn rules(
         Direction::Outbound => (destination, source),
     };
     let origin = Origin {
-        group: group.to_string(),
+        group: group.into(),
         index,
         id: item.get("name").text()?,
         description: fields.get("description").text()?,
@@ -546,7 +546,7 @@ fn effective(entries: &[&Node], inv: &mut Inventory) -> Result<(), SourceError> 
         if !on_nic.is_unset() {
             nic = Some((id_of(&on_nic)?, on_nic.place(), id.clone(), nsg.place()));
         }
-        inv.groups.insert(id, group);
+        inv.insert_group(group);
     }
     if let Some((nic_id, at, nsg, nsg_at)) = nic {
         let mut instance = Instance::new(last_segment(&nic_id), at);

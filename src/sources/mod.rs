@@ -146,14 +146,15 @@ pub fn read_text(file: &Path) -> Result<String, SourceError> {
         });
     }
     let bytes = std::fs::read(file).map_err(io)?;
-    decode(&bytes).ok_or_else(|| SourceError::NotText {
+    decode(bytes).ok_or_else(|| SourceError::NotText {
         file: file.to_path_buf(),
     })
 }
 
 /// Text as exports are saved: UTF-8, with or without a byte-order mark, or UTF-16 with one
-/// (Windows PowerShell's `>` writes UTF-16LE).
-fn decode(bytes: &[u8]) -> Option<String> {
+/// (Windows PowerShell's `>` writes UTF-16LE). UTF-8 is taken in place: an export of 50 MB
+/// is not copied.
+fn decode(mut bytes: Vec<u8>) -> Option<String> {
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
         let units = rest
             .chunks(2)
@@ -162,11 +163,14 @@ fn decode(bytes: &[u8]) -> Option<String> {
             .collect::<Result<String, _>>()
             .ok()
     };
-    match bytes {
-        [0xef, 0xbb, 0xbf, rest @ ..] => String::from_utf8(rest.to_vec()).ok(),
+    match bytes.as_slice() {
         [0xff, 0xfe, rest @ ..] => utf16(rest, u16::from_le_bytes),
         [0xfe, 0xff, rest @ ..] => utf16(rest, u16::from_be_bytes),
-        _ => String::from_utf8(bytes.to_vec()).ok(),
+        [0xef, 0xbb, 0xbf, ..] => {
+            bytes.drain(..3);
+            String::from_utf8(bytes).ok()
+        }
+        _ => String::from_utf8(bytes).ok(),
     }
 }
 
@@ -348,20 +352,20 @@ mod tests {
     #[test]
     fn exports_saved_with_a_byte_order_mark_or_as_utf16_read_as_text() {
         let text = "{\"a\": \"é\"}";
-        assert_eq!(decode(text.as_bytes()).as_deref(), Some(text));
+        assert_eq!(decode(text.as_bytes().to_vec()).as_deref(), Some(text));
         let bom = [&[0xef, 0xbb, 0xbf][..], text.as_bytes()].concat();
-        assert_eq!(decode(&bom).as_deref(), Some(text));
+        assert_eq!(decode(bom).as_deref(), Some(text));
         let le: Vec<u8> = [0xff, 0xfe]
             .into_iter()
             .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
             .collect();
-        assert_eq!(decode(&le).as_deref(), Some(text));
+        assert_eq!(decode(le).as_deref(), Some(text));
         let be: Vec<u8> = [0xfe, 0xff]
             .into_iter()
             .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
             .collect();
-        assert_eq!(decode(&be).as_deref(), Some(text));
-        assert_eq!(decode(&[0xc3, 0x28]), None, "not UTF-8, no mark");
+        assert_eq!(decode(be).as_deref(), Some(text));
+        assert_eq!(decode(vec![0xc3, 0x28]), None, "not UTF-8, no mark");
     }
 
     fn qingcloud_page(rules: &[(&str, u8, &str)]) -> String {

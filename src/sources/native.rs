@@ -231,7 +231,7 @@ impl Sections {
         let mut inv = Inventory::default();
         for raw in self.group {
             let group = group(raw, spans)?;
-            inv.groups.insert(group.id.clone(), group);
+            inv.insert_group(group);
         }
         for raw in self.address_set {
             let mut members = Vec::new();
@@ -381,7 +381,7 @@ fn rule(raw: RawRule, group: &str, index: usize, spans: &Spans) -> Result<Rule, 
         local,
         priority: raw.priority,
         origin: Origin {
-            group: group.to_string(),
+            group: group.into(),
             index,
             id: raw.id,
             description: raw.description,

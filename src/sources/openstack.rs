@@ -101,7 +101,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         if object.has("rules") || object.has("security_group_rules") {
             recognised = true;
             let group = security_group(object);
-            inv.groups.insert(group.id.clone(), group);
+            inv.insert_group(group);
         } else if object.has("fixed_ips") {
             recognised = true;
             let instance = port(object, &mut inv)?;
@@ -142,7 +142,7 @@ fn flat_rule(item: &Node, id: Option<&str>, form: Form, inv: &mut Inventory) {
         Ok(group) => group,
         Err(error) => {
             let group = unreadable::group(Cloud::OpenStack, None, item, error);
-            inv.groups.insert(group.id.clone(), group);
+            inv.insert_group(group);
             return;
         }
     };
@@ -334,7 +334,7 @@ fn rule(item: &Node, group: &str, index: usize, form: Form) -> Result<Rule, Sour
         local,
         priority: None,
         origin: Origin {
-            group: group.to_string(),
+            group: group.into(),
             index,
             id: item.get(form.key("id")).text()?,
             description: item.get("description").text()?,

@@ -26,7 +26,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 Cloud::QingCloud,
             );
             group.name = item.get("security_group_name").text()?;
-            inv.groups.insert(group.id.clone(), group);
+            inv.insert_group(group);
         }
     }
     if root.has("security_group_rule_set") {
@@ -48,7 +48,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
                 Ok(group) => group,
                 Err(error) => {
                     let group = unreadable::group(Cloud::QingCloud, None, &item, error);
-                    inv.groups.insert(group.id.clone(), group);
+                    inv.insert_group(group);
                     continue;
                 }
             };
@@ -209,7 +209,7 @@ fn rule(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
         local: Peer::All,
         priority: Some(item.get("priority").int()?.unwrap_or(0)),
         origin: Origin {
-            group: group.to_string(),
+            group: group.into(),
             index,
             id: item.get("security_group_rule_id").text()?,
             description: item.get("security_group_rule_name").text()?,

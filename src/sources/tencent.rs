@@ -16,7 +16,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
     if root.has("SecurityGroupPolicySet") {
         recognised = true;
         let group = policies(root, &group_id(root, id, "SecurityGroupPolicySet")?)?;
-        inv.groups.insert(group.id.clone(), group);
+        inv.insert_group(group);
     }
     if root.has("InstanceSet") {
         recognised = true;
@@ -212,7 +212,7 @@ fn policy(item: &Node, group: &str, index: usize) -> Result<Rule, SourceError> {
         local: Peer::All,
         priority: None,
         origin: Origin {
-            group: group.to_string(),
+            group: group.into(),
             index,
             id: item.get("PolicyId").text()?,
             description: item.get("PolicyDescription").text()?,

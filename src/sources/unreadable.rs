@@ -117,7 +117,7 @@ pub fn rules(
             local: Peer::All,
             priority,
             origin: Origin {
-                group: group.to_string(),
+                group: group.into(),
                 index,
                 id: known.id.clone(),
                 description: known.description.clone(),
@@ -236,7 +236,7 @@ pub fn stand_in_for_nameless(inv: &mut Inventory) {
                 Err(reason())
             });
         }
-        inv.groups.insert(id, group);
+        inv.insert_group(group);
     }
 }
 
