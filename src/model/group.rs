@@ -312,9 +312,5 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&a.origin.group, &b.origin.group));
         assert!(Arc::ptr_eq(&b.origin.group, &c.origin.group));
-        assert!(!Arc::ptr_eq(
-            &a.origin.group,
-            &before.ingress[0].origin.group
-        ));
     }
 }
