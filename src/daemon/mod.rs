@@ -8,6 +8,7 @@ mod listen;
 mod memory;
 mod metrics;
 mod progress;
+mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -60,6 +61,10 @@ pub struct Shared {
     load_started: Mutex<Option<(tokio::time::Instant, Duration)>>,
     /// The next load fetches every source now, commands included, whatever their refresh.
     fetch_all: std::sync::atomic::AtomicBool,
+    /// The watchdog found the cycle or a load stuck: `/-/healthy` fails while it is.
+    stalled: std::sync::atomic::AtomicBool,
+    /// Cancelled when the agent stops: every task ends at its next wait.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
@@ -183,17 +188,13 @@ impl Shared {
         .ok()
     }
 
-    /// Whether a source changed or a command is due: then a load runs before the cycle. The
-    /// freshness lock is held across a load's fetches, so this never waits for it (it runs
-    /// on an async worker): a load under way is as good as one due.
+    /// Whether a source changed or a command is due: then a load runs before the cycle. A
+    /// load under way is as good as one due (and holds the sources' state meanwhile).
     fn sources_due(&self) -> bool {
-        match self.freshness.try_lock() {
-            Ok(freshness) => freshness.due(&self.config(), std::time::Instant::now()),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned
-                .into_inner()
-                .due(&self.config(), std::time::Instant::now()),
-            Err(std::sync::TryLockError::WouldBlock) => false,
+        if self.reloading.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
         }
+        lock(&self.freshness).due(&self.config(), std::time::Instant::now())
     }
 
     /// Loads the config and its sources, as `freshness` serves them.
@@ -208,7 +209,17 @@ impl Shared {
             }
         }
         let _ended = Ended(&self.load_started);
-        let mut freshness = lock(&self.freshness);
+        // Taken out for the load and put back however it ends (a panic included): no lock is
+        // held while commands and APIs are fetched. Loads run one at a time
+        // (`coalesced_reload`), and `sources_due` does not look while one runs.
+        struct Taken<'a>(&'a Mutex<freshness::Freshness>, freshness::Freshness);
+        impl Drop for Taken<'_> {
+            fn drop(&mut self) {
+                *lock(self.0) = std::mem::take(&mut self.1);
+            }
+        }
+        let mut taken = Taken(&self.freshness, std::mem::take(&mut *lock(&self.freshness)));
+        let freshness = &mut taken.1;
         if self
             .fetch_all
             .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -289,7 +300,7 @@ impl Shared {
                 .any(|r| tracker.would_confirm(&r.key, r.drift))
         };
         if pending && !config.sources.is_empty() {
-            // Taken up by the load, which holds the freshness lock: never waited for here.
+            // Taken up by the next load, whenever it starts: never waited for here.
             self.fetch_all
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             // A load sends no probe: the watchdog judges it by the load's own bounds, not as a
@@ -440,6 +451,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         rendering: tokio::sync::Mutex::new(()),
         load_started: Mutex::new(None),
         fetch_all: Default::default(),
+        stalled: Default::default(),
+        stop: tokio_util::sync::CancellationToken::new(),
     });
 
     let listener = tokio::net::TcpListener::bind(agent.metrics_listen)
@@ -447,6 +460,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} for /metrics", agent.metrics_listen))?;
     let web = shared.clone();
     let ready = shared.clone();
+    let healthy = shared.clone();
     let metrics_app = Router::new()
         .route(
             "/metrics",
@@ -471,7 +485,21 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                 }
             }),
         )
-        .route("/-/healthy", get(|| async { "OK\n" }))
+        // Unhealthy while the watchdog finds the cycle or a load stuck: a liveness probe
+        // restarts the agent, as the systemd watchdog does.
+        .route(
+            "/-/healthy",
+            get(move || async move {
+                if healthy.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the cycle or a load is stuck (see sgprobe_cycle_stalled)\n",
+                    )
+                } else {
+                    (StatusCode::OK, "OK\n")
+                }
+            }),
+        )
         // Ready once a cycle has completed: before that the metrics say nothing of drift.
         .route(
             "/-/ready",
@@ -487,56 +515,58 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             }),
         );
     let (socket, socket_file) = control::bind(&agent.control_socket)?;
-    tokio::spawn(listen::serve(listener, metrics_app, "metrics"));
+    let mut tasks = tasks::Tasks::new(shared.stop.clone());
+    tasks.spawn(
+        "the metrics listener",
+        listen::serve(listener, metrics_app, "metrics"),
+    );
     let control_app = control::router(shared.clone());
-    tokio::spawn(listen::serve(socket, control_app, "control"));
+    tasks.spawn(
+        "the control listener",
+        listen::serve(socket, control_app, "control"),
+    );
     tracing::info!(metrics = %agent.metrics_listen, control = %agent.control_socket.display(), "sgprobe agent started");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let mut watcher = tokio::spawn(watch(shared.clone()));
+    tasks.spawn("the watchdog task", watch(shared.clone()));
     // The cycle runs in its own task: signals, reloads, /metrics and the socket never wait
     // for it.
-    let mut cycles = tokio::spawn(cycles(shared.clone()));
+    tasks.spawn("the cycle task", cycles(shared.clone()));
 
     let (mut hangup, mut terminate, mut interrupt) = (
         signal(SignalKind::hangup())?,
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
     );
-    // Neither task ends by itself: one that does (a panic) ends the agent with an error, so
-    // that the service manager restarts it rather than leave it serving stale answers.
     let ended = loop {
         tokio::select! {
             _ = hangup.recv() => {
                 // Never awaited here: a reload stuck on a source must not hold up SIGTERM.
                 let shared = shared.clone();
+                let stop = shared.stop.clone();
                 tokio::spawn(async move {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                    let _ = shared.reload_off_thread().await;
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = shared.reload_off_thread() => {
+                            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                        }
+                    }
                 });
             }
             _ = terminate.recv() => break None,
             _ = interrupt.recv() => break None,
-            result = &mut cycles => break Some(("the cycle task", result)),
-            result = &mut watcher => break Some(("the watchdog task", result)),
+            ended = tasks.ended() => break Some(ended),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    // Cancelled at its next await: its sockets close as the engine's state drops.
-    cycles.abort();
-    watcher.abort();
-    // A task that ended has given its result already: only a running cycle is waited for.
-    if ended.is_none() {
-        let _ = tokio::time::timeout(Duration::from_millis(500), cycles).await;
-    }
+    shared.stop.cancel();
     // A command a source is running dies with its process group, children and all.
     crate::config::kill_running_commands();
+    // Every task ends at its next wait; a cycle's sockets close as its state drops.
+    tasks.stop(Duration::from_millis(500)).await;
     socket_file.remove();
-    if let Some((task, result)) = ended {
-        let why = match result {
-            Err(e) if e.is_panic() => "panicked",
-            _ => "ended",
-        };
+    if let Some(tasks::Ended { task, panicked }) = ended {
+        let why = if panicked { "panicked" } else { "ended" };
         tracing::error!(task, "{why}: the agent stops");
         anyhow::bail!("{task} {why}");
     }
@@ -599,6 +629,9 @@ async fn watch(shared: Arc<Shared>) {
             }
         }
         was_stalled = stalled;
+        shared
+            .stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
         lock(&shared.metrics).set_cycle_state(started.is_some(), stalled);
         if watchdog && !stalled {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
