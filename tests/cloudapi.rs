@@ -751,3 +751,26 @@ fn an_api_that_quotes_the_request_leaks_no_credential_through_the_cli() {
         }
     }
 }
+
+#[test]
+fn a_failing_command_source_shows_no_credential_from_its_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sgprobe.toml");
+    for argv in [
+        r#"["sh", "-c", "exit 3", "sh", "--token", "MARKER-CMD-TOKEN-41"]"#,
+        r#"["sh", "-c", "exit 3", "sh", "https://me:MARKER-CMD-PASS-42@example.com/"]"#,
+        r#"["sh", "-c", "exit 3", "sh", "-H", "Authorization: Bearer MARKER-CMD-BEARER-43"]"#,
+    ] {
+        std::fs::write(&config, format!("[[source]]\nformat = \"aws\"\ncommand = {argv}\n"))
+            .expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+            .args(["eval", "-c"])
+            .arg(&config)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("exit"), "the failure is reported: {said}");
+        assert!(!said.contains("MARKER"), "a credential in {said}");
+    }
+}

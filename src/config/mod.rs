@@ -409,7 +409,7 @@ fn source_spec(
     };
     let name = raw.name.unwrap_or_else(|| match &origin {
         Origin::File(path) => path.display().to_string(),
-        Origin::Command(argv) => argv.join(" "),
+        Origin::Command(argv) => source::shown_command(argv),
         Origin::Api { api, region, .. } => format!("{}/{region}", api.name()),
     });
     Ok(SourceSpec {

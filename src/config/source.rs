@@ -143,7 +143,7 @@ impl SourceSpec {
     pub fn file(&self) -> PathBuf {
         match &self.origin {
             Origin::File(path) => path.clone(),
-            Origin::Command(argv) => PathBuf::from(format!("`{}`", argv.join(" "))),
+            Origin::Command(argv) => PathBuf::from(format!("`{}`", shown_command(argv))),
             Origin::Api { api, region, .. } => {
                 PathBuf::from(format!("api:{}/{region}", api.name()))
             }
@@ -298,11 +298,100 @@ pub fn kill_running_commands() {
     }
 }
 
+/// Words that, in an option's or a field's name, say its value is a credential.
+const SECRET_WORDS: [&str; 10] = [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "auth",
+    "credential",
+    "signature",
+    "cookie",
+    "bearer",
+];
+
+fn names_a_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|word| name.contains(word))
+}
+
+/// A command as errors, logs and a default source name show it: as written, but for what
+/// looks like a credential, which reads `<secret>`: the value after an option that names one
+/// (`--token X`) or after a header or user option (`-H`, `-u`), a `NAME=value` whose name
+/// names one, an `Authorization:` header, a URL's password and its query values that name
+/// one. A command line is visible to `ps` on the host; logs, metrics and replies need not
+/// carry it further.
+pub fn shown_command(argv: &[String]) -> String {
+    let mut hide_next = false;
+    let shown: Vec<String> = argv
+        .iter()
+        .map(|arg| {
+            if std::mem::take(&mut hide_next) {
+                return "<secret>".to_string();
+            }
+            if arg.starts_with('-') {
+                let (option, value) = arg.split_once('=').unwrap_or((arg, ""));
+                if names_a_secret(option) || matches!(option, "-H" | "--header" | "-u" | "--user") {
+                    if value.is_empty() && !arg.contains('=') {
+                        hide_next = true;
+                    } else {
+                        return format!("{option}=<secret>");
+                    }
+                }
+                return arg.clone();
+            }
+            let lower = arg.to_ascii_lowercase();
+            if lower.starts_with("authorization:") || lower.contains("bearer ") {
+                return "<secret>".to_string();
+            }
+            if arg.contains("://") {
+                return shown_url(arg);
+            }
+            match arg.split_once('=') {
+                Some((name, _)) if names_a_secret(name) => format!("{name}=<secret>"),
+                _ => arg.clone(),
+            }
+        })
+        .collect();
+    shown.join(" ")
+}
+
+/// A URL with its password and the query values that name a credential hidden.
+fn shown_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((user, host)) => {
+                    let user = user.split_once(':').map_or(user, |(name, _)| name);
+                    format!("{scheme}://{user}:<secret>@{host}{path}")
+                }
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    if query.is_empty() {
+        return base;
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if names_a_secret(name) => format!("{name}=<secret>"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
 /// Runs a command with no stdin, its stdout captured (at most `MAX_FILE_BYTES`), its stderr
 /// kept for the error; past `timeout` it is killed. Its credentials are the user's own: the
 /// environment and the CLI's profile files, passed through untouched and never logged.
 fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceError> {
-    let file = PathBuf::from(format!("`{}`", argv.join(" ")));
+    let file = PathBuf::from(format!("`{}`", shown_command(argv)));
     let failed = |message: String| SourceError::Command {
         file: file.clone(),
         source_name: name.to_string(),
@@ -376,6 +465,62 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_is_shown_without_what_looks_like_a_credential() {
+        let shown =
+            |argv: &[&str]| shown_command(&argv.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            shown(&[
+                "aws",
+                "ec2",
+                "describe-security-groups",
+                "--region",
+                "eu-west-1",
+                "--filters",
+                "Name=vpc-id,Values=vpc-1"
+            ]),
+            "aws ec2 describe-security-groups --region eu-west-1 --filters Name=vpc-id,Values=vpc-1",
+            "nothing secret: shown as written"
+        );
+        for (argv, hidden) in [
+            (&["tool", "--token", "T1"][..], "T1"),
+            (&["tool", "--api-key=T2"], "T2"),
+            (
+                &["curl", "-H", "Authorization: Bearer T3", "https://x/"],
+                "T3",
+            ),
+            (&["curl", "-u", "me:T4", "https://x/"], "T4"),
+            (&["env", "AWS_SECRET_ACCESS_KEY=T5", "aws"], "T5"),
+            (&["curl", "https://me:T6@example.com/groups"], "T6"),
+            (
+                &[
+                    "curl",
+                    "https://example.com/x?region=a&Signature=T7&X-Amz-Security-Token=T8",
+                ],
+                "T7",
+            ),
+            (
+                &[
+                    "curl",
+                    "https://example.com/x?region=a&Signature=T7&X-Amz-Security-Token=T8",
+                ],
+                "T8",
+            ),
+            (
+                &["sh", "-c", "curl -H 'Authorization: Bearer T9' https://x/"],
+                "T9",
+            ),
+        ] {
+            let text = shown(argv);
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+            assert!(text.contains("<secret>"), "{text}");
+        }
+        assert_eq!(
+            shown(&["curl", "https://example.com/x?region=a&Signature=T7"]),
+            "curl https://example.com/x?region=a&Signature=<secret>"
+        );
+    }
 
     fn command(argv: &[&str], timeout: Duration) -> SourceSpec {
         SourceSpec {
