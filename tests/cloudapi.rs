@@ -761,8 +761,11 @@ fn a_failing_command_source_shows_no_credential_from_its_command_line() {
         r#"["sh", "-c", "exit 3", "sh", "https://me:MARKER-CMD-PASS-42@example.com/"]"#,
         r#"["sh", "-c", "exit 3", "sh", "-H", "Authorization: Bearer MARKER-CMD-BEARER-43"]"#,
     ] {
-        std::fs::write(&config, format!("[[source]]\nformat = \"aws\"\ncommand = {argv}\n"))
-            .expect("write");
+        std::fs::write(
+            &config,
+            format!("[[source]]\nformat = \"aws\"\ncommand = {argv}\n"),
+        )
+        .expect("write");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
             .args(["eval", "-c"])
             .arg(&config)

@@ -70,6 +70,26 @@ pub struct Checked {
 /// A flow's deciding rule, shared by every flow it decides.
 type SharedRule = Option<Arc<RuleRef>>;
 
+/// Each instance's `instance` label, by its key: its name, or, where several instances bear
+/// that name, its cloud id (their series would otherwise be one), which `check` takes too.
+fn instance_labels(inv: &crate::model::Inventory) -> HashMap<&str, Arc<str>> {
+    let mut bearers: HashMap<&str, usize> = HashMap::new();
+    for instance in &inv.instances {
+        *bearers.entry(&instance.name).or_default() += 1;
+    }
+    inv.instances
+        .iter()
+        .map(|i| {
+            let label = if bearers[i.name.as_str()] == 1 {
+                &i.name
+            } else {
+                i.key()
+            };
+            (i.key(), label.into())
+        })
+        .collect()
+}
+
 /// Plans, predicts and probes the flows of `instances`; one engine run for all of them, so the
 /// global rate paces the whole cycle.
 pub async fn check(
@@ -84,8 +104,12 @@ pub async fn check(
     let mut planned: Vec<(FlowKey, FlowPeer, Predicted, SharedRule, Target)> = Vec::new();
     // One reference per deciding rule, found by the rule's place in `config`.
     let mut rules: HashMap<usize, Arc<RuleRef>> = HashMap::new();
+    let labels = instance_labels(inv);
     for instance in instances {
-        let name: Arc<str> = instance.name.as_str().into();
+        let name: Arc<str> = labels
+            .get(instance.key())
+            .cloned()
+            .unwrap_or_else(|| instance.name.as_str().into());
         let id: Arc<str> = instance.key().into();
         let Ok(layers) = layers(inv, instance) else {
             continue;
@@ -237,11 +261,13 @@ pub async fn check(
 /// those rules give. A flow whose instance has left the rules keeps what it had.
 pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
     let inv = &config.inventory;
+    // By key exactly: a name that is an id-less instance's key may be borne by others too.
+    let by_key: HashMap<&str, &Instance> = inv.instances.iter().map(|i| (i.key(), i)).collect();
     for result in results
         .iter_mut()
         .filter(|r| matches!(r.drift, Drift::Exposed | Drift::Blocked))
     {
-        let Ok(Some(instance)) = inv.instance(&result.key.id) else {
+        let Some(&instance) = by_key.get(&*result.key.id) else {
             continue;
         };
         let Ok(layers) = layers(inv, instance) else {
@@ -267,5 +293,34 @@ pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
         result.predicted = verdict.predicted;
         result.rule = verdict.decider.rule.map(|r| Arc::new(RuleRef::from(r)));
         result.drift = classify(verdict.predicted, result.observed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Inventory;
+
+    fn instance(name: &str, id: Option<&str>) -> Instance {
+        let mut instance = Instance::new(name, "test");
+        instance.id = id.map(Into::into);
+        instance
+    }
+
+    #[test]
+    fn instances_sharing_a_name_are_labelled_by_their_ids_and_the_rest_by_name() {
+        let mut inv = Inventory::default();
+        inv.instances = vec![
+            instance("web", Some("i-1")),
+            instance("web", Some("i-2")),
+            instance("db", Some("i-3")),
+            instance("cache", None),
+        ];
+        let labels = instance_labels(&inv);
+        let label = |key: &str| labels.get(key).map(|l| l.to_string());
+        assert_eq!(label("i-1").as_deref(), Some("i-1"));
+        assert_eq!(label("i-2").as_deref(), Some("i-2"));
+        assert_eq!(label("i-3").as_deref(), Some("db"));
+        assert_eq!(label("cache").as_deref(), Some("cache"));
     }
 }
