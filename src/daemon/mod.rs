@@ -57,7 +57,8 @@ pub struct Shared {
     /// share it, and one renders at a time (`rendering`), off the async workers.
     rendered: Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
     rendering: tokio::sync::Mutex<()>,
-    /// The running load: when it began and what its sources' bounds allow it.
+    /// The running load's step (reading and parsing, or a source's fetch): when it began
+    /// and what its bound allows it beyond `progress::LOAD_SLACK`.
     load_started: Mutex<Option<(tokio::time::Instant, Duration)>>,
     /// The next load fetches every source now, commands included, whatever their refresh.
     fetch_all: std::sync::atomic::AtomicBool,
@@ -199,8 +200,10 @@ impl Shared {
 
     /// Loads the config and its sources, as `freshness` serves them.
     fn load(&self) -> Result<Config, crate::config::ConfigError> {
-        let bound = self.config().sources.iter().map(|s| s.fetch_bound()).sum();
-        *lock(&self.load_started) = Some((tokio::time::Instant::now(), bound));
+        // Each step is judged by its own bound, from the config being loaded: reading the
+        // config and parsing have the slack alone, a fetch its source's bound as well.
+        let step = |bound| *lock(&self.load_started) = Some((tokio::time::Instant::now(), bound));
+        step(Duration::ZERO);
         // Cleared however the load ends, a panic included.
         struct Ended<'a>(&'a Mutex<Option<(tokio::time::Instant, Duration)>>);
         impl Drop for Ended<'_> {
@@ -229,7 +232,10 @@ impl Shared {
         let now = std::time::Instant::now();
         let mut attempt = freshness::Attempt::new(&self.config_path);
         let result = Config::load_for_agent(&self.config_path, &mut |source| {
-            freshness.fetch(source, now, &mut attempt)
+            step(source.fetch_bound());
+            let fetched = freshness.fetch(source, now, &mut attempt);
+            step(Duration::ZERO);
+            fetched
         });
         freshness.settle(&self.config_path, &result, attempt, unix_now());
         lock(&self.metrics).set_sources(&freshness.health);

@@ -39,9 +39,9 @@ impl Monitor {
     }
 }
 
-/// Whether a load has run past what its sources' own bounds allow (each source's fetch bound,
-/// one after another, and `LOAD_SLACK` for parsing): then something is stuck that no bound
-/// ends, and the agent is no better than stalled.
+/// Whether a load's step has run past its bound (a source's fetch bound; none for reading and
+/// parsing) and `LOAD_SLACK`: then something is stuck that no bound ends, and the agent is no
+/// better than stalled.
 pub fn load_overran(now: Instant, load: Option<(Instant, Duration)>) -> bool {
     load.is_some_and(|(started, bound)| now.duration_since(started) > bound + LOAD_SLACK)
 }
