@@ -777,3 +777,42 @@ fn a_failing_command_source_shows_no_credential_from_its_command_line() {
         assert!(!said.contains("MARKER"), "a credential in {said}");
     }
 }
+
+#[cfg(feature = "aws-api")]
+#[test]
+fn an_ec2_api_whose_pages_never_end_is_stopped_at_the_item_bound() {
+    // Every DescribeSecurityGroups page holds 100 groups and names a page after it.
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let (base, seen) = serve(move |_| {
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let groups: String = (0..100)
+            .map(|g| format!("<item><groupId>sg-{n}-{g}</groupId><groupName>g</groupName><ipPermissions/><ipPermissionsEgress/></item>"))
+            .collect();
+        (
+            200,
+            format!(
+                "<DescribeSecurityGroupsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><securityGroupInfo>{groups}</securityGroupInfo><nextToken>t{n}</nextToken></DescribeSecurityGroupsResponse>"
+            ),
+        )
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = api_config(dir.path(), "aws", "us-east-1", &base);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["eval", "-c"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("more than 200000 items"), "{said}");
+    let requests = seen.lock().expect("log").len();
+    assert!(
+        (2_000..=2_002).contains(&requests),
+        "stopped at the bound: {requests} requests"
+    );
+}

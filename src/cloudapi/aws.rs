@@ -15,8 +15,8 @@ use crate::sources::{Format, Merged};
 const API: &str = "aws";
 
 /// The region's groups, instances, network ACLs, subnets and prefix lists, as native TOML.
-/// Each operation within `timeout`, the whole fetch within `deadline` and at most
-/// `Limits::default().requests` pages.
+/// Each operation within `timeout` (at most `ATTEMPTS` tries), the whole fetch within
+/// `deadline` and the default `Limits`: pages, items and the bytes of what is read.
 pub fn fetch(
     region: &str,
     endpoint: Option<String>,
@@ -28,36 +28,20 @@ pub fn fetch(
         .build()
         .map_err(|e| failed("runtime", e.to_string()))?;
     runtime.block_on(async {
-        tokio::time::timeout(deadline, read(region.to_string(), endpoint, timeout))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ApiError::Bound {
-                    api: API,
-                    action: "fetch".to_string(),
-                    what: "the fetch ran past its deadline (the source's refresh, or ten timeouts)"
-                        .to_string(),
-                })
-            })
-    })
-}
-
-/// Counts pages across one fetch: an API whose NextToken never ends cannot page forever.
-#[derive(Debug, Default)]
-struct Pages(u32);
-
-impl Pages {
-    fn next(&mut self, action: &str) -> Result<(), ApiError> {
-        self.0 += 1;
-        let most = super::Limits::default().requests;
-        if self.0 > most {
-            return Err(ApiError::Bound {
+        tokio::time::timeout(
+            deadline,
+            read(region.to_string(), endpoint, timeout, deadline),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Bound {
                 api: API,
-                action: action.to_string(),
-                what: format!("more than {most} pages in one fetch"),
-            });
-        }
-        Ok(())
-    }
+                action: "fetch".to_string(),
+                what: "the fetch ran past its deadline (the source's refresh, or ten timeouts)"
+                    .to_string(),
+            })
+        })
+    })
 }
 
 fn failed(action: &str, message: String) -> ApiError {
@@ -79,10 +63,15 @@ fn sdk(action: &str, error: impl std::error::Error) -> ApiError {
     failed(action, message)
 }
 
+/// Tries of one page (the SDK's standard retry mode, stated so that a release of the SDK
+/// cannot change it): a fetch sends at most this many requests per page counted.
+const ATTEMPTS: u32 = 3;
+
 async fn read(
     region: String,
     endpoint: Option<String>,
     timeout: std::time::Duration,
+    deadline: std::time::Duration,
 ) -> Result<String, ApiError> {
     // Each operation (its retries included) within the source's timeout: an API that stops
     // answering fails the fetch instead of holding the agent's rules.
@@ -91,12 +80,14 @@ async fn read(
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region))
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(ATTEMPTS));
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
     let config = loader.load().await;
-    let described = describe(aws_sdk_ec2::Client::new(&config)).await;
+    let budget = super::Budget::new(deadline);
+    let described = describe(aws_sdk_ec2::Client::new(&config), &budget, timeout).await;
     // An endpoint may echo what a request carried (the session token): no error repeats it.
     match credentials_of(&config).await {
         Some(credentials) => described.map_err(|e| e.redacted(&credentials)),
@@ -120,17 +111,44 @@ async fn credentials_of(config: &aws_config::SdkConfig) -> Option<super::Credent
 }
 
 /// Every page of what the fetch reads, as native TOML.
-async fn describe(client: aws_sdk_ec2::Client) -> Result<String, ApiError> {
+async fn describe(
+    client: aws_sdk_ec2::Client,
+    budget: &super::Budget,
+    timeout: std::time::Duration,
+) -> Result<String, ApiError> {
     let mut merged = Merged::default();
-    let mut counted = Pages::default();
+    // Each page is one request of the budget, its items counted; each operation's text, its
+    // bytes.
+    let count = |action: &str, items: usize| -> Result<(), ApiError> {
+        budget.request(API, action, timeout)?;
+        budget.items(API, action, items)
+    };
+    let mut absorb = |action: &str, text: String, id: Option<&str>| -> Result<(), ApiError> {
+        budget.reply(API, action, text.len())?;
+        absorb(
+            &mut merged,
+            Format::Aws,
+            &format!("api:aws {action}"),
+            &text,
+            id,
+        )
+    };
 
     let mut groups = Vec::new();
     let mut lists = BTreeSet::new();
     let mut pages = client.describe_security_groups().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk("DescribeSecurityGroups", e))?;
-        counted.next("DescribeSecurityGroups")?;
-        for group in page.security_groups() {
+        let got = page.map_err(|e| sdk("DescribeSecurityGroups", e))?;
+        let rules: usize = got
+            .security_groups()
+            .iter()
+            .map(|g| g.ip_permissions().len() + g.ip_permissions_egress().len())
+            .sum();
+        count(
+            "DescribeSecurityGroups",
+            got.security_groups().len() + rules,
+        )?;
+        for group in got.security_groups() {
             let mut permissions = |list: &[aws_sdk_ec2::types::IpPermission]| -> Vec<Value> {
                 list.iter()
                     .map(|p| {
@@ -154,52 +172,48 @@ async fn describe(client: aws_sdk_ec2::Client) -> Result<String, ApiError> {
         }
     }
     absorb(
-        &mut merged,
-        Format::Aws,
-        "api:aws DescribeSecurityGroups",
-        &json!({"SecurityGroups": groups}).to_string(),
+        "DescribeSecurityGroups",
+        json!({"SecurityGroups": groups}).to_string(),
         None,
     )?;
 
     let mut reservations = Vec::new();
     let mut pages = client.describe_instances().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk("DescribeInstances", e))?;
-        counted.next("DescribeInstances")?;
-        for reservation in page.reservations() {
+        let got = page.map_err(|e| sdk("DescribeInstances", e))?;
+        let instances: usize = got.reservations().iter().map(|r| r.instances().len()).sum();
+        count("DescribeInstances", instances)?;
+        for reservation in got.reservations() {
             let instances: Vec<Value> = reservation.instances().iter().map(instance).collect();
             reservations.push(json!({"Instances": instances}));
         }
     }
     absorb(
-        &mut merged,
-        Format::Aws,
-        "api:aws DescribeInstances",
-        &json!({"Reservations": reservations}).to_string(),
+        "DescribeInstances",
+        json!({"Reservations": reservations}).to_string(),
         None,
     )?;
 
     let mut acls = Vec::new();
     let mut pages = client.describe_network_acls().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk("DescribeNetworkAcls", e))?;
-        counted.next("DescribeNetworkAcls")?;
-        acls.extend(page.network_acls().iter().map(network_acl));
+        let got = page.map_err(|e| sdk("DescribeNetworkAcls", e))?;
+        let entries: usize = got.network_acls().iter().map(|a| a.entries().len()).sum();
+        count("DescribeNetworkAcls", got.network_acls().len() + entries)?;
+        acls.extend(got.network_acls().iter().map(network_acl));
     }
     absorb(
-        &mut merged,
-        Format::Aws,
-        "api:aws DescribeNetworkAcls",
-        &json!({"NetworkAcls": acls}).to_string(),
+        "DescribeNetworkAcls",
+        json!({"NetworkAcls": acls}).to_string(),
         None,
     )?;
 
     let mut subnets = Vec::new();
     let mut pages = client.describe_subnets().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk("DescribeSubnets", e))?;
-        counted.next("DescribeSubnets")?;
-        for subnet in page.subnets() {
+        let got = page.map_err(|e| sdk("DescribeSubnets", e))?;
+        count("DescribeSubnets", got.subnets().len())?;
+        for subnet in got.subnets() {
             let v6: Vec<Value> = subnet
                 .ipv6_cidr_block_association_set()
                 .iter()
@@ -213,10 +227,8 @@ async fn describe(client: aws_sdk_ec2::Client) -> Result<String, ApiError> {
         }
     }
     absorb(
-        &mut merged,
-        Format::Aws,
-        "api:aws DescribeSubnets",
-        &json!({"Subnets": subnets}).to_string(),
+        "DescribeSubnets",
+        json!({"Subnets": subnets}).to_string(),
         None,
     )?;
 
@@ -228,18 +240,17 @@ async fn describe(client: aws_sdk_ec2::Client) -> Result<String, ApiError> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk("GetManagedPrefixListEntries", e))?;
-            counted.next("GetManagedPrefixListEntries")?;
-            entries.extend(page.entries().iter().map(|e| json!({"Cidr": e.cidr()})));
+            let got = page.map_err(|e| sdk("GetManagedPrefixListEntries", e))?;
+            count("GetManagedPrefixListEntries", got.entries().len())?;
+            entries.extend(got.entries().iter().map(|e| json!({"Cidr": e.cidr()})));
         }
         absorb(
-            &mut merged,
-            Format::Aws,
-            &format!("api:aws GetManagedPrefixListEntries {list}"),
-            &json!({"Entries": entries}).to_string(),
+            &format!("GetManagedPrefixListEntries {list}"),
+            json!({"Entries": entries}).to_string(),
             Some(&list),
         )?;
     }
+    drop(absorb);
     Ok(render(&merged.inventory))
 }
 
