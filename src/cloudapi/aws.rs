@@ -250,7 +250,6 @@ async fn describe(
             Some(&list),
         )?;
     }
-    drop(absorb);
     Ok(render(&merged.inventory))
 }
 
