@@ -816,3 +816,34 @@ fn an_ec2_api_whose_pages_never_end_is_stopped_at_the_item_bound() {
         "stopped at the bound: {requests} requests"
     );
 }
+
+#[test]
+fn a_group_answered_with_endless_rules_is_stopped_at_the_item_bound() {
+    // Two groups, each said to hold 600 rules: the groups fit the bound, their rules do not.
+    let (base, _) = serve(|request| {
+        let rule =
+            json!({"Protocol": "TCP", "Port": "22", "CidrBlock": "10.0.0.0/8", "Action": "ACCEPT"});
+        let reply = match request.headers.get("x-tc-action").map(String::as_str) {
+            Some("DescribeSecurityGroups") => {
+                json!({"SecurityGroupSet": groups_from(0, 2), "TotalCount": 2})
+            }
+            Some("DescribeSecurityGroupPolicies") => json!({"SecurityGroupPolicySet": {
+                "Version": "1", "Ingress": vec![rule; 600], "Egress": []}}),
+            _ => json!({"InstanceSet": [], "TotalCount": 0, "RequestId": "r"}),
+        };
+        (200, tencent_reply(reply))
+    });
+    let limits = Limits {
+        items: 1_000,
+        ..Limits::default()
+    };
+    let error = bounded_client(&base, limits)
+        .fetch()
+        .expect_err("bounded")
+        .to_string();
+    assert!(
+        error.contains("DescribeSecurityGroupPolicies")
+            && error.contains("more than 1000 items in one fetch"),
+        "{error}"
+    );
+}

@@ -200,6 +200,15 @@ impl Client {
                 "DescribeSecurityGroupPolicies",
                 &json!({"SecurityGroupId": id}),
             )?;
+            // A group's rules count as items as its listing's entries do: an API that
+            // answers each group with a million rules is bounded too.
+            let policies = &response["SecurityGroupPolicySet"];
+            let rules = ["Ingress", "Egress"]
+                .iter()
+                .map(|way| policies[way].as_array().map_or(0, Vec::len))
+                .sum();
+            self.budget
+                .items(API, "DescribeSecurityGroupPolicies", rules)?;
             absorb(
                 &mut merged,
                 Format::Tencent,
