@@ -118,7 +118,9 @@ pub struct Budget {
 pub struct Limits {
     /// Requests, retries included.
     pub requests: u32,
-    /// Bytes of one reply.
+    /// Bytes of one reply. A reply is parsed whole, and its parse takes several times its
+    /// size: a page of 100 groups, or one group's rules, is tens of kilobytes; 8 MiB keeps a
+    /// hostile reply's parse inside the unit's 256 MiB.
     pub reply_bytes: usize,
     /// Bytes of all replies together.
     pub bytes: usize,
@@ -130,7 +132,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             requests: 20_000,
-            reply_bytes: 64 << 20,
+            reply_bytes: 8 << 20,
             bytes: 512 << 20,
             items: 200_000,
         }
