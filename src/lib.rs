@@ -6,6 +6,7 @@ pub mod config;
 pub mod daemon;
 pub mod drift;
 pub mod engine;
+pub mod failpoint;
 pub mod lab;
 pub mod model;
 pub mod net;

@@ -537,3 +537,101 @@ fn slow_readers_neither_starve_a_scrape_nor_swell_the_agent() {
         "RSS grew from {before} to {during} bytes"
     );
 }
+
+/// `start`, with the faults `planted` (see `sgprobe::failpoint`).
+#[cfg(feature = "failpoints")]
+fn start_with_fault(lab: &Lab, config: &Path, planted: &str) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.prober().name])
+        .arg(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SGPROBE_FAILPOINT", planted)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the agent starts")
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_cycle_task_that_panics_stops_the_agent_with_an_error() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = write_config(dir.path(), 19_494, &socket);
+    let mut agent = common::Started(vec![start_with_fault(&lab, &config, "cycle-panic")]);
+    let mut status = None;
+    common::wait_for("the agent to stop", Duration::from_secs(30), || {
+        status = agent.0[0].try_wait().expect("wait");
+        status.is_some()
+    });
+    let status = status.expect("exited");
+    let mut stderr = String::new();
+    agent.0[0]
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    // 3: a failure while running (README, "Exit codes").
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the cycle task panicked"),
+        "the log says which task: {stderr}"
+    );
+    assert!(!socket.exists(), "the control socket is removed");
+    agent.0.clear();
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_reload_that_never_ends_is_seen_stalled_and_sigterm_still_ends_the_agent() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    std::fs::write(dir.path().join("lab.toml"), quick()).expect("write");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ninterval = \"60s\"\nmetrics_listen = \"127.0.0.1:19495\"\ncontrol_socket = \"{}\"\n{}",
+            socket.display(),
+            quick()
+        ),
+    )
+    .expect("write config");
+    let mut agent = common::Started(vec![start_with_fault(&lab, &config, "reload-stall")]);
+    let pid = agent.0[0].id();
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    common::wait_for("a cycle", Duration::from_secs(30), || {
+        http_status(&lab, 19_495, "/-/ready").contains(" 200 ")
+    });
+    assert!(http_status(&lab, 19_495, "/-/healthy").contains(" 200 "));
+    kill(Pid::from_raw(pid as i32), Signal::SIGHUP).expect("signal our child");
+    // Reading and parsing have a minute beyond their bound (none): then the load is stuck.
+    common::wait_for("the stuck load to be seen", Duration::from_secs(90), || {
+        http_status(&lab, 19_495, "/-/healthy").contains(" 503 ")
+    });
+    let metrics = common::scrape(&lab, 19_495, "/metrics");
+    assert!(
+        metrics.contains("sgprobe_cycle_stalled 1"),
+        "the stall is a metric too"
+    );
+    let sent = Instant::now();
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("signal our child");
+    let status = agent.0[0].wait().expect("exits");
+    let took = sent.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "SIGTERM during a stuck load took {took:?}"
+    );
+    agent.0.clear();
+}

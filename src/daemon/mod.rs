@@ -223,6 +223,10 @@ impl Shared {
         }
         let mut taken = Taken(&self.freshness, std::mem::take(&mut *lock(&self.freshness)));
         let freshness = &mut taken.1;
+        if crate::failpoint::planted("reload-stall") {
+            step(Duration::ZERO);
+            std::thread::sleep(Duration::MAX);
+        }
         if self
             .fetch_all
             .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -592,6 +596,9 @@ async fn cycles(shared: Arc<Shared>) {
             let _ = shared.clone().reload_off_thread().await;
         }
         *lock(&shared.cycle_started) = Some(tokio::time::Instant::now());
+        if crate::failpoint::planted("cycle-panic") {
+            panic!("the planted fault cycle-panic");
+        }
         if let Err(e) = shared.cycle().await {
             tracing::error!(error = %format!("{e:#}"), "cycle failed");
         }
