@@ -847,3 +847,50 @@ fn a_group_answered_with_endless_rules_is_stopped_at_the_item_bound() {
         "{error}"
     );
 }
+
+#[cfg(feature = "aws-api")]
+#[test]
+fn an_ec2_api_that_quotes_the_request_leaks_no_credential() {
+    // The endpoint refuses, quoting every header it was sent (the signature and the session
+    // token among them) in its error message.
+    let (base, _) = serve(|request| {
+        let quoted = format!("{:?}", request.headers).replace(['<', '>', '&'], " ");
+        (
+            400,
+            format!(
+                "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>bad request {quoted}</Message></Error></Errors><RequestID>r</RequestID></Response>"
+            ),
+        )
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = api_config(dir.path(), "aws", "us-east-1", &base);
+    let markers = [
+        ("AWS_ACCESS_KEY_ID", "AKIAMARKERID0042"),
+        ("AWS_SECRET_ACCESS_KEY", "MARKER-AWS-SECRET-d41"),
+        ("AWS_SESSION_TOKEN", "MARKER-AWS-TOKEN-e52"),
+    ];
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sgprobe"));
+    command
+        .args(["eval", "-c"])
+        .arg(&config)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    for (key, value) in markers {
+        command.env(key, value);
+    }
+    let out = command.output().expect("runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("InvalidParameterValue"),
+        "the refusal is reported: {said}"
+    );
+    for (_, marker) in markers {
+        assert!(!said.contains(marker), "{marker} in {said}");
+    }
+}
