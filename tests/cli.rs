@@ -655,3 +655,64 @@ fn out_of_range_durations_counts_and_scan_sizes_are_bad_input_not_panics() {
         assert!(stderr.contains("from 1s to 1day"), "{key}: {stderr}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // `sgprobe eval … | head -1`: far more than a pipe holds, read one line, close.
+    let config = fixture("tencent/sgprobe.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["eval", "-c"])
+        .arg(&config)
+        .args(["--instance", "web-1", "--ports", "tcp:1-20000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).expect("a line");
+    drop(stdout);
+    let out = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.is_empty());
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "quiet: {stderr}");
+}
+
+#[test]
+fn the_version_names_its_commit_and_features_and_an_exporter_listen_address_reads() {
+    let out = sgprobe(&["--version"]);
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        version.starts_with(&format!("sgprobe {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    let features = if cfg!(feature = "aws-api") {
+        "features: aws-api)"
+    } else {
+        "features: none)"
+    };
+    assert!(version.trim_end().ends_with(features), "{version}");
+
+    // `:9477`, as exporters write it, is every interface.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sgprobe.toml");
+    let inline = std::fs::read_to_string(fixture("native/sgprobe.toml")).expect("a fixture");
+    std::fs::write(
+        &config,
+        format!("[agent]\nmetrics_listen = \":9477\"\n{inline}"),
+    )
+    .expect("write");
+    let out = sgprobe(&[
+        "eval",
+        "-c",
+        config.to_str().expect("utf-8"),
+        "--ports",
+        "tcp:22",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -86,10 +86,20 @@ fn the_demo_shows_both_drifts_and_cleans_up_on_ctrl_c() {
         "threads before {before}, after {}",
         threads()
     );
-    assert!(
-        !std::path::Path::new(&format!("/tmp/sgprobe-demo-{pid}")).exists(),
-        "the scratch folder is gone once the agent runs"
+    // The config stays while the agent runs: a reload reads it again, cleanly.
+    let folder = std::path::PathBuf::from(format!("/tmp/sgprobe-demo-{pid}"));
+    let reload = common::control_raw(
+        std::path::Path::new("/run/sgprobe/demo.sock"),
+        "POST /v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
+    let status = Command::new(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["status", "--json", "--socket", "/run/sgprobe/demo.sock"])
+        .output()
+        .expect("runs");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(status["reload_ok"], true, "{status} after {reload}");
+    let log = std::fs::read_to_string(folder.join("agent.log")).expect("the agent's log is kept");
+    assert!(log.contains("config reloaded"), "{log}");
 
     kill(Pid::from_raw(pid as i32), Signal::SIGINT).expect("Ctrl-C to our own child");
     let status = demo.wait().expect("exits");
@@ -104,6 +114,7 @@ fn the_demo_shows_both_drifts_and_cleans_up_on_ctrl_c() {
     .into_owned();
     assert!(!namespaces.contains(&format!("sgp-{pid}-")), "{namespaces}");
     assert!(!std::path::Path::new("/run/sgprobe/demo.sock").exists());
+    assert!(!folder.exists(), "Ctrl-C removes the config and the log");
 }
 
 #[test]

@@ -635,3 +635,34 @@ fn a_reload_that_never_ends_is_seen_stalled_and_sigterm_still_ends_the_agent() {
     );
     agent.0.clear();
 }
+
+#[test]
+fn the_metrics_listener_has_a_landing_page_and_reloads_as_prometheus_does() {
+    let Some(lab) = lab() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("sgprobe.sock");
+    let config = write_config(dir.path(), 19_496, &socket);
+    let _agent = common::Started(vec![start(&lab, &config)]);
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    let landing = common::scrape(&lab, 19_496, "/");
+    assert!(landing.starts_with("HTTP/1.1 200"), "{landing}");
+    assert!(landing.contains("href=\"metrics\""), "{landing}");
+    let reload = lab
+        .in_prober(|| {
+            let mut stream =
+                std::net::TcpStream::connect(("127.0.0.1", 19_496)).expect("listening");
+            stream
+                .write_all(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .expect("write");
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            reply
+        })
+        .expect("runs");
+    assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
+    assert!(reload.contains("\"reloaded\":true"), "{reload}");
+}

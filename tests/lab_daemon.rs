@@ -54,12 +54,17 @@ fn check_json(socket: &Path, args: &[&str]) -> Value {
         .arg(socket)
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("JSON, not: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    // 1 when a flow drifts, as `diff` when files differ; 0 otherwise.
+    let drifts = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| matches!(r["drift"].as_str(), Some("exposed" | "blocked")));
+    assert_eq!(out.status.code(), Some(i32::from(drifts)), "{rows}");
+    rows
 }
 
 /// The metric names the shipped dashboard's queries use (a histogram by its `_bucket` series).

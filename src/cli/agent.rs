@@ -38,15 +38,24 @@ pub struct RunArgs {
     /// Log lines as plain text (without timestamps under journald) or JSON.
     #[arg(long, value_enum, default_value = "plain")]
     log_format: LogFormat,
+    /// The least severe lines logged: error, warn, info, debug or trace. RUST_LOG (or
+    /// SGPROBE_LOG), in tracing's filter syntax, takes over when set.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: tracing::Level,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SGPROBE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal: never into a file or the journal.
+    let filter = ["RUST_LOG", "SGPROBE_LOG"]
+        .into_iter()
+        .find_map(|name| tracing_subscriber::EnvFilter::try_from_env(name).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(args.log_level.as_str()));
+    // Colour only for a person at a terminal who has not asked for none (no-color.org):
+    // never into a file or the journal.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match (
         args.log_format,
@@ -141,19 +150,31 @@ pub fn drift(args: QueryArgs) -> anyhow::Result<ExitCode> {
 pub fn status(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let status = call(&args.socket.path()?, Method::GET, "/v1/status", None)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?)?;
     } else if let Some(fields) = status.as_object() {
         for (key, value) in fields {
-            println!("{key:>16}: {value}");
+            outln!("{key:>16}: {value}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints the rows; exits 1 when one drifts, as `diff` does when the files differ, so a
+/// script can tell at once.
 fn print_rows(rows: &Value, json: bool) -> anyhow::Result<ExitCode> {
+    let drifting = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| matches!(r["drift"].as_str(), Some("exposed" | "blocked")));
+    let code = if drifting {
+        ExitCode::from(super::EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
-        return Ok(ExitCode::SUCCESS);
+        outln!("{}", serde_json::to_string_pretty(rows)?)?;
+        return Ok(code);
     }
     let mut out = table(&[
         "INSTANCE",
@@ -197,8 +218,8 @@ fn print_rows(rows: &Value, json: bool) -> anyhow::Result<ExitCode> {
             rule,
         ]);
     }
-    println!("{out}");
-    Ok(ExitCode::SUCCESS)
+    outln!("{out}")?;
+    Ok(code)
 }
 
 /// One request over the control socket; an error reply becomes an error naming the reason.

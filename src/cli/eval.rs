@@ -158,7 +158,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&rows, args.trace)?;
     } else {
-        print_table(&rows, args.trace);
+        print_table(&rows, args.trace)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -274,11 +274,11 @@ fn print_json(rows: &[Row], with_trace: bool) -> anyhow::Result<()> {
             trace: with_trace.then(|| trace_lines(row.layers, &row.verdict)),
         })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    outln!("{}", serde_json::to_string_pretty(&json)?)?;
     Ok(())
 }
 
-fn print_table(rows: &[Row], with_trace: bool) {
+fn print_table(rows: &[Row], with_trace: bool) -> std::io::Result<()> {
     let mut out = table(&[
         "INSTANCE",
         "ADDRESS",
@@ -303,7 +303,7 @@ fn print_table(rows: &[Row], with_trace: bool) {
             decided_by(row.layers, &row.verdict),
         ]);
     }
-    println!("{out}");
+    outln!("{out}")?;
     for row in rows {
         let (flow, layers) = (&row.flow, row.layers);
         // The peer is the source of an inbound flow and the destination of an outbound one.
@@ -316,9 +316,9 @@ fn print_table(rows: &[Row], with_trace: bool) {
             flow.spec, flow.direction, row.instance.name, flow.address, flow.peer
         );
         if with_trace {
-            println!("\n{title}:");
+            outln!("\n{title}:")?;
             for line in trace_lines(layers, &row.verdict) {
-                println!("  {line}");
+                outln!("  {line}")?;
             }
         }
         if !row.verdict.allowed_peers.is_empty() {
@@ -328,12 +328,12 @@ fn print_table(rows: &[Row], with_trace: bool) {
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            println!("\n{title}: open only to {}", peers.join(", "));
+            outln!("\n{title}: open only to {}", peers.join(", "))?;
         }
         if let Some(fix) = remedy(layers, flow, &row.verdict) {
-            println!("\nTo open {title}: add a rule {}:", fix.placement);
-            println!("  {}", super::remedy::command(&fix));
-            println!(
+            outln!("\nTo open {title}: add a rule {}:", fix.placement)?;
+            outln!("  {}", super::remedy::command(&fix))?;
+            outln!(
                 "  as native TOML ([[group.{}]] of {}):",
                 if fix.direction == Direction::Inbound {
                     "ingress"
@@ -341,10 +341,11 @@ fn print_table(rows: &[Row], with_trace: bool) {
                     "egress"
                 },
                 fix.group
-            );
+            )?;
             for line in render_rule(&fix.rule).lines() {
-                println!("    {line}");
+                outln!("    {line}")?;
             }
         }
     }
+    Ok(())
 }

@@ -61,6 +61,6 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         )?;
         merged.add(file, inventory)?;
     }
-    print!("{}", render(&merged.inventory));
+    out!("{}", render(&merged.inventory))?;
     Ok(ExitCode::SUCCESS)
 }

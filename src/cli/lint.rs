@@ -84,13 +84,13 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
                 message: &f.message,
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?)?;
     } else if findings.is_empty() {
         let groups = config.inventory.groups.len();
-        println!(
+        outln!(
             "no findings in {groups} {}",
             if groups == 1 { "group" } else { "groups" }
-        );
+        )?;
     } else {
         let mut out = table(&["SEVERITY", "CHECK", "GROUP", "DIRECTION", "RULE", "FINDING"]);
         for f in &findings {
@@ -103,7 +103,7 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
                 f.message.clone(),
             ]);
         }
-        println!("{out}");
+        outln!("{out}")?;
     }
     let failing = args
         .fail_on

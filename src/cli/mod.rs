@@ -1,6 +1,22 @@
 //! The command line: clap definitions, one file per subcommand. The binary's edge: errors here
 //! are `anyhow` with context.
 
+/// `println!` (`out!`: `print!`) that gives the write's error back instead of panicking: a
+/// reader that went away (`sgprobe eval … | head -1`) ends the command quietly (see
+/// `closed_pipe`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod agent;
 mod demo;
 mod eval;
@@ -15,7 +31,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for a finding that reaches `--fail-on` (lint).
+/// Exit code for a finding that reaches `--fail-on` (lint), or a flow that drifts (check,
+/// drift).
 pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for bad input: config, exports, arguments.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -27,6 +44,15 @@ pub const EXIT_RUNTIME: u8 = 3;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BadInput(pub String);
+
+/// Whether the error is our reader going away (`| head`): then the command ends quietly, as
+/// command-line tools do.
+pub fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 /// The exit code an error means: bad input (2) if anything in its chain is the user's input,
 /// else a runtime failure (3).
@@ -43,11 +69,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 #[derive(Debug, Parser)]
 #[command(
     name = "sgprobe",
-    version,
+    version = env!("SGPROBE_VERSION"),
     about = "Checks that cloud security groups do what they say",
     long_about = "sgprobe reads an instance's security-group rules, predicts for each flow whether it \
 is open (and which rule decides), and reports every mismatch with what packets show.\n\n\
-Exit codes: 0 success, 1 lint findings at --fail-on severity, 2 bad input or usage (arguments, \
+Exit codes: 0 success, 1 lint findings at --fail-on severity or a drifting flow (check, drift), 2 bad input or usage (arguments, \
 config, exports), 3 a failure while running (a port in use, a socket error, the agent unreachable)."
 )]
 pub struct Cli {

@@ -166,17 +166,17 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         let json: Vec<ObservationJson> = report.observations.iter().map(to_json).collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?)?;
     } else {
-        print_table(&report.observations, started.elapsed());
+        print_table(&report.observations, started.elapsed())?;
         let (duplicates, strays) = (
             Counters::get(&counters.duplicates),
             Counters::get(&counters.strays),
         );
         if duplicates + strays > 0 {
-            println!(
+            outln!(
                 "{duplicates} duplicate or late replies and {strays} replies that were not ours were ignored"
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -205,7 +205,7 @@ fn label(target: Target) -> &'static str {
     }
 }
 
-fn print_table(observations: &[Observation], elapsed: Duration) {
+fn print_table(observations: &[Observation], elapsed: Duration) -> std::io::Result<()> {
     let mut out = table(&[
         "ADDRESS", "PORT", "STATE", "RTT", "EVIDENCE", "ATTEMPTS", "METHOD",
     ]);
@@ -231,9 +231,9 @@ fn print_table(observations: &[Observation], elapsed: Duration) {
             method,
         ]);
     }
-    println!("{out}");
+    outln!("{out}")?;
     let count = |state| observations.iter().filter(|o| o.state == state).count();
-    println!(
+    outln!(
         "\n{} probes in {:.2} s: {} open, {} closed, {} filtered, {} open|filtered",
         observations.len(),
         elapsed.as_secs_f64(),
@@ -241,7 +241,7 @@ fn print_table(observations: &[Observation], elapsed: Duration) {
         count(PortState::Closed),
         count(PortState::Filtered),
         count(PortState::OpenFiltered)
-    );
+    )
 }
 
 async fn show_progress(counters: Arc<Counters>, total: usize) {

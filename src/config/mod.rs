@@ -488,10 +488,15 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
         agent.timeout = duration(timeout, "timeout", "\"1s\" or \"500ms\"", TIMEOUT)?;
     }
     if let Some(listen) = raw.metrics_listen {
-        agent.metrics_listen = listen
-            .get_ref()
+        // `:9477` is every interface, as exporters write it (Go's net.Listen).
+        let text = listen.get_ref().trim();
+        let full = match text.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => text.to_string(),
+        };
+        agent.metrics_listen = full
             .parse()
-            .map_err(|_| spans.at(listen.span(), format!("agent.metrics_listen: expected address:port such as \"127.0.0.1:9477\", found {:?}", listen.get_ref())))?;
+            .map_err(|_| spans.at(listen.span(), format!("agent.metrics_listen: expected address:port such as \"127.0.0.1:9477\" or \":9477\" (every interface), found {:?}", listen.get_ref())))?;
     }
     if let Some(socket) = raw.control_socket {
         agent.control_socket = PathBuf::from(socket);

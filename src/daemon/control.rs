@@ -224,7 +224,7 @@ async fn check_now(
             ),
         );
     }
-    tracing::info!(uid = ?caller.uid, instance = %instance.name, ports = ?request.ports, "check requested");
+    tracing::info!(uid = caller.uid, instance = %instance.name, ports = request.ports.as_deref(), "check requested");
     match check(
         &config,
         &[instance],
@@ -244,8 +244,14 @@ async fn reload(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(caller): ConnectInfo<Caller>,
 ) -> Response {
-    tracing::info!(uid = ?caller.uid, "reload requested");
-    match shared.reload_off_thread().await {
+    tracing::info!(uid = caller.uid, "reload requested");
+    reload_reply(shared.reload_off_thread().await)
+}
+
+/// What a reload came to, as both listeners answer it: 200, 422 (the old config stands) or
+/// 202 (one was running: another follows it).
+pub fn reload_reply(reload: Reload) -> Response {
+    match reload {
         Reload::Done(Ok(())) => Json(json!({ "reloaded": true })).into_response(),
         Reload::Done(Err(message)) => error(
             StatusCode::UNPROCESSABLE_ENTITY,

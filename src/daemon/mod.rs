@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
@@ -351,10 +351,10 @@ impl Shared {
                     let key = &r.key;
                     match drift {
                         Drift::Exposed | Drift::Blocked => {
-                            tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, drift = drift.name(), "drift confirmed")
+                            tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, drift = drift.name(), "drift confirmed")
                         }
                         _ => {
-                            tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = ?key.port, "drift cleared")
+                            tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, "drift cleared")
                         }
                     }
                 }
@@ -471,6 +471,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let web = shared.clone();
     let ready = shared.clone();
     let healthy = shared.clone();
+    let reloader = shared.clone();
     let metrics_app = Router::new()
         .route(
             "/metrics",
@@ -493,6 +494,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                         axum::body::Bytes::from_static(b"rendering the metrics failed\n"),
                     ),
                 }
+            }),
+        )
+        // What this listener serves, for a person who opens it in a browser.
+        .route(
+            "/",
+            get(|| async {
+                axum::response::Html(format!(
+                    "<!doctype html><html><head><title>sgprobe</title></head><body><h1>sgprobe {}</h1><p>Checks that cloud security groups do what they say.</p><ul><li><a href=\"metrics\">/metrics</a></li><li><a href=\"-/healthy\">/-/healthy</a></li><li><a href=\"-/ready\">/-/ready</a></li><li>POST /-/reload</li></ul></body></html>\n",
+                    env!("CARGO_PKG_VERSION")
+                ))
+            }),
+        )
+        // As Prometheus' own: reloads the config (coalesced with any other reload).
+        .route(
+            "/-/reload",
+            post(move || async move {
+                tracing::info!("reload requested on /-/reload");
+                control::reload_reply(reloader.clone().reload_off_thread().await)
             }),
         )
         // Unhealthy while the watchdog finds the cycle or a load stuck: a liveness probe

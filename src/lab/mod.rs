@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-pub use netns::{Netns, interrupted, stop_on_interrupt};
+pub use netns::{Netns, interrupted, remove_folder_on_interrupt, stop_on_interrupt};
 pub use nft::{HostEffect, HostRule};
 
 use crate::model::{Direction, Inventory, Protocol};

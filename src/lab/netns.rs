@@ -31,6 +31,17 @@ fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
 /// process keeps a deleted namespace alive.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
+/// Folders removed with the lab on an interrupt: the demo's config and its agent's log.
+static FOLDERS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// Registers a folder to be removed on SIGINT or SIGTERM, after the children have stopped.
+pub fn remove_folder_on_interrupt(folder: &std::path::Path) {
+    FOLDERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(folder.to_path_buf());
+}
+
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether SIGINT or SIGTERM arrived: the handler is removing the lab and will end the process.
@@ -46,8 +57,8 @@ pub fn stop_on_interrupt(pid: u32) {
         .push(pid);
 }
 
-/// On SIGINT or SIGTERM, stops registered children, removes every namespace still alive, then
-/// exits with 130. Installed
+/// On SIGINT or SIGTERM, stops registered children, removes every namespace still alive and
+/// the registered folders, then exits with 130. Installed
 /// once per process; a process that has its own handler keeps it (and cleans up itself).
 pub fn remove_on_interrupt() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -67,6 +78,13 @@ pub fn remove_on_interrupt() {
             std::thread::sleep(std::time::Duration::from_millis(300));
             for name in live().drain(..) {
                 let _ = run("ip", &["netns", "del", &name], None);
+            }
+            for folder in FOLDERS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .drain(..)
+            {
+                let _ = std::fs::remove_dir_all(folder);
             }
             std::process::exit(130);
         });

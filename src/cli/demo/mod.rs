@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::lab::{HostEffect, HostRule, Lab, LabSpec, Listen, interrupted, stop_on_interrupt};
+use crate::lab::{
+    HostEffect, HostRule, Lab, LabSpec, Listen, interrupted, remove_folder_on_interrupt,
+    stop_on_interrupt,
+};
 use crate::model::Protocol;
 use crate::sources::native;
 
@@ -65,7 +68,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let dir = std::env::temp_dir().join(format!("sgprobe-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("cannot create a scratch directory")?;
+    // Kept while the agent runs (it reloads from it), removed with the lab on Ctrl-C.
+    remove_folder_on_interrupt(&dir);
     let config = dir.join("sgprobe.toml");
+    let log = dir.join("agent.log");
     let agent = format!(
         "[agent]\ninterval = \"{}s\"\nmetrics_listen = \"{METRICS}\"\ncontrol_socket = \"{SOCKET}\"\ntimeout = \"300ms\"\nretries = 1\n\n",
         args.interval
@@ -77,39 +83,31 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .arg(&exe)
         .args(["run", "--config"])
         .arg(&config)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).context("cannot create the agent's log")?)
+        .stdout(Stdio::null())
         .spawn()
         .context("cannot start the agent")?;
     stop_on_interrupt(child.id());
     let _forwarder = forward_metrics(&lab).context("cannot forward the metrics port")?;
 
     println!(
-        "The agent runs in the lab's prober namespace (a cycle every {}s; drift is confirmed after 2 agreeing cycles).",
-        args.interval
+        "The agent runs in the lab's prober namespace (a cycle every {}s; drift is confirmed after 2 agreeing cycles).\nIts config: {}; its log: {}",
+        args.interval,
+        config.display(),
+        log.display()
     );
     let started = Instant::now();
-    let mut scratch = Some(dir);
     let rows = loop {
         std::thread::sleep(Duration::from_millis(500));
-        // Once the agent answers it holds its config: the scratch folder can go.
-        if let Some(dir) =
-            scratch.take_if(|_| std::os::unix::net::UnixStream::connect(SOCKET).is_ok())
-        {
-            let _ = std::fs::remove_dir_all(dir);
-        }
         if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "the agent stopped ({status}); run `sudo ip netns exec {} {} run --config {}` to see why",
-                lab.prober().name,
-                exe.display(),
-                config.display()
-            );
+            bail!("the agent stopped ({status}); its log is {}", log.display());
         }
         let out = Command::new(&exe)
             .args(["drift", "--socket", SOCKET])
             .output();
+        // `drift` exits 1 when flows drift: that is what the demo waits for.
         if let Ok(out) = out
-            && out.status.success()
+            && out.status.code() == Some(1)
             && String::from_utf8_lossy(&out.stdout).lines().count() >= 3
         {
             break String::from_utf8_lossy(&out.stdout).into_owned();
@@ -135,7 +133,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             std::thread::park();
         }
     }
-    bail!("the agent stopped ({status})")
+    bail!("the agent stopped ({status}); its log is {}", log.display())
 }
 
 /// Serves the agent's metrics port on the host's loopback: the agent listens inside the
