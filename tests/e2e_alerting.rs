@@ -32,7 +32,7 @@ peer = "all"
 name = "web"
 addresses = ["10.77.1.10"]
 security_groups = ["sg-web"]
-ports = "tcp:8080"
+ports = "tcp:8080,8081"
 "#;
 
 fn spawn(lab: &Lab, program: &str, args: &[String]) -> std::process::Child {
@@ -41,8 +41,8 @@ fn spawn(lab: &Lab, program: &str, args: &[String]) -> std::process::Child {
 }
 
 /// The webhook receiver: an HTTP listener inside the prober namespace that forwards each
-/// notification's (status, alertname, port) to the test.
-fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<(String, String, String)> {
+/// notification's (status, alertname, cloud instance) and its summary to the test.
+fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<((String, String, String), String)> {
     let listener = lab
         .in_prober(move || TcpListener::bind(("127.0.0.1", port)))
         .expect("runs")
@@ -72,9 +72,12 @@ fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<(String, String, String)> {
             for alert in payload["alerts"].as_array().into_iter().flatten() {
                 let field = |v: &Value| v.as_str().unwrap_or("").to_string();
                 let _ = tx.send((
-                    field(&alert["status"]),
-                    field(&alert["labels"]["alertname"]),
-                    field(&alert["labels"]["port"]),
+                    (
+                        field(&alert["status"]),
+                        field(&alert["labels"]["alertname"]),
+                        field(&alert["labels"]["cloud_instance"]),
+                    ),
+                    field(&alert["annotations"]["summary"]),
                 ));
             }
         }
@@ -82,21 +85,22 @@ fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<(String, String, String)> {
     rx
 }
 
+/// How long until the notification `wanted` came, and its summary.
 fn wait_for(
-    rx: &mpsc::Receiver<(String, String, String)>,
+    rx: &mpsc::Receiver<((String, String, String), String)>,
     wanted: (&str, &str, &str),
     limit: Duration,
-) -> Duration {
+) -> (Duration, String) {
     let start = Instant::now();
     loop {
         let left = limit
             .checked_sub(start.elapsed())
             .unwrap_or_else(|| panic!("no {wanted:?} notification within {limit:?}"));
-        let (status, name, port) = rx
+        let ((status, name, instance), summary) = rx
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("no {wanted:?} notification within {limit:?}"));
-        if (status.as_str(), name.as_str(), port.as_str()) == wanted {
-            return start.elapsed();
+        if (status.as_str(), name.as_str(), instance.as_str()) == wanted {
+            return (start.elapsed(), summary);
         }
     }
 }
@@ -112,7 +116,7 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
         listen: vec![Listen {
             instance: "web".into(),
             protocol: Protocol::Tcp,
-            ports: vec![80, 8080],
+            ports: vec![80, 8080, 8081],
         }],
         ..LabSpec::default()
     };
@@ -138,7 +142,7 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
     .expect("write");
     std::fs::write(
         path("alertmanager.yml"),
-        "route:\n  receiver: test\n  group_by: [alertname, port]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: http://127.0.0.1:19099/hook\n        send_resolved: true\n",
+        "route:\n  receiver: test\n  group_by: [alertname, cloud_instance]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: http://127.0.0.1:19099/hook\n        send_resolved: true\n",
     )
     .expect("write");
 
@@ -184,12 +188,25 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
         "nothing fires while all is well: {early:?}"
     );
 
+    // Two ports opened by hand on one instance: one page, naming the cloud instance (a plain
+    // scrape job: Prometheus owns `instance`, which names the agent).
     lab.expose("web", Protocol::Tcp, 8080)
         .expect("a rule added by hand");
-    let fired = wait_for(
+    lab.expose("web", Protocol::Tcp, 8081)
+        .expect("a rule added by hand");
+    let (fired, summary) = wait_for(
         &notifications,
-        ("firing", "SgprobeFlowExposed", "8080"),
+        ("firing", "SgprobeFlowExposed", "web"),
         Duration::from_secs(60),
+    );
+    assert!(
+        summary.starts_with("web: ")
+            && summary.contains("answer though its security groups say closed"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("127.0.0.1"),
+        "the agent's address is not the instance: {summary}"
     );
     eprintln!(
         "rule change to firing alert at the webhook: {:.1} s",
@@ -197,10 +214,18 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
     );
 
     lab.unexpose("web").expect("reverted");
-    let resolved = wait_for(
+    let (resolved, _) = wait_for(
         &notifications,
-        ("resolved", "SgprobeFlowExposed", "8080"),
+        ("resolved", "SgprobeFlowExposed", "web"),
         Duration::from_secs(60),
+    );
+    let pages: Vec<_> = notifications
+        .try_iter()
+        .filter(|((status, name, _), _)| status == "firing" && name == "SgprobeFlowExposed")
+        .collect();
+    assert!(
+        pages.is_empty(),
+        "one page for the instance, not one per port: {pages:?}"
     );
     eprintln!(
         "revert to resolved notification: {:.1} s",

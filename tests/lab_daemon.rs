@@ -203,7 +203,7 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     let text = metrics(&lab, port);
     let series = |port: &str, kind: &str| {
         format!(
-            "sgprobe_flow_drift{{address=\"10.77.1.10\",direction=\"inbound\",instance=\"web\",kind=\"{kind}\",port=\"{port}\",protocol=\"tcp\"}} "
+            "sgprobe_flow_drift{{address=\"10.77.1.10\",cloud_instance=\"web\",direction=\"inbound\",kind=\"{kind}\",port=\"{port}\",protocol=\"tcp\"}} "
         )
     };
     assert!(
@@ -211,9 +211,16 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
         "{text}"
     );
     assert!(text.contains(&format!("{}1", series("22", "blocked"))));
+    // Every planned flow has one drift series, of the kind its prediction allows: 80 is
+    // open by the rules, so only "blocked" can befall it.
     assert!(
-        text.contains(&format!("{}0", series("80", "exposed"))),
-        "every planned flow has both series"
+        text.contains(&format!("{}0", series("80", "blocked"))),
+        "{text}"
+    );
+    assert!(!text.contains(&series("80", "exposed")), "{text}");
+    assert!(
+        !text.contains("{instance=") && !text.contains(",instance="),
+        "no `instance` label: Prometheus owns it"
     );
     assert!(text.contains("sgprobe_config_last_reload_successful 1"));
     assert!(text.contains("sgprobe_build_info{version="));
@@ -556,7 +563,7 @@ fn two_instances_sharing_an_address_complete_their_cycles() {
     let text = metrics(&lab, port);
     for instance in ["web", "web-vip"] {
         let open = format!(
-            "sgprobe_flow_drift{{address=\"10.77.1.10\",direction=\"inbound\",instance=\"{instance}\",kind=\"blocked\",port=\"22\",protocol=\"tcp\"}} 0"
+            "sgprobe_flow_drift{{address=\"10.77.1.10\",cloud_instance=\"{instance}\",direction=\"inbound\",kind=\"blocked\",port=\"22\",protocol=\"tcp\"}} 0"
         );
         assert!(text.contains(&open), "{instance}: {text}");
     }

@@ -57,7 +57,7 @@ const MAX_UNREADABLE_SERIES: usize = 100;
 /// The per-flow families: name, help, and the extra label (name, values) each flow gets.
 const FLOW_DRIFT: (&str, &str) = (
     "sgprobe_flow_drift",
-    "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped) is confirmed, else 0.",
+    "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped) is confirmed, else 0; one series per flow, of the kind its prediction allows.",
 );
 const FLOW_PREDICTED_OPEN: (&str, &str) = (
     "sgprobe_flow_predicted_open",
@@ -65,7 +65,7 @@ const FLOW_PREDICTED_OPEN: (&str, &str) = (
 );
 const FLOW_OBSERVED_STATE: (&str, &str) = (
     "sgprobe_flow_observed_state",
-    "1 for the state the last probe of the flow showed.",
+    "The state the last probe of the flow showed: 0 closed, 1 open, 2 filtered, 3 open|filtered (nmap's words).",
 );
 
 const DRIFTS: [Drift; 4] = [
@@ -120,7 +120,7 @@ impl Metrics {
             instance_flows: gauge_vec(
                 "sgprobe_instance_flows",
                 "Planned flows per instance, by confirmed drift.",
-                &["instance", "drift"],
+                &["cloud_instance", "drift"],
             )?,
             cycle_duration: gauge(
                 "sgprobe_cycle_duration_seconds",
@@ -291,39 +291,47 @@ impl Metrics {
             return out;
         }
         family(&mut out, FLOW_DRIFT, &shown, |out, (r, drift)| {
-            for kind in [Drift::Exposed, Drift::Blocked] {
-                sample(
-                    out,
-                    FLOW_DRIFT.0,
-                    &r.key,
-                    ("kind", kind.name()),
-                    *drift == kind,
-                );
+            if let Some(kind) = drift_kind(r.predicted, *drift) {
+                let on = u8::from(*drift == kind);
+                sample(out, FLOW_DRIFT.0, &r.key, ("kind", kind.name()), on);
             }
         });
         family(&mut out, FLOW_PREDICTED_OPEN, &shown, |out, (r, _)| {
-            sample(
-                out,
-                FLOW_PREDICTED_OPEN.0,
-                &r.key,
-                ("", ""),
-                r.predicted == Predicted::Open,
-            );
+            let open = u8::from(r.predicted == Predicted::Open);
+            sample(out, FLOW_PREDICTED_OPEN.0, &r.key, ("", ""), open);
         });
         family(&mut out, FLOW_OBSERVED_STATE, &shown, |out, (r, _)| {
-            let state = state_name(r.observed);
-            sample(out, FLOW_OBSERVED_STATE.0, &r.key, ("state", state), true);
+            sample(
+                out,
+                FLOW_OBSERVED_STATE.0,
+                &r.key,
+                ("", ""),
+                state_code(r.observed),
+            );
         });
         out
     }
 }
 
-fn state_name(state: PortState) -> &'static str {
+/// The one drift series a flow has: the confirmed drift, else the kind its prediction
+/// allows (only a flow the rules close can be exposed, only one they open blocked); none
+/// where the rules cannot say (partial, unknown, ambiguous), which never drifts.
+fn drift_kind(predicted: Predicted, confirmed: Drift) -> Option<Drift> {
+    match (confirmed, predicted) {
+        (Drift::Exposed | Drift::Blocked, _) => Some(confirmed),
+        (_, Predicted::Open) => Some(Drift::Blocked),
+        (_, Predicted::Closed) => Some(Drift::Exposed),
+        _ => None,
+    }
+}
+
+/// The observed state as a value, so that a changed state changes a value, not a series.
+fn state_code(state: PortState) -> u8 {
     match state {
-        PortState::Open => "open",
-        PortState::Closed => "closed",
-        PortState::Filtered => "filtered",
-        PortState::OpenFiltered => "open|filtered",
+        PortState::Closed => 0,
+        PortState::Open => 1,
+        PortState::Filtered => 2,
+        PortState::OpenFiltered => 3,
     }
 }
 
@@ -340,27 +348,32 @@ fn family(
 }
 
 /// One series, labels in name order as the registry writes them; `extra` ("", "") for none.
-fn sample(out: &mut String, name: &str, key: &FlowKey, extra: (&str, &str), on: bool) {
-    let _ = write!(
-        out,
-        "{name}{{address=\"{}\",direction=\"{}\",instance=\"",
-        key.address, key.direction
-    );
-    escape(out, &key.instance);
-    out.push('"');
+/// The cloud instance is `cloud_instance`: `instance` and `job` belong to Prometheus, which
+/// would rename ours `exported_instance` under an ordinary scrape job.
+fn sample(out: &mut String, name: &str, key: &FlowKey, extra: (&str, &str), value: u8) {
+    let address = key.address.to_string();
+    let direction = key.direction.to_string();
     let port = key.port.map(|p| p.to_string()).unwrap_or_default();
     let mut labels = [
+        ("address", address.as_str()),
+        ("cloud_instance", &key.instance),
+        ("direction", direction.as_str()),
         (extra.0, extra.1),
         ("port", port.as_str()),
         ("protocol", key.protocol),
     ];
     labels.sort_unstable();
+    let _ = write!(out, "{name}{{");
+    let mut first = true;
     for (label, value) in labels.iter().filter(|(l, _)| !l.is_empty()) {
-        let _ = write!(out, ",{label}=\"");
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        let _ = write!(out, "{label}=\"");
         escape(out, value);
         out.push('"');
     }
-    let _ = writeln!(out, "}} {}", u8::from(on));
+    let _ = writeln!(out, "}} {value}");
 }
 
 /// Label-value escaping of the text format: backslash, double quote and line feed.
@@ -425,19 +438,25 @@ mod tests {
         let both = [a.clone(), b.clone()];
         metrics.record(&both, false, 100);
         let text = metrics.render(&both);
-        // drift x2, predicted, observed: four series per planned flow.
-        assert_eq!((series(&text, 22), series(&text, 8080)), (4, 4), "{text}");
-        assert!(text.contains("sgprobe_flow_drift{address=\"10.0.0.1\",direction=\"inbound\",instance=\"web\",kind=\"exposed\",port=\"8080\",protocol=\"tcp\"} 1"));
-        assert!(text.contains("sgprobe_flow_observed_state{address=\"10.0.0.1\",direction=\"inbound\",instance=\"web\",port=\"22\",protocol=\"tcp\",state=\"open\"} 1"));
-        assert!(text.contains("sgprobe_flow_predicted_open{address=\"10.0.0.1\",direction=\"inbound\",instance=\"web\",port=\"8080\",protocol=\"tcp\"} 0"));
+        // Drift (of the kind the prediction allows), predicted, observed: three series per
+        // planned flow, none of them `instance` (Prometheus' own label).
+        assert_eq!((series(&text, 22), series(&text, 8080)), (3, 3), "{text}");
+        assert!(text.contains("sgprobe_flow_drift{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",kind=\"exposed\",port=\"8080\",protocol=\"tcp\"} 1"), "{text}");
+        assert!(text.contains("sgprobe_flow_drift{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",kind=\"blocked\",port=\"22\",protocol=\"tcp\"} 0"), "{text}");
+        assert!(text.contains("sgprobe_flow_observed_state{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",port=\"22\",protocol=\"tcp\"} 1"));
+        assert!(text.contains("sgprobe_flow_predicted_open{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",port=\"8080\",protocol=\"tcp\"} 0"));
+        assert!(
+            !text.contains("{instance=") && !text.contains(",instance="),
+            "{text}"
+        );
 
         // Port 22 leaves the plan: its series go, 8080's stay.
         let only_b = std::slice::from_ref(&b);
         metrics.record(only_b, false, 100);
         let text = metrics.render(only_b);
-        assert_eq!((series(&text, 22), series(&text, 8080)), (0, 4), "{text}");
+        assert_eq!((series(&text, 22), series(&text, 8080)), (0, 3), "{text}");
 
-        // The observed state changes: the old state's series goes, one remains.
+        // The observed state changes: a value changes, the series stays.
         let c = (
             result(8080, Predicted::Closed, PortState::Filtered, Drift::None),
             Drift::None,
@@ -450,12 +469,12 @@ mod tests {
             .filter(|l| l.starts_with("sgprobe_flow_observed_state"))
             .collect();
         assert_eq!(observed.len(), 1, "{text}");
-        assert!(observed[0].contains("state=\"filtered\""));
+        assert!(observed[0].ends_with(" 2"), "filtered: {text}");
 
         // Drifting only (or past the ceiling): quiet flows export nothing, drifting ones do.
         metrics.record(&both, true, 100);
         let text = metrics.render(&both);
-        assert_eq!((series(&text, 22), series(&text, 8080)), (0, 4), "{text}");
+        assert_eq!((series(&text, 22), series(&text, 8080)), (0, 3), "{text}");
         assert!(text.contains("sgprobe_flow_series_limited 1"));
         metrics.record(&both, false, 1);
         assert_eq!(
@@ -466,6 +485,36 @@ mod tests {
     }
 
     #[test]
+    fn past_the_ceiling_a_hundred_thousand_instances_export_counts_only_where_they_drift() {
+        let mut metrics = Metrics::new().expect("registers");
+        let flows: Vec<(FlowResult, Drift)> = (0..100_000)
+            .map(|i| {
+                let drift = if i == 77 { Drift::Exposed } else { Drift::None };
+                let mut flow = result(22, Predicted::Closed, PortState::Closed, drift);
+                flow.key.instance = format!("vm-{i}").into();
+                (flow, drift)
+            })
+            .collect();
+        metrics.record(&flows, false, 10_000);
+        let text = metrics.render(&flows);
+        let series = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(
+            series("sgprobe_instance_flows{"),
+            DRIFTS.len(),
+            "one instance's"
+        );
+        assert!(
+            text.contains("sgprobe_instance_flows{cloud_instance=\"vm-77\",drift=\"exposed\"} 1")
+        );
+        let flows = text
+            .lines()
+            .filter(|l| l.starts_with("sgprobe_flow_") && l.contains("cloud_instance="))
+            .count();
+        assert_eq!(flows, 3, "one flow's");
+        assert!(text.len() < 100_000, "{} bytes", text.len());
+    }
+
+    #[test]
     fn label_values_are_escaped_and_an_instance_that_leaves_takes_its_counts() {
         let mut metrics = Metrics::new().expect("registers");
         let mut odd = result(22, Predicted::Open, PortState::Open, Drift::None);
@@ -473,9 +522,14 @@ mod tests {
         let flows = [(odd, Drift::None)];
         metrics.record(&flows, false, 100);
         let text = metrics.render(&flows);
-        assert!(text.contains(r#"instance="a \"b\" \\c\nd""#), "{text}");
         assert!(
-            text.contains(r#"sgprobe_instance_flows{drift="none",instance="a \"b\" \\c\nd"} 1"#),
+            text.contains(r#"cloud_instance="a \"b\" \\c\nd""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"sgprobe_instance_flows{cloud_instance="a \"b\" \\c\nd",drift="none"} 1"#
+            ),
             "{text}"
         );
         metrics.record(&[], false, 100);
