@@ -148,3 +148,82 @@ fn a_prober_firewall_dropping_raw_replies_is_detected_and_worked_around() {
         ]
     );
 }
+
+#[test]
+fn an_agent_run_as_nobody_checks_tcp_by_connect_and_reads_icmp_unknown() {
+    let Some(lab) = common::lab(&spec()) else {
+        return;
+    };
+    // A user with no capability, in a namespace whose ping_group_range grants no group (the
+    // default in a new network namespace, as in a pod): no raw socket, no ICMP socket.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let (config, socket) = common::agent_config(
+        dir.path(),
+        "interval = \"1s\"\ntimeout = \"300ms\"\nretries = 1\nmetrics_listen = \"127.0.0.1:19497\"",
+        &format!("{LAB}ports = \"icmp\"\n"),
+    );
+    let log = dir.path().join("agent.log");
+    let mut agent = common::Started(vec![
+        Command::new("ip")
+            .args(["netns", "exec", &lab.prober().name])
+            .args(["sysctl", "-q", "-w", "net.ipv4.ping_group_range=1 0"])
+            .status()
+            .map(|_| ())
+            .and_then(|()| {
+                Command::new("ip")
+                    .args(["netns", "exec", &lab.prober().name])
+                    .args([
+                        "setpriv",
+                        "--reuid=65534",
+                        "--regid=65534",
+                        "--clear-groups",
+                    ])
+                    .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
+                    .arg(env!("CARGO_BIN_EXE_sgprobe"))
+                    .args(["run", "--config"])
+                    .arg(&config)
+                    .stderr(std::fs::File::create(&log)?)
+                    .spawn()
+            })
+            .expect("the agent starts"),
+    ]);
+    common::wait_for("the control socket", Duration::from_secs(15), || {
+        socket.exists()
+    });
+    let metrics = || common::scrape(&lab, 19_497, "/metrics");
+    common::wait_for("two cycles", Duration::from_secs(30), || {
+        common::control_get(&socket, "/v1/status")["cycles"].as_u64() >= Some(2)
+    });
+    let text = metrics();
+    let value = |series: &str| {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+            .to_string()
+    };
+    let flow = |protocol: &str, port: &str| {
+        format!(
+            "sgprobe_flow_observed_state{{address=\"10.77.1.1\",cloud_instance=\"web\",direction=\"inbound\",port=\"{port}\",protocol=\"{protocol}\"}}"
+        )
+    };
+    assert_eq!(value(&flow("tcp", "80")), "1", "TCP by connect(): open");
+    assert_eq!(value(&flow("icmp", "")), "4", "ICMP not probed: unknown");
+    assert_eq!(value("sgprobe_raw_sockets_available"), "0");
+    assert_eq!(value("sgprobe_cycle_errors_total"), "0", "the cycles go on");
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    let said = std::fs::read_to_string(&log).expect("the log");
+    assert!(said.contains("net.ipv4.ping_group_range"), "{said}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.0[0].id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal our child");
+    assert!(agent.0[0].wait().expect("exits").success());
+    agent.0.clear();
+}

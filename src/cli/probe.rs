@@ -233,8 +233,12 @@ fn print_table(observations: &[Observation], elapsed: Duration) -> std::io::Resu
     }
     outln!("{out}")?;
     let count = |state| observations.iter().filter(|o| o.state == state).count();
+    let unknown = match count(PortState::Unknown) {
+        0 => String::new(),
+        n => format!(", {n} unknown (not probed)"),
+    };
     outln!(
-        "\n{} probes in {:.2} s: {} open, {} closed, {} filtered, {} open|filtered",
+        "\n{} probes in {:.2} s: {} open, {} closed, {} filtered, {} open|filtered{unknown}",
         observations.len(),
         elapsed.as_secs_f64(),
         count(PortState::Open),

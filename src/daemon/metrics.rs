@@ -27,6 +27,8 @@ pub struct Metrics {
     rtt: HistogramVec,
     pub cycle_duration: Gauge,
     pub last_cycle: Gauge,
+    /// Cycles that failed before probing (a socket error, say): the cycle goes on next time.
+    pub cycle_errors: prometheus::IntCounter,
     pub reload_ok: Gauge,
     pub reload_time: Gauge,
     pub raw_sockets: Gauge,
@@ -65,7 +67,7 @@ const FLOW_PREDICTED_OPEN: (&str, &str) = (
 );
 const FLOW_OBSERVED_STATE: (&str, &str) = (
     "sgprobe_flow_observed_state",
-    "The state the last probe of the flow showed: 0 closed, 1 open, 2 filtered, 3 open|filtered (nmap's words).",
+    "The state the last probe of the flow showed: 0 closed, 1 open, 2 filtered, 3 open|filtered (nmap's words), 4 unknown (not probed: see the agent's log).",
 );
 
 const DRIFTS: [Drift; 4] = [
@@ -97,6 +99,16 @@ impl Metrics {
             &["protocol", "state"],
         )?;
         registry.register(Box::new(probes.clone()))?;
+        let cycle_errors = prometheus::IntCounter::new(
+            "sgprobe_cycle_errors_total",
+            "Cycles that failed (the agent's log says why); the next cycle tries again.",
+        )?;
+        registry.register(Box::new(cycle_errors.clone()))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...: what
+        // every exporter reports of itself.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let rtt = HistogramVec::new(
             HistogramOpts::new(
                 "sgprobe_probe_rtt_seconds",
@@ -117,6 +129,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
         Ok(Metrics {
+            cycle_errors,
             instance_flows: gauge_vec(
                 "sgprobe_instance_flows",
                 "Planned flows per instance, by confirmed drift.",
@@ -332,6 +345,7 @@ fn state_code(state: PortState) -> u8 {
         PortState::Open => 1,
         PortState::Filtered => 2,
         PortState::OpenFiltered => 3,
+        PortState::Unknown => 4,
     }
 }
 

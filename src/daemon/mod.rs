@@ -620,6 +620,7 @@ async fn cycles(shared: Arc<Shared>) {
         }
         if let Err(e) = shared.cycle().await {
             tracing::error!(error = %format!("{e:#}"), "cycle failed");
+            lock(&shared.metrics).cycle_errors.inc();
         }
         *lock(&shared.cycle_started) = None;
         let interval = shared.config().agent.interval;

@@ -86,6 +86,9 @@ pub enum PortState {
     Filtered,
     #[serde(rename = "open|filtered")]
     OpenFiltered,
+    /// Not probed: this host gave the prober no socket to send it (see `Warning::NoEcho`).
+    #[serde(rename = "unknown")]
+    Unknown,
 }
 
 impl fmt::Display for PortState {
@@ -95,6 +98,7 @@ impl fmt::Display for PortState {
             PortState::Closed => "closed",
             PortState::Filtered => "filtered",
             PortState::OpenFiltered => "open|filtered",
+            PortState::Unknown => "unknown",
         })
     }
 }
@@ -106,7 +110,7 @@ impl PortState {
         match self {
             PortState::Open | PortState::Closed => Some(true),
             PortState::Filtered => Some(false),
-            PortState::OpenFiltered => None,
+            PortState::OpenFiltered | PortState::Unknown => None,
         }
     }
 }
@@ -145,6 +149,8 @@ pub enum Evidence {
     ConnectFailed(io::ErrorKind),
     /// The run's hard deadline passed before an answer or the last timeout.
     RunDeadline,
+    /// Never sent: no socket could send it (see `Warning::NoEcho`).
+    Unprobed,
 }
 
 impl fmt::Display for Evidence {
@@ -165,6 +171,7 @@ impl fmt::Display for Evidence {
             Evidence::Refused => f.write_str("refused"),
             Evidence::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
             Evidence::RunDeadline => f.write_str("no reply before the run's deadline"),
+            Evidence::Unprobed => f.write_str("not probed: no ICMP socket"),
         }
     }
 }
@@ -247,6 +254,8 @@ pub enum Warning {
     /// Raw probes drew no reply at all while connect() did: something on this host drops
     /// the replies to the probe source ports, so TCP was probed again with connect().
     RawRepliesDropped,
+    /// Neither a raw nor an unprivileged ICMP socket: echo flows were not probed (unknown).
+    NoEcho,
 }
 
 impl fmt::Display for Warning {
@@ -255,6 +264,10 @@ impl fmt::Display for Warning {
             Warning::NoRawSockets => f.write_str(
                 "no CAP_NET_RAW: TCP is probed with connect() (method \"connect\": full handshakes, visible in the target's logs); \
 run as root or `setcap cap_net_raw+ep` the binary for half-open SYN probes",
+            ),
+            Warning::NoEcho => f.write_str(
+                "no ICMP socket: echo flows are not probed and read unknown; grant CAP_NET_RAW, or let the agent's group send \
+unprivileged echoes (sysctl net.ipv4.ping_group_range, a pod's securityContext.sysctls)",
             ),
             Warning::RawRepliesDropped => f.write_str(
                 "raw SYN probes drew no reply at all, but connect() did: a firewall on this host drops replies to source ports \
@@ -281,6 +294,23 @@ pub async fn probe(
     counters: Arc<Counters>,
 ) -> Result<Report, EngineError> {
     let mut warnings = Vec::new();
+    // ICMP with no socket to send it: those targets are not probed, and say so; the rest go on.
+    let all = targets;
+    let echo_denied: Vec<Family> = [Family::V4, Family::V6]
+        .into_iter()
+        .filter(|f| {
+            all.iter()
+                .any(|t| t.protocol == ProbeProtocol::Icmp && Family::of(t.addr) == *f)
+                && !crate::net::can_echo(*f)
+        })
+        .collect();
+    let unprobed =
+        |t: &Target| t.protocol == ProbeProtocol::Icmp && echo_denied.contains(&Family::of(t.addr));
+    if !echo_denied.is_empty() {
+        warnings.push(Warning::NoEcho);
+    }
+    let probed: Vec<Target> = all.iter().copied().filter(|t| !unprobed(t)).collect();
+    let targets = &probed[..];
     let has_tcp = targets.iter().any(|t| t.protocol == ProbeProtocol::Tcp);
     let raw = !settings.force_connect && crate::net::has_raw_sockets();
     if !raw && !settings.force_connect && has_tcp {
@@ -326,6 +356,20 @@ pub async fn probe(
         let connected = connect::scan(&syn, settings, pacer, &counters).await;
         let others = observations.into_iter().filter(|o| o.method != Method::Syn);
         observations = merge(targets, others.chain(connected));
+    }
+    if !echo_denied.is_empty() {
+        let skipped = unique(all)
+            .into_iter()
+            .filter(unprobed)
+            .map(|target| Observation {
+                target,
+                state: PortState::Unknown,
+                rtt: None,
+                evidence: Evidence::Unprobed,
+                attempts: 0,
+                method: Method::Icmp,
+            });
+        observations = merge(all, observations.into_iter().chain(skipped));
     }
     Ok(Report {
         observations,

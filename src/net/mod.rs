@@ -52,3 +52,16 @@ pub fn source_for(remote: IpAddr) -> Result<IpAddr, NetError> {
 pub fn has_raw_sockets() -> bool {
     raw_tcp(Family::V4).is_ok()
 }
+
+/// Whether this process may send ICMP echo requests of `family`: over a raw socket
+/// (CAP_NET_RAW), or over an unprivileged ICMP socket, which Linux grants to the groups in
+/// `net.ipv4.ping_group_range` (for IPv6 too); a new network namespace (a pod) grants none.
+pub fn can_echo(family: Family) -> bool {
+    let (domain, protocol) = match family {
+        Family::V4 => (socket2::Domain::IPV4, socket2::Protocol::ICMPV4),
+        Family::V6 => (socket2::Domain::IPV6, socket2::Protocol::ICMPV6),
+    };
+    [socket2::Type::RAW, socket2::Type::DGRAM]
+        .into_iter()
+        .any(|kind| socket2::Socket::new(domain, kind, Some(protocol)).is_ok())
+}
