@@ -18,6 +18,13 @@ if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nul
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The Kubernetes manifests are checked against the API's schemas, which
+# kubernetes-validate (PyPI) carries: offline.
+if ! command -v kubernetes-validate >/dev/null 2>&1 && command -v pip3 >/dev/null 2>&1; then
+    echo "installing kubernetes-validate from PyPI"
+    pip3 install -q kubernetes-validate
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash
+fi
 # The AWS end-to-end test talks to a real AWS API implementation (moto's server) with the
 # real AWS CLI, both from PyPI.
 if ! command -v moto_server >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then

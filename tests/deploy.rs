@@ -58,3 +58,64 @@ fn the_alert_rules_load_and_their_tests_pass() {
         );
     }
 }
+
+#[test]
+fn the_kubernetes_manifests_validate_offline_and_keep_to_what_they_say() {
+    if !common::tool("kubernetes-validate") {
+        return;
+    }
+    let dir = root().join("deploy/kubernetes");
+    let manifests = [
+        "sgprobe.yaml",
+        "sgprobe-restricted.yaml",
+        "sgprobe-statefulset.yaml",
+    ];
+    for name in manifests {
+        let output = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet"])
+            .arg(dir.join(name))
+            .output()
+            .expect("runs");
+        assert!(
+            output.status.success(),
+            "{name}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = std::fs::read_to_string(dir.join(name)).expect("read");
+        // A subPath mount never sees an edit of its ConfigMap: the agent's reload would wait
+        // for a restart.
+        assert!(!text.contains("subPath:"), "{name} mounts with subPath");
+        assert!(
+            text.contains("kind: Namespace"),
+            "{name} names its namespace"
+        );
+        assert!(
+            text.contains("kind: NetworkPolicy"),
+            "{name} guards /metrics"
+        );
+        let objects = text.matches("\nkind: ").count() + usize::from(text.starts_with("kind: "));
+        let namespaced = text.matches("\n  namespace: sgprobe\n").count();
+        assert_eq!(
+            namespaced + 1,
+            objects,
+            "{name}: every object but the Namespace in it"
+        );
+    }
+    let restricted = std::fs::read_to_string(dir.join("sgprobe-restricted.yaml")).expect("read");
+    for needed in [
+        "pod-security.kubernetes.io/enforce: restricted",
+        "runAsNonRoot: true",
+        "drop: [ALL]",
+        "net.ipv4.ping_group_range",
+        "allowPrivilegeEscalation: false",
+    ] {
+        assert!(restricted.contains(needed), "restricted lacks {needed}");
+    }
+    assert!(!restricted.contains("NET_RAW]") && !restricted.contains("runAsUser: 0"));
+    let statefulset = std::fs::read_to_string(dir.join("sgprobe-statefulset.yaml")).expect("read");
+    assert!(
+        statefulset.contains("api = \"aws\"") && statefulset.contains("region = "),
+        "the StatefulSet reads AWS through the SDK the image holds, in a region"
+    );
+}
