@@ -117,18 +117,42 @@ fn eval_without_ports_checks_the_console_common_ports_and_the_instance_extras() 
     let table = sgprobe(&["eval", "-c", config.to_str().expect("utf-8"), "-i", "db-1"]);
     let text = String::from_utf8_lossy(&table.stdout);
     for word in [
-        "POLICY",
+        "PREDICTED",
         "TCP:22 (SSH)",
-        "Not opened",
-        "Partially opened",
-        "Opened",
+        "denied",
+        "partial",
+        "allowed",
         "ALL",
     ] {
         assert!(text.contains(word), "table shows {word:?}:\n{text}");
     }
+    let fix = "tccli vpc CreateSecurityGroupPolicies --SecurityGroupId sg-5fh3tpmo";
+    assert!(!text.contains(fix), "remedies only when asked:\n{text}");
+    // Asked for, for one peer: the rule to add, for that peer alone.
+    let config = config.to_str().expect("utf-8");
+    let asked = sgprobe(&[
+        "eval",
+        "-c",
+        config,
+        "-i",
+        "db-1",
+        "--remedy",
+        "--peer",
+        "203.0.113.9",
+    ]);
+    let text = String::from_utf8_lossy(&asked.stdout);
+    assert!(text.contains(fix), "a denied port gets its fix:\n{text}");
+    assert!(text.contains("203.0.113.9"), "{text}");
     assert!(
-        text.contains("tccli vpc CreateSecurityGroupPolicies --SecurityGroupId sg-5fh3tpmo"),
-        "a not-opened port gets its fix:\n{text}"
+        !text.contains("0.0.0.0/0 --"),
+        "never wider than the peer:\n{text}"
+    );
+    // For every peer, no rule: it says what to give instead.
+    let everyone = sgprobe(&["eval", "-c", config, "-i", "db-1", "--remedy"]);
+    let text = String::from_utf8_lossy(&everyone.stdout);
+    assert!(
+        !text.contains(fix) && text.contains("give --peer ADDR"),
+        "{text}"
     );
 }
 
@@ -479,15 +503,29 @@ fn a_reply_dropped_by_a_network_acl_is_named_and_fixed_on_the_reply_side() {
     let config = fixture("aws-nacl/sgprobe.toml");
     let config = config.to_str().expect("utf-8");
     let base = ["eval", "-c", config, "-i", "app", "--ports", "tcp:22"];
-    let out = sgprobe(&[&base[..], &["--peer", "198.51.100.7"]].concat());
+    let out = sgprobe(&[&base[..], &["--peer", "198.51.100.7", "--remedy"]].concat());
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("reply: acl-0app #1 drop"),
-        "the table names the reply: {text}"
+        text.contains("reply: acl-0app #1 drop tcp:all to 198.51.100.0/24"),
+        "the table names the reply, and its peer with \"to\": {text}"
     );
+    // Entry 90 denies that network on purpose: no rule is offered to undo it.
+    assert!(!text.contains("create-network-acl-entry"), "{text}");
+    // A client whose port the ACL's catch-all drops gets the entry that lets its reply out.
+    let out = sgprobe(
+        &[
+            &base[..],
+            &["--peer", "1.2.3.4", "--peer-port", "1025", "--remedy"],
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("aws ec2 create-network-acl-entry --network-acl-id acl-0app --egress --rule-number 89 --protocol 6 --port-range From=1024,To=65535 --cidr-block 198.51.100.7/32 --rule-action allow"),
+        text.contains("aws ec2 create-network-acl-entry --network-acl-id acl-0app --egress")
+            && text.contains(
+                "--port-range From=1025,To=1025 --cidr-block 1.2.3.4/32 --rule-action allow"
+            ),
         "{text}"
     );
 

@@ -211,7 +211,12 @@ fn print_rows(rows: &Value, json: bool) -> anyhow::Result<ExitCode> {
             text("address"),
             flow,
             text("direction"),
-            text("predicted"),
+            // The rules allow or deny; packets show open, closed or filtered.
+            match text("predicted").as_str() {
+                "open" => "allowed".to_string(),
+                "closed" => "denied".to_string(),
+                other => other.to_string(),
+            },
             text("observed"),
             text("drift"),
             text("evidence"),

@@ -27,9 +27,11 @@ the console's common ports (ICMP, TCP 20, 21, 22, 80, 443, 3389 inbound; all out
 sgprobe eval -c sgprobe.toml --instance web-1 --peer 203.0.113.10 --ports tcp:22\n      \
 is SSH to web-1 open from 203.0.113.10, and why?\n  \
 sgprobe eval -c sgprobe.toml --ports tcp:22,80,443,udp:53,icmp --json\n\n\
-Policy column: Opened, Not opened, Partially opened (open to some peers only: the peers are listed), \
-Unknown (a rule refers to something the exports lack, and it matters), Ambiguous (equal priorities, \
-different actions). For flows not opened, the rule to add is printed in the cloud's own terms and as native TOML."
+PREDICTED: allowed, denied, partial (allowed to some peers only: the peers are listed), unknown (a rule \
+refers to something the exports lack, and it matters), ambiguous (equal priorities, different actions); \
+JSON's predicted says open, closed, partial, unknown, ambiguous. With --remedy and a --peer, a flow a \
+default denies gets the rule that would allow it, in the cloud's own terms and as native TOML: never \
+one an explicit deny closes on purpose, never for a wider peer than the one asked about."
 )]
 pub struct EvalArgs {
     #[command(flatten)]
@@ -60,6 +62,11 @@ pub struct EvalArgs {
     /// Show every rule considered for each flow.
     #[arg(long)]
     trace: bool,
+    /// For each flow a default denies, the rule that would allow it from (or to) --peer, in the
+    /// cloud's own terms and as native TOML. Needs --peer ADDR: a rule for every peer is
+    /// rarely the fix.
+    #[arg(long)]
+    remedy: bool,
 }
 
 fn parse_peer(text: &str) -> Result<FlowPeer, String> {
@@ -158,7 +165,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&rows, args.trace)?;
     } else {
-        print_table(&rows, args.trace)?;
+        print_table(&rows, args.trace, args.remedy)?;
+        if args.remedy && args.peer == FlowPeer::All {
+            outln!("\n--remedy names the rule to add for one peer: give --peer ADDR")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -201,21 +211,32 @@ fn flows(instance: &Instance, args: &EvalArgs) -> Vec<Flow> {
         .collect()
 }
 
-/// The console's words for a verdict.
+/// A verdict in the table's words: what the rules allow or deny (what packets show is open,
+/// closed or filtered, as nmap says).
 pub fn policy_word(predicted: Predicted) -> &'static str {
     match predicted {
-        Predicted::Open => "Opened",
-        Predicted::Closed => "Not opened",
-        Predicted::Partial => "Partially opened",
-        Predicted::Unknown => "Unknown",
-        Predicted::Ambiguous => "Ambiguous",
+        Predicted::Open => "allowed",
+        Predicted::Closed => "denied",
+        Predicted::Partial => "partial",
+        Predicted::Unknown => "unknown",
+        Predicted::Ambiguous => "ambiguous",
+    }
+}
+
+/// The list a rule deciding `direction`'s flow sits in: the flow's own, or the reverse for
+/// the reply a stateless layer must pass.
+fn list_of(direction: Direction, reply: bool) -> Direction {
+    if reply {
+        direction.reverse()
+    } else {
+        direction
     }
 }
 
 /// What decided, in one line.
-pub fn decided_by(layers: &[Layer], verdict: &Verdict) -> String {
+pub fn decided_by(layers: &[Layer], verdict: &Verdict, direction: Direction) -> String {
     let what = match verdict.decider.rule {
-        Some(rule) => describe_rule(rule),
+        Some(rule) => describe_rule(rule, list_of(direction, verdict.decider.reply)),
         None => {
             let layer = &layers[verdict.decider.layer];
             format!(
@@ -233,13 +254,13 @@ pub fn decided_by(layers: &[Layer], verdict: &Verdict) -> String {
     }
 }
 
-fn trace_lines(layers: &[Layer], verdict: &Verdict) -> Vec<String> {
+fn trace_lines(layers: &[Layer], verdict: &Verdict, direction: Direction) -> Vec<String> {
     verdict
         .trace
         .iter()
         .map(|step| {
             let what = match step.rule {
-                Some(rule) => describe_rule(rule),
+                Some(rule) => describe_rule(rule, list_of(direction, step.reply)),
                 None => format!(
                     "default {} of {}",
                     step.action,
@@ -271,21 +292,21 @@ fn print_json(rows: &[Row], with_trace: bool) -> anyhow::Result<()> {
             rule: row.verdict.decider.rule.map(RuleRef::from),
             on_reply: row.verdict.decider.reply,
             allowed_peers: row.verdict.allowed_peers.clone(),
-            trace: with_trace.then(|| trace_lines(row.layers, &row.verdict)),
+            trace: with_trace.then(|| trace_lines(row.layers, &row.verdict, row.flow.direction)),
         })
         .collect();
     outln!("{}", serde_json::to_string_pretty(&json)?)?;
     Ok(())
 }
 
-fn print_table(rows: &[Row], with_trace: bool) -> std::io::Result<()> {
+fn print_table(rows: &[Row], with_trace: bool, with_remedy: bool) -> std::io::Result<()> {
     let mut out = table(&[
         "INSTANCE",
         "ADDRESS",
         "PORT",
         "DIRECTION",
         "PEER",
-        "POLICY",
+        "PREDICTED",
         "DECIDED BY",
     ]);
     for row in rows {
@@ -300,7 +321,7 @@ fn print_table(rows: &[Row], with_trace: bool) -> std::io::Result<()> {
             row.flow.direction.to_string(),
             row.flow.peer.to_string(),
             policy_word(row.verdict.predicted).to_string(),
-            decided_by(row.layers, &row.verdict),
+            decided_by(row.layers, &row.verdict, row.flow.direction),
         ]);
     }
     outln!("{out}")?;
@@ -317,7 +338,7 @@ fn print_table(rows: &[Row], with_trace: bool) -> std::io::Result<()> {
         );
         if with_trace {
             outln!("\n{title}:")?;
-            for line in trace_lines(layers, &row.verdict) {
+            for line in trace_lines(layers, &row.verdict, flow.direction) {
                 outln!("  {line}")?;
             }
         }
@@ -330,7 +351,10 @@ fn print_table(rows: &[Row], with_trace: bool) -> std::io::Result<()> {
                 .collect();
             outln!("\n{title}: open only to {}", peers.join(", "))?;
         }
-        if let Some(fix) = remedy(layers, flow, &row.verdict) {
+        let fix = (with_remedy && flow.peer != FlowPeer::All)
+            .then(|| remedy(layers, flow, &row.verdict))
+            .flatten();
+        if let Some(fix) = fix {
             outln!("\nTo open {title}: add a rule {}:", fix.placement)?;
             outln!("  {}", super::remedy::command(&fix))?;
             outln!(

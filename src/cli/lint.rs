@@ -99,7 +99,8 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
                 f.check.to_string(),
                 f.group.clone(),
                 f.direction.to_string(),
-                f.rule.map_or("-".to_string(), describe_rule),
+                f.rule
+                    .map_or("-".to_string(), |r| describe_rule(r, f.direction)),
                 f.message.clone(),
             ]);
         }

@@ -14,10 +14,15 @@ pub fn table(header: &[&str]) -> Table {
     table
 }
 
-/// A rule in one line: `sg-web #2 drop tcp:22 from 0.0.0.0/0 "ssh"`.
-pub fn describe_rule(rule: &Rule) -> String {
+/// A rule in one line: `sg-web #2 drop tcp:22 from 0.0.0.0/0 "ssh"`; a rule of the egress
+/// list (`list` outbound) names its peer with "to".
+pub fn describe_rule(rule: &Rule, list: crate::model::Direction) -> String {
+    let toward = match list {
+        crate::model::Direction::Inbound => "from",
+        crate::model::Direction::Outbound => "to",
+    };
     let mut text = format!(
-        "{} #{} {} {} from {}",
+        "{} #{} {} {} {toward} {}",
         short_id(&rule.origin.group),
         rule.origin.index,
         rule.action,

@@ -30,6 +30,24 @@ pub struct Remedy {
     pub placement: String,
 }
 
+/// A deny of everything from everywhere: a layer's default written as a rule.
+fn catch_all(rule: &Rule) -> bool {
+    let everywhere = match rule.peer {
+        Peer::All => true,
+        Peer::Cidr(net) => net.prefix_len() == 0,
+        _ => false,
+    };
+    everywhere
+        && matches!(
+            &rule.service,
+            Service::Ports {
+                protocol: Protocol::All,
+                ports: Ports::All,
+                ..
+            }
+        )
+}
+
 /// The rule that would open a closed `flow`, placed so it decides before the rule that closes
 /// it (on the reply's list, where a stateless layer dropped the reply); `None` for any other
 /// verdict.
@@ -38,6 +56,15 @@ pub fn remedy(layers: &[Layer], flow: &Flow, verdict: &Verdict) -> Option<Remedy
     // Partially opened flows are left alone: the accept rule is deliberate, and opening it to
     // everyone is not a fix anyone should copy by default.
     if verdict.predicted != Predicted::Closed {
+        return None;
+    }
+    // A deny someone wrote closes the flow on purpose: only a flow no rule allows, closed by
+    // a default (or a catch-all deny such as a network ACL's `*`), gets a rule to add.
+    if verdict
+        .decider
+        .rule
+        .is_some_and(|r| r.action == Action::Drop && !catch_all(r))
+    {
         return None;
     }
     // No rule opens what the cloud never carries.
