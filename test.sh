@@ -13,6 +13,10 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
+# The image carries the host's CA bundle and a stripped binary; its TLS test makes a CA.
+[ -r /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+command -v strip >/dev/null 2>&1 || need+=(binutils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]}"
     apt-get update -qq
@@ -38,4 +42,16 @@ fi
 # The AWS SDK (feature aws-api) is part of what is tested: api = "aws" sources.
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features --locked -- -D warnings
+# The image, built twice from this source tree (the run's one release build) into an image
+# store of the run's own: tests/container.rs compares the two and runs what is inside.
+if [ "$(id -u)" = 0 ] && command -v buildah >/dev/null 2>&1; then
+    SGPROBE_IMAGE_STORE=$(mktemp -d)
+    export SGPROBE_IMAGE_STORE
+    trap 'buildah --root "$SGPROBE_IMAGE_STORE/root" --runroot "$SGPROBE_IMAGE_STORE/run" --storage-driver vfs rmi --all --force >/dev/null 2>&1 || true; rm -rf "$SGPROBE_IMAGE_STORE"' EXIT
+    for build in first second; do
+        SGPROBE_BUILDER=buildah \
+            BUILDER_ARGS="--root $SGPROBE_IMAGE_STORE/root --runroot $SGPROBE_IMAGE_STORE/run --storage-driver vfs" \
+            deploy/container/build.sh "localhost/sgprobe:$build"
+    done
+fi
 cargo test --locked --all-features
