@@ -754,3 +754,22 @@ fn the_version_names_its_commit_and_features_and_an_exporter_listen_address_read
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_itself() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = sgprobe(&["completions", shell]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shell}");
+        for subcommand in ["eval", "lint", "probe", "check", "drift", "man"] {
+            assert!(text.contains(subcommand), "{shell} completes {subcommand}");
+        }
+    }
+    let man = sgprobe(&["man"]);
+    let text = String::from_utf8_lossy(&man.stdout);
+    assert!(text.contains(".TH sgprobe 1"), "{text}");
+    assert!(
+        text.contains("Exit codes"),
+        "the man page carries the exit codes"
+    );
+}

@@ -665,4 +665,28 @@ fn the_metrics_listener_has_a_landing_page_and_reloads_as_prometheus_does() {
         .expect("runs");
     assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
     assert!(reload.contains("\"reloaded\":true"), "{reload}");
+    // Gzip when asked for, as Prometheus asks.
+    let zipped = lab
+        .in_prober(|| {
+            let mut stream =
+                std::net::TcpStream::connect(("127.0.0.1", 19_496)).expect("listening");
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+                .expect("write");
+            let mut reply = Vec::new();
+            let _ = stream.read_to_end(&mut reply);
+            reply
+        })
+        .expect("runs");
+    let split = zipped
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
+    let headers = String::from_utf8_lossy(&zipped[..split]).to_ascii_lowercase();
+    assert!(headers.contains("content-encoding: gzip"), "{headers}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&zipped[split + 4..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    assert!(text.contains("sgprobe_build_info"), "{text}");
 }

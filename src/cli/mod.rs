@@ -19,6 +19,7 @@ macro_rules! out {
 
 mod agent;
 mod demo;
+mod docs;
 mod eval;
 mod import;
 mod lint;
@@ -96,6 +97,8 @@ pub enum Command {
     #[command(after_help = "Example:\n  sgprobe drift --json")]
     Drift(agent::QueryArgs),
     Demo(demo::DemoArgs),
+    Completions(docs::CompletionsArgs),
+    Man(docs::ManArgs),
 }
 
 /// Where the config comes from, shared by the subcommands that read one.
@@ -139,6 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => agent::status(args),
         Command::Drift(args) => agent::drift(args),
         Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }
 

@@ -55,7 +55,7 @@ pub struct Shared {
     reload_pending: std::sync::atomic::AtomicBool,
     /// The last /metrics text and when it was rendered: scrapes within `RENDER_REUSE` of it
     /// share it, and one renders at a time (`rendering`), off the async workers.
-    rendered: Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
+    rendered: Mutex<Option<Rendered>>,
     rendering: tokio::sync::Mutex<()>,
     /// The running load's step (reading and parsing, or a source's fetch): when it began
     /// and what its bound allows it beyond `progress::LOAD_SLACK`.
@@ -66,6 +66,23 @@ pub struct Shared {
     stalled: std::sync::atomic::AtomicBool,
     /// Cancelled when the agent stops: every task ends at its next wait.
     stop: tokio_util::sync::CancellationToken,
+}
+
+/// One rendering of /metrics, and its gzip form once a scraper has asked for it.
+#[derive(Debug)]
+struct Rendered {
+    at: std::time::Instant,
+    text: axum::body::Bytes,
+    gzip: Option<axum::body::Bytes>,
+}
+
+/// `text` gzipped, as Prometheus asks for with `Accept-Encoding: gzip`: a tenth of the bytes
+/// for a large flow table.
+fn gzipped(text: &[u8]) -> Option<axum::body::Bytes> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(text).ok()?;
+    encoder.finish().ok().map(axum::body::Bytes::from)
 }
 
 /// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
@@ -165,28 +182,42 @@ impl Shared {
         }
     }
 
-    /// The /metrics text: the last rendering if it is fresh, else a new one, rendered on a
-    /// blocking thread (the flow table first, then the registry: the cycle never holds both).
-    async fn metrics_text(self: &Arc<Self>) -> Option<axum::body::Bytes> {
+    /// The /metrics text (gzipped if `gzip`): the last rendering if it is fresh, else a new
+    /// one, rendered on a blocking thread (the flow table first, then the registry: the cycle
+    /// never holds both), and compressed there once for every scraper that asks.
+    async fn metrics_text(self: &Arc<Self>, gzip: bool) -> Option<axum::body::Bytes> {
         let _one = self.rendering.lock().await;
         let shared = self.clone();
         // Checked and stored on the blocking thread: a scrape that goes away mid-render
         // still leaves its rendering for the next.
         tokio::task::spawn_blocking(move || {
-            if let Some((at, text)) = &*lock(&shared.rendered)
-                && at.elapsed() < RENDER_REUSE
-            {
-                return text.clone();
+            let mut rendered = lock(&shared.rendered);
+            let fresh = rendered
+                .as_ref()
+                .is_some_and(|r| r.at.elapsed() < RENDER_REUSE);
+            if !fresh {
+                let text = {
+                    let flows = lock(&shared.latest);
+                    axum::body::Bytes::from(lock(&shared.metrics).render(&flows))
+                };
+                *rendered = Some(Rendered {
+                    at: std::time::Instant::now(),
+                    text,
+                    gzip: None,
+                });
             }
-            let text = {
-                let flows = lock(&shared.latest);
-                axum::body::Bytes::from(lock(&shared.metrics).render(&flows))
-            };
-            *lock(&shared.rendered) = Some((std::time::Instant::now(), text.clone()));
-            text
+            let current = rendered.as_mut()?;
+            if !gzip {
+                return Some(current.text.clone());
+            }
+            if current.gzip.is_none() {
+                current.gzip = gzipped(&current.text);
+            }
+            current.gzip.clone()
         })
         .await
         .ok()
+        .flatten()
     }
 
     /// Whether a source changed or a command is due: then a load runs before the cycle. A
@@ -475,24 +506,32 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let metrics_app = Router::new()
         .route(
             "/metrics",
-            get(move || async move {
-                match web.metrics_text().await {
-                    Some(text) => (
-                        StatusCode::OK,
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        text,
-                    ),
-                    None => (
+            get(move |headers: axum::http::HeaderMap| async move {
+                use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+                let gzip = headers
+                    .get_all(axum::http::header::ACCEPT_ENCODING)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+                match web.metrics_text(gzip).await {
+                    Some(text) => {
+                        let mut reply = axum::response::IntoResponse::into_response((
+                            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                            text,
+                        ));
+                        if gzip {
+                            reply.headers_mut().insert(
+                                CONTENT_ENCODING,
+                                axum::http::HeaderValue::from_static("gzip"),
+                            );
+                        }
+                        reply
+                    }
+                    None => axum::response::IntoResponse::into_response((
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; charset=utf-8",
-                        )],
-                        axum::body::Bytes::from_static(b"rendering the metrics failed\n"),
-                    ),
+                        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        "rendering the metrics failed\n",
+                    )),
                 }
             }),
         )
