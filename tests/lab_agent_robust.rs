@@ -651,33 +651,22 @@ fn the_metrics_listener_has_a_landing_page_and_reloads_as_prometheus_does() {
     let landing = common::scrape(&lab, 19_496, "/");
     assert!(landing.starts_with("HTTP/1.1 200"), "{landing}");
     assert!(landing.contains("href=\"metrics\""), "{landing}");
-    let reload = lab
-        .in_prober(|| {
-            let mut stream =
-                std::net::TcpStream::connect(("127.0.0.1", 19_496)).expect("listening");
-            stream
-                .write_all(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                .expect("write");
-            let mut reply = String::new();
-            let _ = stream.read_to_string(&mut reply);
-            reply
-        })
-        .expect("runs");
+    let reload = String::from_utf8_lossy(&common::exchange(
+        &lab,
+        19_496,
+        "POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            .into(),
+    ))
+    .into_owned();
     assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
     assert!(reload.contains("\"reloaded\":true"), "{reload}");
     // Gzip when asked for, as Prometheus asks.
-    let zipped = lab
-        .in_prober(|| {
-            let mut stream =
-                std::net::TcpStream::connect(("127.0.0.1", 19_496)).expect("listening");
-            stream
-                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
-                .expect("write");
-            let mut reply = Vec::new();
-            let _ = stream.read_to_end(&mut reply);
-            reply
-        })
-        .expect("runs");
+    let zipped = common::exchange(
+        &lab,
+        19_496,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+            .into(),
+    );
     let split = zipped
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -131,16 +131,19 @@ pub fn control_get(socket: &std::path::Path, path: &str) -> serde_json::Value {
 /// The agent's whole reply to `GET path` on its metrics listener, from inside the prober
 /// namespace.
 pub fn scrape(lab: &Lab, port: u16, path: &'static str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    String::from_utf8_lossy(&exchange(lab, port, request)).into_owned()
+}
+
+/// One raw HTTP/1.1 request to the agent's metrics listener, from inside the prober
+/// namespace: the whole reply, bytes as sent.
+pub fn exchange(lab: &Lab, port: u16, request: String) -> Vec<u8> {
     use std::io::{Read, Write};
     lab.in_prober(move || {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening");
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .expect("write");
-        let mut reply = String::new();
-        let _ = stream.read_to_string(&mut reply);
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
         reply
     })
     .expect("runs")
