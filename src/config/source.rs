@@ -298,16 +298,17 @@ pub fn kill_running_commands() {
     }
 }
 
-/// Words that, in an option's or a field's name, say its value is a credential.
+/// Words that, in an option's or a field's name, say its value is a credential (`sig`: an
+/// Azure SAS signature; `pass`: password, passwd, passphrase).
 const SECRET_WORDS: [&str; 10] = [
     "token",
     "secret",
-    "password",
-    "passwd",
+    "pass",
+    "pwd",
     "key",
     "auth",
     "credential",
-    "signature",
+    "sig",
     "cookie",
     "bearer",
 ];
@@ -317,58 +318,90 @@ fn names_a_secret(name: &str) -> bool {
     SECRET_WORDS.iter().any(|word| name.contains(word))
 }
 
+/// Options whose value is a credential whatever they are called: curl's header and user, and
+/// the `-p` of database clients.
+const SECRET_OPTIONS: [&str; 5] = ["-H", "--header", "-u", "--user", "-p"];
+
 /// A command as errors, logs and a default source name show it: as written, but for what
-/// looks like a credential, which reads `<secret>`: the value after an option that names one
-/// (`--token X`) or after a header or user option (`-H`, `-u`), a `NAME=value` whose name
-/// names one, an `Authorization:` header, a URL's password and its query values that name
-/// one. A command line is visible to `ps` on the host; logs, metrics and replies need not
-/// carry it further.
+/// looks like a credential, which reads `<secret>`: the value of an option that names one
+/// (`--token X`, `--api-key=X`) or of a header, user or password option (`-H X`, `-uX`), a
+/// `NAME=value` whose name names one (also inside an option's value), an `Authorization:`
+/// header or bearer token anywhere, a URL's user information and its query values that name
+/// one. A script (`sh -c "..."`) is read word by word the same way. A command line is visible
+/// to `ps` on the host; logs, metrics and replies need not carry it further.
 pub fn shown_command(argv: &[String]) -> String {
     let mut hide_next = false;
     let shown: Vec<String> = argv
         .iter()
-        .map(|arg| {
-            if std::mem::take(&mut hide_next) {
-                return "<secret>".to_string();
-            }
-            if arg.starts_with('-') {
-                let (option, value) = arg.split_once('=').unwrap_or((arg, ""));
-                if names_a_secret(option) || matches!(option, "-H" | "--header" | "-u" | "--user") {
-                    if value.is_empty() && !arg.contains('=') {
-                        hide_next = true;
-                    } else {
-                        return format!("{option}=<secret>");
-                    }
-                }
-                return arg.clone();
-            }
-            let lower = arg.to_ascii_lowercase();
-            if lower.starts_with("authorization:") || lower.contains("bearer ") {
-                return "<secret>".to_string();
-            }
-            if arg.contains("://") {
-                return shown_url(arg);
-            }
-            match arg.split_once('=') {
-                Some((name, _)) if names_a_secret(name) => format!("{name}=<secret>"),
-                _ => arg.clone(),
-            }
-        })
+        .map(|arg| shown_word(arg, &mut hide_next))
         .collect();
     shown.join(" ")
 }
 
-/// A URL with its password and the query values that name a credential hidden.
+/// One argument (or one word of a script), given whether the option before it takes a
+/// credential.
+fn shown_word(arg: &str, hide_next: &mut bool) -> String {
+    const SECRET: &str = "<secret>";
+    if std::mem::take(hide_next) {
+        return SECRET.to_string();
+    }
+    let lower = arg.to_ascii_lowercase();
+    if lower.contains("authorization:") || lower.contains("bearer") {
+        return SECRET.to_string();
+    }
+    if arg.split_whitespace().nth(1).is_some() {
+        // A script: its words, each judged as an argument.
+        let mut inner = false;
+        let words: Vec<String> = arg
+            .split_whitespace()
+            .map(|word| shown_word(word, &mut inner))
+            .collect();
+        return words.join(" ");
+    }
+    if arg.starts_with('-') {
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (arg, None),
+        };
+        // `-uUSER:PASS`, `-pPASS`: a short option with its value joined.
+        if let Some(short) = SECRET_OPTIONS
+            .iter()
+            .find(|o| o.len() == 2 && arg.len() > 2 && arg.starts_with(*o))
+        {
+            return format!("{short}{SECRET}");
+        }
+        if names_a_secret(name) || SECRET_OPTIONS.contains(&name) {
+            return match value {
+                Some(_) => format!("{name}={SECRET}"),
+                None => {
+                    *hide_next = true;
+                    arg.to_string()
+                }
+            };
+        }
+        return match value {
+            Some(value) => format!("{name}={}", shown_word(value, &mut false)),
+            None => arg.to_string(),
+        };
+    }
+    if arg.contains("://") {
+        return shown_url(arg);
+    }
+    match arg.split_once('=') {
+        Some((name, _)) if names_a_secret(name) => format!("{name}={SECRET}"),
+        _ => arg.to_string(),
+    }
+}
+
+/// A URL with its user information (a password, or a token given as the user) and the query
+/// values that name a credential hidden.
 fn shown_url(url: &str) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let base = match base.split_once("://") {
         Some((scheme, rest)) => {
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
             match authority.rsplit_once('@') {
-                Some((user, host)) => {
-                    let user = user.split_once(':').map_or(user, |(name, _)| name);
-                    format!("{scheme}://{user}:<secret>@{host}{path}")
-                }
+                Some((_, host)) => format!("{scheme}://<secret>@{host}{path}"),
                 None => base.to_string(),
             }
         }
@@ -511,6 +544,23 @@ mod tests {
                 &["sh", "-c", "curl -H 'Authorization: Bearer T9' https://x/"],
                 "T9",
             ),
+            (
+                &["curl", "-HAuthorization: Bearer T10", "https://x/"],
+                "T10",
+            ),
+            (&["curl", "-ume:T11", "https://x/"], "T11"),
+            (&["mysql", "-pT12"], "T12"),
+            (&["git", "clone", "https://T13@github.com/o/r"], "T13"),
+            (
+                &[
+                    "curl",
+                    "https://acct.blob.core.windows.net/c?sv=2024&sig=T14",
+                ],
+                "T14",
+            ),
+            (&["curl", "--data=token=T15", "https://x/"], "T15"),
+            (&["sh", "-c", "curl -u me:T16 https://x/"], "T16"),
+            (&["sh", "-c", "curl https://me:T17@x/"], "T17"),
         ] {
             let text = shown(argv);
             assert!(!text.contains(hidden), "{hidden} in {text}");
