@@ -35,6 +35,10 @@ impl Drift {
 /// What a prediction and an observation say together. "Closed" (RST, port unreachable) means
 /// the packet reached the host: the rules let it through, nothing listens.
 pub fn classify(predicted: Predicted, observed: PortState) -> Drift {
+    // Not probed (no socket could send it): nothing is known, whatever the rules say.
+    if observed == PortState::Unknown {
+        return Drift::Inconclusive;
+    }
     let reached = observed.reachable();
     match predicted {
         Predicted::Open => match reached {
@@ -150,6 +154,9 @@ mod tests {
             (Predicted::Closed, Closed, Exposed),
             (Predicted::Closed, Filtered, None),
             (Predicted::Closed, OpenFiltered, None),
+            // Not probed: never drift, and never "checked and clean" either.
+            (Predicted::Open, Unknown, Inconclusive),
+            (Predicted::Closed, Unknown, Inconclusive),
             (Predicted::Unknown, Open, Inconclusive),
             (Predicted::Ambiguous, Filtered, Inconclusive),
         ];

@@ -304,7 +304,7 @@ impl Metrics {
             return out;
         }
         family(&mut out, FLOW_DRIFT, &shown, |out, (r, drift)| {
-            if let Some(kind) = drift_kind(r.predicted, *drift) {
+            if let Some(kind) = drift_kind(r.predicted, r.observed, *drift) {
                 let on = u8::from(*drift == kind);
                 sample(out, FLOW_DRIFT.0, &r.key, ("kind", kind.name()), on);
             }
@@ -328,10 +328,12 @@ impl Metrics {
 
 /// The one drift series a flow has: the confirmed drift, else the kind its prediction
 /// allows (only a flow the rules close can be exposed, only one they open blocked); none
-/// where the rules cannot say (partial, unknown, ambiguous), which never drifts.
-fn drift_kind(predicted: Predicted, confirmed: Drift) -> Option<Drift> {
+/// where the rules cannot say (partial, unknown, ambiguous) or the flow was not probed,
+/// which never drift: a 0 there would read as checked and clean.
+fn drift_kind(predicted: Predicted, observed: PortState, confirmed: Drift) -> Option<Drift> {
     match (confirmed, predicted) {
         (Drift::Exposed | Drift::Blocked, _) => Some(confirmed),
+        _ if observed == PortState::Unknown => None,
         (_, Predicted::Open) => Some(Drift::Blocked),
         (_, Predicted::Closed) => Some(Drift::Exposed),
         _ => None,
