@@ -47,12 +47,12 @@ pub const EXIT_RUNTIME: u8 = 3;
 pub struct BadInput(pub String);
 
 /// Whether the error is our reader going away (`| head`): then the command ends quietly, as
-/// command-line tools do.
+/// command-line tools do. Only a write of our own output fails bare (`outln!` and `?`); a
+/// broken pipe deeper in an error (the agent's socket, say) is a failure like any other.
 pub fn closed_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The exit code an error means: bad input (2) if anything in its chain is the user's input,
