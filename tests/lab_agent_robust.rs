@@ -644,20 +644,41 @@ fn the_metrics_listener_has_a_landing_page_and_reloads_as_prometheus_does() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("sgprobe.sock");
     let config = write_config(dir.path(), 19_496, &socket);
-    let _agent = common::Started(vec![start(&lab, &config)]);
+    let post = || {
+        String::from_utf8_lossy(&common::exchange(
+            &lab,
+            19_496,
+            "POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .into(),
+        ))
+        .into_owned()
+    };
+    let mut agent = common::Started(vec![start(&lab, &config)]);
+    wait_for("the control socket", || {
+        UnixStream::connect(&socket).is_ok()
+    });
+    // Off unless enabled, as Prometheus' lifecycle API: the listener faces the network.
+    let refused = post();
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(refused.contains("web_reload = true"), "{refused}");
+    let mut first = agent.0.pop().expect("started");
+    kill(Pid::from_raw(first.id() as i32), Signal::SIGTERM).expect("signal our child");
+    first.wait().expect("exits");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        text.replacen("[agent]\n", "[agent]\nweb_reload = true\n", 1),
+    )
+    .expect("write");
+    let _ = std::fs::remove_file(&socket);
+    agent.0.push(start(&lab, &config));
     wait_for("the control socket", || {
         UnixStream::connect(&socket).is_ok()
     });
     let landing = common::scrape(&lab, 19_496, "/");
     assert!(landing.starts_with("HTTP/1.1 200"), "{landing}");
     assert!(landing.contains("href=\"metrics\""), "{landing}");
-    let reload = String::from_utf8_lossy(&common::exchange(
-        &lab,
-        19_496,
-        "POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            .into(),
-    ))
-    .into_owned();
+    let reload = post();
     assert!(reload.starts_with("HTTP/1.1 200"), "{reload}");
     assert!(reload.contains("\"reloaded\":true"), "{reload}");
     // Gzip when asked for, as Prometheus asks.

@@ -69,6 +69,7 @@ struct RawAgent {
     export: Option<Spanned<String>>,
     max_flow_series: Option<Spanned<usize>>,
     shard: Option<Spanned<String>>,
+    web_reload: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +142,10 @@ pub struct Agent {
     pub max_flow_series: usize,
     /// This agent's share of the instances.
     pub shard: Shard,
+    /// `POST /-/reload` on the metrics listener reloads (off by default, as Prometheus'
+    /// `--web.enable-lifecycle`: the listener is reachable from the network, the control
+    /// socket only by its group).
+    pub web_reload: bool,
 }
 
 impl Default for Agent {
@@ -156,6 +161,7 @@ impl Default for Agent {
             drifting_only: false,
             max_flow_series: 10_000,
             shard: Shard::WHOLE,
+            web_reload: false,
         }
     }
 }
@@ -522,6 +528,7 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
             ));
         }
     }
+    agent.web_reload = raw.web_reload.unwrap_or(false);
     if let Some(export) = raw.export {
         agent.drifting_only = match export.get_ref().as_str() {
             "all" => false,

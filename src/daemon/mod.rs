@@ -223,10 +223,13 @@ impl Shared {
     /// Whether a source changed or a command is due: then a load runs before the cycle. A
     /// load under way is as good as one due (and holds the sources' state meanwhile).
     fn sources_due(&self) -> bool {
+        // Under the lock: a load takes the state out under it, after `reloading` is set, so a
+        // state seen here while no load runs is the real one.
+        let freshness = lock(&self.freshness);
         if self.reloading.load(std::sync::atomic::Ordering::SeqCst) {
             return false;
         }
-        lock(&self.freshness).due(&self.config(), std::time::Instant::now())
+        freshness.due(&self.config(), std::time::Instant::now())
     }
 
     /// Loads the config and its sources, as `freshness` serves them.
@@ -425,10 +428,13 @@ impl Shared {
             "cycle done"
         );
         drop((status, latest));
-        // A reload during the cycle left the old rules to this cycle: they go now.
+        // A reload during the cycle left the old rules to this cycle: they go now, freed off
+        // the async workers (a large inventory is many small allocations).
         if !Arc::ptr_eq(&config, &self.config()) {
-            drop(config);
-            memory::release_freed();
+            tokio::task::spawn_blocking(move || {
+                drop(config);
+                memory::release_freed();
+            });
         }
         Ok(())
     }
@@ -508,17 +514,31 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             "/metrics",
             get(move |headers: axum::http::HeaderMap| async move {
                 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+                // `gzip`, unless refused with q=0.
                 let gzip = headers
                     .get_all(axum::http::header::ACCEPT_ENCODING)
                     .iter()
                     .filter_map(|v| v.to_str().ok())
-                    .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+                    .flat_map(|v| v.split(','))
+                    .any(|e| {
+                        let mut parts = e.split(';').map(str::trim);
+                        parts.next() == Some("gzip")
+                            && parts.all(|p| {
+                                p.strip_prefix("q=")
+                                    .and_then(|q| q.parse::<f32>().ok())
+                                    .is_none_or(|q| q > 0.0)
+                            })
+                    });
                 match web.metrics_text(gzip).await {
                     Some(text) => {
                         let mut reply = axum::response::IntoResponse::into_response((
                             [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
                             text,
                         ));
+                        reply.headers_mut().insert(
+                            axum::http::header::VARY,
+                            axum::http::HeaderValue::from_static("Accept-Encoding"),
+                        );
                         if gzip {
                             reply.headers_mut().insert(
                                 CONTENT_ENCODING,
@@ -545,10 +565,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                 ))
             }),
         )
-        // As Prometheus' own: reloads the config (coalesced with any other reload).
+        // As Prometheus' own, and as there only when enabled: reloads the config (coalesced
+        // with any other reload).
         .route(
             "/-/reload",
             post(move || async move {
+                if !reloader.config().agent.web_reload {
+                    return axum::response::IntoResponse::into_response((
+                        StatusCode::FORBIDDEN,
+                        "POST /-/reload is off: set web_reload = true in [agent] (the control socket's POST /v1/reload is always on)\n",
+                    ));
+                }
                 tracing::info!("reload requested on /-/reload");
                 control::reload_reply(reloader.clone().reload_off_thread().await)
             }),
