@@ -161,6 +161,11 @@ fn the_image_builds_the_same_twice_and_its_binary_runs_and_trusts_its_ca_bundle(
     };
     let version = run(&["--version"], &[]);
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("sgprobe "));
+    let default = std::fs::read_to_string(root.join("etc/sgprobe/sgprobe.toml")).expect("read");
+    assert!(
+        default.contains("metrics_listen = \":9477\""),
+        "the default config listens where EXPOSE says: {default}"
+    );
     // The default config runs as it is.
     let eval = run(
         &["eval", "--config", "/etc/sgprobe/sgprobe.toml", "--json"],

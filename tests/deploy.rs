@@ -112,7 +112,29 @@ fn the_kubernetes_manifests_validate_offline_and_keep_to_what_they_say() {
     ] {
         assert!(restricted.contains(needed), "restricted lacks {needed}");
     }
-    assert!(!restricted.contains("NET_RAW]") && !restricted.contains("runAsUser: 0"));
+    // What Restricted forbids, in any spelling: read the manifest's lines, not its comments.
+    let settings: Vec<&str> = restricted
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect();
+    assert!(
+        !settings.iter().any(|l| l.contains("NET_RAW")),
+        "no NET_RAW"
+    );
+    assert!(
+        !settings.iter().any(|l| l.contains("runAsUser: 0")),
+        "not root"
+    );
+    assert!(
+        !settings.iter().any(|l| l.contains("add:")),
+        "no capability added"
+    );
+    assert!(
+        settings
+            .iter()
+            .any(|l| l.contains("seccompProfile: {type: RuntimeDefault}")),
+        "a seccomp profile"
+    );
     let statefulset = std::fs::read_to_string(dir.join("sgprobe-statefulset.yaml")).expect("read");
     assert!(
         statefulset.contains("api = \"aws\"") && statefulset.contains("region = "),

@@ -41,8 +41,9 @@ fn spawn(lab: &Lab, program: &str, args: &[String]) -> std::process::Child {
 }
 
 /// The webhook receiver: an HTTP listener inside the prober namespace that forwards each
-/// notification's (status, alertname, cloud instance) and its summary to the test.
-fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<((String, String, String), String)> {
+/// notification's (status, alertname, cloud instance), its summary and its labels to the
+/// test.
+fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<Notified> {
     let listener = lab
         .in_prober(move || TcpListener::bind(("127.0.0.1", port)))
         .expect("runs")
@@ -78,6 +79,7 @@ fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<((String, String, String), St
                         field(&alert["labels"]["cloud_instance"]),
                     ),
                     field(&alert["annotations"]["summary"]),
+                    alert["labels"].clone(),
                 ));
             }
         }
@@ -85,22 +87,25 @@ fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<((String, String, String), St
     rx
 }
 
-/// How long until the notification `wanted` came, and its summary.
+/// One alert of a notification: (status, alertname, cloud instance), summary, labels.
+type Notified = ((String, String, String), String, Value);
+
+/// How long until the notification `wanted` came, its summary and its labels.
 fn wait_for(
-    rx: &mpsc::Receiver<((String, String, String), String)>,
+    rx: &mpsc::Receiver<Notified>,
     wanted: (&str, &str, &str),
     limit: Duration,
-) -> (Duration, String) {
+) -> (Duration, String, Value) {
     let start = Instant::now();
     loop {
         let left = limit
             .checked_sub(start.elapsed())
             .unwrap_or_else(|| panic!("no {wanted:?} notification within {limit:?}"));
-        let ((status, name, instance), summary) = rx
+        let ((status, name, instance), summary, labels) = rx
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("no {wanted:?} notification within {limit:?}"));
         if (status.as_str(), name.as_str(), instance.as_str()) == wanted {
-            return (start.elapsed(), summary);
+            return (start.elapsed(), summary, labels);
         }
     }
 }
@@ -194,7 +199,7 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
         .expect("a rule added by hand");
     lab.expose("web", Protocol::Tcp, 8081)
         .expect("a rule added by hand");
-    let (fired, summary) = wait_for(
+    let (fired, summary, labels) = wait_for(
         &notifications,
         ("firing", "SgprobeFlowExposed", "web"),
         Duration::from_secs(60),
@@ -208,20 +213,22 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
         !summary.contains("127.0.0.1"),
         "the agent's address is not the instance: {summary}"
     );
+    // A page per instance carries no flow: one per port would carry its port.
+    assert!(labels.get("port").is_none(), "{labels}");
     eprintln!(
         "rule change to firing alert at the webhook: {:.1} s",
         fired.as_secs_f64()
     );
 
     lab.unexpose("web").expect("reverted");
-    let (resolved, _) = wait_for(
+    let (resolved, _, _) = wait_for(
         &notifications,
         ("resolved", "SgprobeFlowExposed", "web"),
         Duration::from_secs(60),
     );
     let pages: Vec<_> = notifications
         .try_iter()
-        .filter(|((status, name, _), _)| status == "firing" && name == "SgprobeFlowExposed")
+        .filter(|((status, name, _), _, _)| status == "firing" && name == "SgprobeFlowExposed")
         .collect();
     assert!(
         pages.is_empty(),

@@ -39,8 +39,9 @@ for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
     cp -L "$lib" "$root$lib"
 done
 cp "$certificates" "$root/etc/ssl/certs/ca-certificates.crt"
-# A config that runs as it is: the example's groups and instances (mount your own over it).
-cp deploy/example/sgprobe.toml "$root/etc/sgprobe/sgprobe.toml"
+# A config that runs as it is: the example's groups and instances (mount your own over it),
+# its metrics on every interface, where EXPOSE says.
+sed 's/^metrics_listen = .*/metrics_listen = ":9477"/' deploy/example/sgprobe.toml >"$root/etc/sgprobe/sgprobe.toml"
 cp -r deploy/example/exports "$root/etc/sgprobe/exports"
 chmod 1777 "$root/tmp"
 chmod 0777 "$root/run/sgprobe"

@@ -355,6 +355,8 @@ impl Inventory {
                 }
                 // A group's own export wins over a listing of it with its tags expanded.
                 Entry::Occupied(mut held) if held.get().expanded && !group.expanded => {
+                    let mut group = group;
+                    group.compact();
                     held.insert(group);
                 }
                 Entry::Occupied(held) if !held.get().expanded && group.expanded => {}
@@ -363,6 +365,7 @@ impl Inventory {
                     held.get_mut()
                         .absorb(group)
                         .map_err(|at| MergeError::Group(id, at))?;
+                    held.get_mut().compact();
                 }
             }
         }
