@@ -436,8 +436,14 @@ fn imported_native_toml_evaluates_exactly_like_the_exports() {
 
 #[test]
 fn every_subcommand_teaches_with_an_example() {
-    for sub in ["eval", "lint", "import"] {
-        let out = sgprobe(&[sub, "--help"]);
+    // Every subcommand the command line defines: a new one without an example fails here.
+    let all: Vec<String> = <sgprobe::cli::Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert!(all.len() >= 11, "{all:?}");
+    for sub in &all {
+        let out = sgprobe(&[sub.as_str(), "--help"]);
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(

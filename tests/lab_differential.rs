@@ -15,8 +15,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use sgprobe::engine::{PortState, ProbeProtocol, Settings, Target};
+use sgprobe::engine::{ProbeProtocol, Settings, Target};
 use sgprobe::lab::{HostEffect, HostRule, LabSpec, Listen};
+use sgprobe::model::PortState;
 use sgprobe::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Protocol};
 use sgprobe::policy::{Predicted, evaluate, layers};
 use sgprobe::sources::native;

@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use sgprobe::engine::{Method, PortState, ProbeProtocol, Settings, Target, Warning};
+use sgprobe::engine::{Method, ProbeProtocol, Settings, Target, Warning};
 use sgprobe::lab::{LabSpec, Listen};
+use sgprobe::model::PortState;
 use sgprobe::model::Protocol;
 use sgprobe::sources::native;
 

@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use sgprobe::engine::{PortState, ProbeProtocol, Settings, Target};
+use sgprobe::engine::{ProbeProtocol, Settings, Target};
 use sgprobe::lab::{LabSpec, Listen};
+use sgprobe::model::PortState;
 use sgprobe::model::{Direction, Flow, FlowPeer, parse_port_spec};
 use sgprobe::policy::{Predicted, evaluate, layers};
 use sgprobe::sources::native;

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use sgprobe::engine::{Method, PortState, ProbeProtocol, Settings, Target};
+use sgprobe::engine::{Method, ProbeProtocol, Settings, Target};
 use sgprobe::lab::{HostEffect, HostRule, LabSpec, Listen};
+use sgprobe::model::PortState;
 use sgprobe::model::Protocol;
 use sgprobe::sources::native;
 

@@ -16,10 +16,9 @@ use super::eval::{PortList, parse_spec};
 use super::output::table;
 use crate::config::{RATE, RETRIES, TIMEOUT};
 use crate::engine::{
-    Counters, Evidence, Method, Observation, Pacer, PortState, ProbeProtocol, Settings, Target,
-    probe,
+    Counters, Evidence, Method, Observation, Pacer, ProbeProtocol, Settings, Target, probe,
 };
-use crate::model::FlowProtocol;
+use crate::model::{FlowProtocol, PortState};
 
 /// More addresses than this is a typo, not a target list.
 const MAX_ADDRESSES: usize = 65_536;

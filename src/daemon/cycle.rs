@@ -10,10 +10,10 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::drift::{Drift, classify};
 use crate::engine::{
-    Counters, EngineError, Evidence, Method, Observation, Pacer, PortState, ProbeProtocol,
-    Settings, Target, probe,
+    Counters, EngineError, Evidence, Method, Observation, Pacer, ProbeProtocol, Settings, Target,
+    probe,
 };
-use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, Rule};
+use crate::model::{Direction, Flow, FlowPeer, FlowProtocol, FlowSpec, Instance, PortState, Rule};
 use crate::net::source_for;
 use crate::plan::{Planned, plan};
 use crate::policy::{Predicted, RuleRef, evaluate, layers};

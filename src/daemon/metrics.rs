@@ -17,7 +17,7 @@ use prometheus::{
 
 use super::cycle::{FlowKey, FlowResult};
 use crate::drift::Drift;
-use crate::engine::PortState;
+use crate::model::PortState;
 use crate::policy::Predicted;
 
 pub struct Metrics {

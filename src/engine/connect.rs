@@ -10,7 +10,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{Counters, Evidence, Method, Observation, Pacer, PortState, Settings, Target};
+use super::{Counters, Evidence, Method, Observation, Pacer, Settings, Target};
+use crate::model::PortState;
 
 /// Connections in flight at once: far below the default fd limit of 1024.
 const IN_FLIGHT: usize = 256;

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use super::network::{Network, Packet, Reply};
 use super::rtt::FLOOR as TIMEOUT_FLOOR;
-use super::{Counters, Evidence, Observation, Pacer, PortState, Settings, Target, probe_over};
+use super::{Counters, Evidence, Observation, Pacer, Settings, Target, probe_over};
+use crate::model::PortState;
 use crate::packet::icmp::{IcmpKind, Quoted, Unreachable};
 use crate::packet::tcp::TcpReply;
 

@@ -6,6 +6,7 @@ mod flow;
 mod group;
 mod inventory;
 mod rule;
+mod state;
 
 pub use flow::{Flow, FlowPeer, FlowProtocol, FlowSpec, PortSpecError, parse_port_spec};
 pub use group::{Cloud, Decision, RulePosition, SecurityGroup, Semantics, Tie};
@@ -18,3 +19,4 @@ pub use rule::{
     IPPROTO_UDP, IPPROTO_UDPLITE, IcmpMatch, Origin, Peer, PortRange, Ports, Protocol, Rule,
     Service, Unreadable, parse_net,
 };
+pub use state::PortState;
