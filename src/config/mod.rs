@@ -9,7 +9,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::model::{Inventory, canonical_id};
+use crate::model::{Inventory, canonical_id, one_of};
 use crate::policy::{LinkError, layers};
 use crate::shard::Shard;
 use crate::sources::native::{
@@ -316,24 +316,32 @@ fn source_spec(
     // Where the table is: errors about what it lacks point there.
     let table = raw.span();
     let raw = raw.into_inner();
-    let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
     let format = match (&raw.format, &raw.api) {
-        (Some(format), _) => Format::parse(format.get_ref()).ok_or_else(|| {
+        (Some(format), None) => Format::parse(format.get_ref()).ok_or_else(|| {
             spans.at(
                 format.span(),
                 format!(
                     "unknown format {:?}: one of {}",
                     format.get_ref(),
-                    names.join(", ")
+                    one_of(Format::all())
                 ),
             )
         })?,
+        (Some(format), Some(_)) => {
+            return Err(spans.at(
+                format.span(),
+                "source.format: an api source's rules come from the API, not an export: drop format",
+            ));
+        }
         // An API client gives its rules as native TOML.
         (None, Some(_)) => Format::Native,
         (None, None) => {
             return Err(spans.at(
                 table,
-                "a [[source]] needs a format (native, tencent, qingcloud, aws, alibaba, azure, openstack) unless it names an api",
+                format!(
+                    "a [[source]] needs a format ({}) unless it names an api",
+                    one_of(Format::all())
+                ),
             ));
         }
     };
@@ -343,8 +351,9 @@ fn source_spec(
                 spans.at(
                     api.span(),
                     format!(
-                        "source.api: {:?}: expected tencent, qingcloud or aws",
-                        api.get_ref()
+                        "source.api: {:?}: expected {}",
+                        api.get_ref(),
+                        one_of(Api::all())
                     ),
                 )
             })?;

@@ -31,7 +31,18 @@ impl Origin {
 }
 
 /// The clouds whose API sgprobe reads itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum Api {
     Tencent,
     QingCloud,
@@ -40,21 +51,16 @@ pub enum Api {
 }
 
 impl Api {
+    pub fn all() -> impl Iterator<Item = Api> {
+        <Api as strum::IntoEnumIterator>::iter()
+    }
+
     pub fn parse(text: &str) -> Option<Api> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "tencent" => Some(Api::Tencent),
-            "qingcloud" => Some(Api::QingCloud),
-            "aws" => Some(Api::Aws),
-            _ => None,
-        }
+        text.trim().parse().ok()
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Api::Tencent => "tencent",
-            Api::QingCloud => "qingcloud",
-            Api::Aws => "aws",
-        }
+        self.into()
     }
 }
 

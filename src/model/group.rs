@@ -5,13 +5,26 @@ use std::sync::Arc;
 
 use super::rule::{Action, Direction, Origin, Peer, Ports, Protocol, Rule, Service};
 
-/// The cloud whose semantics a group follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The cloud whose semantics a group follows. Its names, and the list of all clouds, come
+/// from the enum itself, so a new cloud cannot be missing from a list or an error message.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum Cloud {
     Tencent,
     QingCloud,
     Aws,
     /// AWS network ACLs: stateless, first match by rule number.
+    #[strum(serialize = "aws-nacl")]
     AwsNacl,
     Alibaba,
     OpenStack,
@@ -21,32 +34,16 @@ pub enum Cloud {
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 7] = [
-        Cloud::Tencent,
-        Cloud::QingCloud,
-        Cloud::Aws,
-        Cloud::AwsNacl,
-        Cloud::Alibaba,
-        Cloud::OpenStack,
-        Cloud::Azure,
-    ];
+    pub fn all() -> impl Iterator<Item = Cloud> {
+        <Cloud as strum::IntoEnumIterator>::iter()
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Cloud::Tencent => "tencent",
-            Cloud::QingCloud => "qingcloud",
-            Cloud::Aws => "aws",
-            Cloud::AwsNacl => "aws-nacl",
-            Cloud::Alibaba => "alibaba",
-            Cloud::OpenStack => "openstack",
-            Cloud::Azure => "azure",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Cloud::ALL
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(text.trim()))
+        text.trim().parse().ok()
     }
 
     /// IP protocols the cloud never carries, whatever the rules say, by name and number.

@@ -20,3 +20,32 @@ pub use rule::{
     Service, Unreadable, parse_net,
 };
 pub use state::PortState;
+
+/// "a, b or c": the names of a vocabulary's variants, for errors and help texts, so that a
+/// new variant shows in every message without editing it.
+pub fn one_of<T: Into<&'static str>>(items: impl IntoIterator<Item = T>) -> String {
+    let names: Vec<&str> = items.into_iter().map(Into::into).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_lists_every_cloud_and_round_trips_each_name() {
+        let listed = one_of(Cloud::all());
+        for cloud in Cloud::all() {
+            assert!(listed.contains(cloud.name()), "{listed}");
+            assert_eq!(Cloud::parse(&cloud.name().to_uppercase()), Some(cloud));
+        }
+        assert_eq!(
+            listed,
+            "tencent, qingcloud, aws, aws-nacl, alibaba, openstack or azure"
+        );
+        assert_eq!(one_of(["x"]), "x");
+    }
+}

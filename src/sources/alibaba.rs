@@ -21,6 +21,9 @@
 //!   network (no VpcId) an `internet` rule holds at the members' public addresses and an
 //!   `intranet` one at their private addresses.
 
+/// The exports this module reads, for `sgprobe import --help`.
+pub(crate) const READS: &str = "DescribeSecurityGroupAttribute, DescribeSecurityGroups, DescribeInstances, DescribePrefixListAttributes";
+
 use super::json::Node;
 use super::unreadable::{self, Known};
 use super::{SourceError, address_members, group_id, known_shape};

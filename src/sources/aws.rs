@@ -11,6 +11,9 @@
 //! A permission, rule or entry that does not read stands as an unreadable rule of its group
 //! (see `unreadable`); a group whose GroupId does not read, as a group of its own.
 
+/// The exports this module reads, for `sgprobe import --help`.
+pub(crate) const READS: &str = "describe-security-groups, describe-security-group-rules, describe-instances, get-managed-prefix-list-entries (needs --id), describe-network-acls, describe-subnets";
+
 use super::json::Node;
 use super::unreadable::{self, Known};
 use super::{FlatRules, SourceError, address_members, group_id, known_shape};

@@ -14,6 +14,9 @@
 //! A rule that does not read (or breaks the documented limits: priority 100-4096, unique per
 //! direction; protocol Tcp, Udp, Icmp, Esp, Ah or `*`) stands as an unreadable rule.
 
+/// The exports this module reads, for `sgprobe import --help`.
+pub(crate) const READS: &str = "az network nsg show (or the ARM resource), nic list-effective-nsg, nic show/list, vnet show, list-service-tags";
+
 use ipnet::IpNet;
 
 use super::json::Node;

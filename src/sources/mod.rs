@@ -27,8 +27,19 @@ use crate::model::{
     Cloud, Direction, Instance, Inventory, MergeError, Ports, Protocol, SecurityGroup, parse_net,
 };
 
-/// The formats sources come in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The formats sources come in. Names and the list come from the enum (see `Cloud`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum Format {
     Native,
     Tencent,
@@ -40,32 +51,34 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
-        Format::Native,
-        Format::Tencent,
-        Format::QingCloud,
-        Format::Aws,
-        Format::Alibaba,
-        Format::OpenStack,
-        Format::Azure,
-    ];
+    pub fn all() -> impl Iterator<Item = Format> {
+        <Format as strum::IntoEnumIterator>::iter()
+    }
+
+    /// The clouds' export formats: all but native TOML.
+    pub fn exports() -> impl Iterator<Item = Format> {
+        Format::all().filter(|f| *f != Format::Native)
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Format::Native => "native",
-            Format::Tencent => "tencent",
-            Format::QingCloud => "qingcloud",
-            Format::Aws => "aws",
-            Format::Alibaba => "alibaba",
-            Format::OpenStack => "openstack",
-            Format::Azure => "azure",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(text.trim()))
+        text.trim().parse().ok()
+    }
+
+    /// What the format's module reads, in the words of the cloud's CLI and API.
+    pub fn reads(self) -> &'static str {
+        match self {
+            Format::Native => "sgprobe's own TOML (see sgprobe.example.toml)",
+            Format::Tencent => tencent::READS,
+            Format::QingCloud => qingcloud::READS,
+            Format::Aws => aws::READS,
+            Format::Alibaba => alibaba::READS,
+            Format::OpenStack => openstack::READS,
+            Format::Azure => azure::READS,
+        }
     }
 }
 

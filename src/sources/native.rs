@@ -14,7 +14,7 @@ use super::{SourceError, service_entry};
 use crate::model::{
     Action, AddressSet, Cloud, Decision, Direction, IcmpMatch, Instance, Inventory, Located,
     Origin, Peer, Ports, Protocol, Rule, SecurityGroup, Service, ServiceSet, Subnet, Unreadable,
-    canonical_id, parse_net, parse_port_spec,
+    canonical_id, one_of, parse_net, parse_port_spec,
 };
 
 /// The sections a native file (and the config file) may hold.
@@ -283,10 +283,9 @@ impl Sections {
 }
 
 fn group(raw: RawGroup, spans: &Spans) -> Result<SecurityGroup, SourceError> {
-    let names: Vec<&str> = Cloud::ALL.iter().map(|c| c.name()).collect();
     let cloud = spans.parse(
         &raw.cloud,
-        &format!("one of {}", names.join(", ")),
+        &format!("one of {}", one_of(Cloud::all())),
         Cloud::parse,
     )?;
     let mut group = SecurityGroup::new(canonical_id(&raw.id), cloud);

@@ -12,6 +12,9 @@
 //! `remote_group_id` (the fixed IPs of the ports in that group) or `remote_address_group_id`;
 //! none is any peer of the ethertype.
 
+/// The exports this module reads, for `sgprobe import --help`.
+pub(crate) const READS: &str = "the Networking API's security_group(s), security_group_rules and port(s) JSON; the CLI's security group show, security group rule list, port show, address group show (-f json)";
+
 use ipnet::IpNet;
 
 use super::json::Node;

@@ -5,6 +5,9 @@
 //! set id, or empty for all; `disabled` 1 leaves the rule out. IP and port sets have ids such
 //! as `sgi-rtyv0968` (the API documentation's example, ModifySecurityGroupIPSetAttributes).
 
+/// The exports this module reads, for `sgprobe import --help`.
+pub(crate) const READS: &str = "DescribeSecurityGroups, DescribeSecurityGroupRules, DescribeInstances, DescribeSecurityGroupIPSets";
+
 use super::json::Node;
 use super::unreadable::{self, Known};
 use super::{FlatRules, SourceError, address_members, known_shape};

@@ -2,6 +2,9 @@
 //! (`{"Response": ...}`): DescribeSecurityGroupPolicies, DescribeInstances, address templates
 //! and template groups, service templates and template groups.
 
+/// The exports this module reads, for `sgprobe import --help`.
+pub(crate) const READS: &str = "DescribeSecurityGroupPolicies (needs --id), DescribeInstances, DescribeAddressTemplates, DescribeAddressTemplateGroups, DescribeServiceTemplates, DescribeServiceTemplateGroups";
+
 use super::json::Node;
 use super::unreadable::{self, Known};
 use super::{SourceError, address_members, group_id, known_shape, service_entry};
