@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::network::{Network, Packet, Reply};
 use super::rtt::Timeouts;
 use super::udp::IcmpBudget;
 use super::{
     Counters, Evidence, Method, Observation, Pacer, PortState, ProbeProtocol, Settings, Target,
     echo, syn,
 };
+use crate::net::{Network, Packet, Reply};
 use crate::packet::icmp::Unreachable;
 
 /// Most packets sent in one turn of the loop, so replies are read between batches.

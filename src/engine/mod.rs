@@ -9,7 +9,6 @@
 mod connect;
 mod echo;
 pub mod matcher;
-pub mod network;
 mod pacer;
 mod rtt;
 mod syn;
@@ -28,11 +27,10 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use network::Network;
 pub use pacer::Pacer;
 
 use crate::model::PortState;
-use crate::net::{Family, Kind, NetError, Sockets};
+use crate::net::{Family, Kind, NetError, Network, Sockets};
 use crate::packet::icmp::IcmpKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

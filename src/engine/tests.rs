@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::network::{Network, Packet, Reply};
 use super::rtt::FLOOR as TIMEOUT_FLOOR;
 use super::{Counters, Evidence, Observation, Pacer, Settings, Target, probe_over};
 use crate::model::PortState;
+use crate::net::{Network, Packet, Reply};
 use crate::packet::icmp::{IcmpKind, Quoted, Unreachable};
 use crate::packet::tcp::TcpReply;
 

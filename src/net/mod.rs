@@ -1,6 +1,7 @@
 //! Sockets: raw TCP and ICMP sockets, UDP with the error queue, source lookup, privileges.
 
 mod errqueue;
+mod network;
 mod raw;
 mod sockets;
 
@@ -10,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use thiserror::Error;
 
 pub use errqueue::{IcmpReport, read_error};
+pub use network::{Network, Packet, Reply};
 pub use raw::{Family, kernel_drops, raw_icmp, raw_tcp, udp_socket};
 pub use sockets::{Kind, Sockets};
 

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::network::{Network, Packet, Reply};
 use super::{Family, NetError, kernel_drops, raw_icmp, raw_tcp, read_error, udp_socket};
-use crate::engine::network::{Network, Packet, Reply};
 use crate::packet::icmp::{self, IcmpKind, Quoted, Unreachable};
 use crate::packet::tcp::{self, build_syn};
 

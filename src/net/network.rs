@@ -1,6 +1,7 @@
-//! The seam between the matchers and the wire: packets out, replies in. The real
-//! implementation (raw, UDP and ICMP sockets) is `crate::net::Sockets`; tests drive the
-//! matchers over a fake one on tokio's paused clock (as trippy's `Network` trait does).
+//! The seam between the engine's matchers and the wire: packets out, replies in. It lives
+//! beside its real implementation (raw, UDP and ICMP sockets: `Sockets`), so the engine
+//! depends on the network and never the other way; the engine's tests drive the matchers over
+//! a fake one on tokio's paused clock (as trippy's `Network` trait does).
 
 use std::future::Future;
 use std::io;
