@@ -91,7 +91,7 @@ fn webhook(lab: &Lab, port: u16) -> mpsc::Receiver<Notified> {
 type Notified = ((String, String, String), String, Value);
 
 /// How long until the notification `wanted` came, its summary and its labels.
-fn wait_for(
+fn await_notification(
     rx: &mpsc::Receiver<Notified>,
     wanted: (&str, &str, &str),
     limit: Duration,
@@ -153,12 +153,11 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
 
     let notifications = webhook(&lab, 19099);
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let _agent = common::start_agent(
+        common::agent_command(&lab.prober().name, Path::new(&path("sgprobe.toml")), &[]),
+        Path::new(&path("sgprobe.sock")),
+    );
     let _started = common::Started(vec![
-        spawn(
-            &lab,
-            env!("CARGO_BIN_EXE_sgprobe"),
-            &s(&["run", "--config", &path("sgprobe.toml")]),
-        ),
         spawn(
             &lab,
             "prometheus-alertmanager",
@@ -199,7 +198,7 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
         .expect("a rule added by hand");
     lab.expose("web", Protocol::Tcp, 8081)
         .expect("a rule added by hand");
-    let (fired, summary, labels) = wait_for(
+    let (fired, summary, labels) = await_notification(
         &notifications,
         ("firing", "SgprobeFlowExposed", "web"),
         Duration::from_secs(60),
@@ -221,7 +220,7 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
     );
 
     lab.unexpose("web").expect("reverted");
-    let (resolved, _, _) = wait_for(
+    let (resolved, _, _) = await_notification(
         &notifications,
         ("resolved", "SgprobeFlowExposed", "web"),
         Duration::from_secs(60),

@@ -31,6 +31,9 @@ fn quick() -> String {
     inventory("tcp:8080")
 }
 
+/// How long a lab agent gets for what these tests wait on.
+const WAIT: Duration = Duration::from_secs(15);
+
 fn lab() -> Option<Lab> {
     let inventory = native::parse(Path::new("lab.toml"), &slow()).expect("valid");
     common::lab(&LabSpec {
@@ -54,16 +57,10 @@ fn write_config(dir: &Path, metrics_port: u16, socket: &Path) -> std::path::Path
 }
 
 /// `sgprobe run` in the prober namespace, its stderr kept.
-fn start(lab: &Lab, config: &Path) -> std::process::Child {
-    Command::new("ip")
-        .args(["netns", "exec", &lab.prober().name])
-        .arg(env!("CARGO_BIN_EXE_sgprobe"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the agent starts")
+fn start_command(lab: &Lab, config: &Path) -> Command {
+    let mut command = common::agent_command(&lab.prober().name, config, &[]);
+    command.stderr(std::process::Stdio::piped());
+    command
 }
 
 /// The status line of a GET to the agent's metrics listener, from inside the prober namespace.
@@ -75,10 +72,6 @@ fn http_status(lab: &Lab, port: u16, path: &'static str) -> String {
         .to_string()
 }
 
-fn wait_for(what: &str, done: impl FnMut() -> bool) {
-    common::wait_for(what, Duration::from_secs(15), done);
-}
-
 #[test]
 fn sigterm_mid_cycle_ends_the_agent_within_a_second_and_readiness_waits_for_a_cycle() {
     let Some(lab) = lab() else {
@@ -87,10 +80,7 @@ fn sigterm_mid_cycle_ends_the_agent_within_a_second_and_readiness_waits_for_a_cy
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("sgprobe.sock");
     let config = write_config(dir.path(), 19481, &socket);
-    let mut agent = common::Started(vec![start(&lab, &config)]);
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let mut agent = common::start_agent(start_command(&lab, &config), &socket);
     // The first cycle needs 30 s: the agent is live, but not ready.
     assert!(http_status(&lab, 19481, "/-/healthy").contains(" 200 "));
     assert!(
@@ -123,12 +113,9 @@ fn a_second_agent_on_a_live_socket_refuses_to_start_and_the_first_keeps_it() {
     let socket = dir.path().join("sgprobe.sock");
     let first = write_config(dir.path(), 19482, &socket);
     let second = write_config(dir.path(), 19483, &socket);
-    let _first = common::Started(vec![start(&lab, &first)]);
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
-    let out = start(&lab, &second)
-        .wait_with_output()
+    let _first = common::start_agent(start_command(&lab, &first), &socket);
+    let out = start_command(&lab, &second)
+        .output()
         .expect("the second ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -152,8 +139,7 @@ fn a_stale_socket_is_replaced_and_anything_else_at_the_path_is_left_alone() {
     let stale = dir.path().join("stale.sock");
     drop(UnixListener::bind(&stale).expect("bind"));
     let config = write_config(dir.path(), 19484, &stale);
-    let mut agent = common::Started(vec![start(&lab, &config)]);
-    wait_for("the control socket", || UnixStream::connect(&stale).is_ok());
+    let mut agent = common::start_agent(start_command(&lab, &config), &stale);
     kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
     assert!(agent.0[0].wait().expect("exits").success());
 
@@ -161,7 +147,7 @@ fn a_stale_socket_is_replaced_and_anything_else_at_the_path_is_left_alone() {
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, "keep me").expect("write");
     let config = write_config(dir.path(), 19485, &file);
-    let out = start(&lab, &config).wait_with_output().expect("ends");
+    let out = start_command(&lab, &config).output().expect("ends");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
     assert_eq!(
@@ -204,10 +190,7 @@ fn every_control_api_error_has_its_status_and_a_json_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("sgprobe.sock");
     let config = write_config(dir.path(), 19486, &socket);
-    let _agent = common::Started(vec![start(&lab, &config)]);
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let _agent = common::start_agent(start_command(&lab, &config), &socket);
     let huge = format!("{{\"instance\": \"{}\"}}", "x".repeat(20_000));
     let cases: [(&str, &str, &str, u16, &str); 8] = [
         (
@@ -291,32 +274,20 @@ fn a_crowd_of_idle_connections_neither_starves_the_cycles_nor_blocks_a_scrape() 
         ),
         &quick(),
     );
-    let agent = Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -n 1024 && exec \"$0\" \"$@\"",
-            "ip",
-            "netns",
-            "exec",
-        ])
-        .arg(&lab.prober().name)
-        .arg(env!("CARGO_BIN_EXE_sgprobe"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the agent starts");
-    let _agent = common::Started(vec![agent]);
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let _agent = common::start_agent(
+        common::agent_command(
+            &lab.prober().name,
+            &config,
+            &["sh", "-c", "ulimit -n 1024 && exec \"$0\" \"$@\""],
+        ),
+        &socket,
+    );
     let cycles = || {
         exchange(&socket, "GET", "/v1/status", "").1["cycles"]
             .as_u64()
             .unwrap_or(0)
     };
-    wait_for("a first cycle", || cycles() >= 1);
+    common::wait_for("a first cycle", WAIT, || cycles() >= 1);
     let crowd = lab
         .in_prober(move || {
             (0..1050)
@@ -326,7 +297,9 @@ fn a_crowd_of_idle_connections_neither_starves_the_cycles_nor_blocks_a_scrape() 
         .expect("runs");
     assert!(crowd.len() >= 1000, "only {} connections held", crowd.len());
     let before = cycles();
-    wait_for("two more cycles under the crowd", || cycles() >= before + 2);
+    common::wait_for("two more cycles under the crowd", WAIT, || {
+        cycles() >= before + 2
+    });
     assert!(
         http_status(&lab, port, "/metrics").contains(" 200 "),
         "a scrape is answered while the crowd holds on"
@@ -346,7 +319,7 @@ fn a_metrics_port_in_use_exits_3_and_a_bad_config_exits_2() {
         .in_prober(move || std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind"))
         .expect("runs");
     let config = write_config(dir.path(), port, &dir.path().join("sgprobe.sock"));
-    let out = start(&lab, &config).wait_with_output().expect("ends");
+    let out = start_command(&lab, &config).output().expect("ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
@@ -355,7 +328,7 @@ fn a_metrics_port_in_use_exits_3_and_a_bad_config_exits_2() {
     );
 
     std::fs::write(&config, "[agent]\nrate = 0\n").expect("write");
-    let out = start(&lab, &config).wait_with_output().expect("ends");
+    let out = start_command(&lab, &config).output().expect("ends");
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -402,17 +375,14 @@ fn a_stuck_command_fetch_neither_queues_reloads_nor_holds_up_sigterm_nor_outlive
         ),
     )
     .expect("write config");
-    let mut agent = common::Started(vec![start(&lab, &config)]);
     // The agent is `ip netns exec`'s child: the process to signal is the one that execs.
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let mut agent = common::start_agent(start_command(&lab, &config), &socket);
     std::fs::write(&flag, "").expect("flag");
     // Past the command's refresh, a reload runs it again.
     std::thread::sleep(Duration::from_millis(1100));
     let pid = agent.0[0].id();
     kill(Pid::from_raw(pid as i32), Signal::SIGHUP).expect("signal our child");
-    wait_for("the stuck fetch", || pidfile.exists());
+    common::wait_for("the stuck fetch", WAIT, || pidfile.exists());
     let before = threads(pid);
     // Reloads asked for meanwhile are coalesced: answered at once, one more queued.
     for _ in 0..50 {
@@ -484,11 +454,8 @@ fn slow_readers_neither_starve_a_scrape_nor_swell_the_agent() {
         ),
     )
     .expect("write config");
-    let agent = common::Started(vec![start(&lab, &config)]);
+    let agent = common::start_agent(start_command(&lab, &config), &socket);
     let pid = agent.0[0].id();
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
     common::wait_for("a cycle", Duration::from_secs(60), || {
         http_status(&lab, 19493, "/-/ready").contains(" 200 ")
     });
@@ -540,17 +507,10 @@ fn slow_readers_neither_starve_a_scrape_nor_swell_the_agent() {
 
 /// `start`, with the faults `planted` (see `sgprobe::failpoint`).
 #[cfg(feature = "failpoints")]
-fn start_with_fault(lab: &Lab, config: &Path, planted: &str) -> std::process::Child {
-    Command::new("ip")
-        .args(["netns", "exec", &lab.prober().name])
-        .arg(env!("CARGO_BIN_EXE_sgprobe"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("SGPROBE_FAILPOINT", planted)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the agent starts")
+fn fault_command(lab: &Lab, config: &Path, planted: &str) -> Command {
+    let mut command = start_command(lab, config);
+    command.env("SGPROBE_FAILPOINT", planted);
+    command
 }
 
 #[cfg(feature = "failpoints")]
@@ -562,7 +522,11 @@ fn a_cycle_task_that_panics_stops_the_agent_with_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("sgprobe.sock");
     let config = write_config(dir.path(), 19_494, &socket);
-    let mut agent = common::Started(vec![start_with_fault(&lab, &config, "cycle-panic")]);
+    let mut agent = common::Started(vec![
+        fault_command(&lab, &config, "cycle-panic")
+            .spawn()
+            .expect("the agent starts"),
+    ]);
     let mut status = None;
     common::wait_for("the agent to stop", Duration::from_secs(30), || {
         status = agent.0[0].try_wait().expect("wait");
@@ -605,11 +569,8 @@ fn a_reload_that_never_ends_is_seen_stalled_and_sigterm_still_ends_the_agent() {
         ),
     )
     .expect("write config");
-    let mut agent = common::Started(vec![start_with_fault(&lab, &config, "reload-stall")]);
+    let mut agent = common::start_agent(fault_command(&lab, &config, "reload-stall"), &socket);
     let pid = agent.0[0].id();
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
     common::wait_for("a cycle", Duration::from_secs(30), || {
         http_status(&lab, 19_495, "/-/ready").contains(" 200 ")
     });
@@ -653,10 +614,7 @@ fn the_metrics_listener_has_a_landing_page_and_reloads_as_prometheus_does() {
         ))
         .into_owned()
     };
-    let mut agent = common::Started(vec![start(&lab, &config)]);
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let mut agent = common::start_agent(start_command(&lab, &config), &socket);
     // Off unless enabled, as Prometheus' lifecycle API: the listener faces the network.
     let refused = post();
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
@@ -671,10 +629,7 @@ fn the_metrics_listener_has_a_landing_page_and_reloads_as_prometheus_does() {
     )
     .expect("write");
     let _ = std::fs::remove_file(&socket);
-    agent.0.push(start(&lab, &config));
-    wait_for("the control socket", || {
-        UnixStream::connect(&socket).is_ok()
-    });
+    let _agent = common::start_agent(start_command(&lab, &config), &socket);
     let landing = common::scrape(&lab, 19_496, "/");
     assert!(landing.starts_with("HTTP/1.1 200"), "{landing}");
     assert!(landing.contains("href=\"metrics\""), "{landing}");

@@ -175,7 +175,7 @@ fn scenario(names: &[&str], sources: impl Fn(&str) -> String) {
         ],
     );
     let moto_pid = Pid::from_raw(moto.id() as i32);
-    let mut started = common::Started(vec![moto]);
+    let started = common::Started(vec![moto]);
     wait_for("moto", Duration::from_secs(30), || {
         Command::new("ip")
             .args([
@@ -303,23 +303,11 @@ fn scenario(names: &[&str], sources: impl Fn(&str) -> String) {
         ),
         &sources,
     );
-    let mut args: Vec<String> = CREDENTIALS
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    args.push(env!("CARGO_BIN_EXE_sgprobe").to_string());
-    args.extend([
-        "run".to_string(),
-        "--config".to_string(),
-        config.display().to_string(),
-    ]);
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    started.0.push(common::spawn_in(&ns, "env", &args));
+    let mut command = common::agent_command(&ns, &config, &[]);
+    command.envs(CREDENTIALS.iter().copied());
     // The socket comes after the first load, which waits on moto (Python, slow to answer its
     // first requests on a loaded two-core machine).
-    wait_for("the control socket", Duration::from_secs(90), || {
-        socket.exists()
-    });
+    let _agent = common::start_agent(command, &socket);
     wait_for("three cycles", Duration::from_secs(30), || {
         get(&socket, "/v1/status")["cycles"].as_u64() >= Some(3)
     });

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use sgprobe::lab::LabSpec;
@@ -162,7 +162,7 @@ fn a_53_mb_export_loads_and_reloads_twelve_times_within_256_mib() {
     write_export(&export_path, 0);
     let size = std::fs::metadata(&export_path).expect("written").len();
     assert!(size > 53_000_000, "the export is the issue's size: {size}");
-    let (config, _socket) = common::agent_config(
+    let (config, socket) = common::agent_config(
         dir.path(),
         &format!("interval = \"60s\"\nmetrics_listen = \"127.0.0.1:{METRICS_PORT}\""),
         &format!(
@@ -181,19 +181,12 @@ fn a_53_mb_export_loads_and_reloads_twelve_times_within_256_mib() {
     let join = limit.as_ref().map_or(String::new(), |l| {
         format!("echo $$ > {}/cgroup.procs && ", l.dir.display())
     });
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{join}exec \"$@\""))
-        .args(["sh", "ip", "netns", "exec", &lab.prober().name])
-        .arg(env!("CARGO_BIN_EXE_sgprobe"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the agent starts");
-    let pid = child.id();
-    let mut agent = common::Started(vec![child]);
+    let join = format!("{join}exec \"$0\" \"$@\"");
+    let mut agent = common::start_agent(
+        common::agent_command(&lab.prober().name, &config, &["sh", "-c", &join]),
+        &socket,
+    );
+    let pid = agent.0[0].id();
     wait_for_rules(&lab, &mut agent.0[0], rules(0), "the first load");
     let first = memory(pid, "VmRSS:");
     for round in 1..=12 {

@@ -150,14 +150,10 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     std::fs::write(&source, GROUPS).expect("write the source");
     let sources = "[[source]]\nname = \"lab\"\nformat = \"native\"\npath = \"lab.toml\"\n";
     std::fs::write(&config, format!("{agent_section}{sources}")).expect("write config");
-    let agent = common::Started(vec![common::spawn_in(
-        &lab.prober().name,
-        env!("CARGO_BIN_EXE_sgprobe"),
-        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-    )]);
-    wait_for("the control socket", Duration::from_secs(10), || {
-        socket.exists()
-    });
+    let agent = common::start_agent(
+        common::agent_command(&lab.prober().name, &config, &[]),
+        &socket,
+    );
     wait_for("two cycles", Duration::from_secs(20), || {
         get(&socket, "/v1/status")["cycles"].as_u64() >= Some(2)
     });
@@ -427,10 +423,20 @@ fn an_agent_on_the_instance_checks_its_egress_against_the_egress_rules() {
             )
         })
         .expect("runs");
+    // The echo ends on its own: after the test's longest wait, or at an error.
     std::thread::spawn(move || {
+        let until = std::time::Instant::now() + Duration::from_secs(180);
+        udp.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("a read timeout");
         let mut buf = [0u8; 512];
-        while let Ok((n, from)) = udp.recv_from(&mut buf) {
-            let _ = udp.send_to(&buf[..n], from);
+        while std::time::Instant::now() < until {
+            match udp.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let _ = udp.send_to(&buf[..n], from);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
         }
     });
     let dir = tempfile::tempdir().expect("temp dir");
@@ -441,14 +447,10 @@ fn an_agent_on_the_instance_checks_its_egress_against_the_egress_rules() {
         format!("[agent]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:19479\"\ncontrol_socket = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n{LOCAL}", socket.display()),
     )
     .expect("write");
-    let _agent = common::Started(vec![common::spawn_in(
-        &lab.namespace_of("app").expect("placed").name,
-        env!("CARGO_BIN_EXE_sgprobe"),
-        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-    )]);
-    wait_for("the control socket", Duration::from_secs(10), || {
-        socket.exists()
-    });
+    let _agent = common::start_agent(
+        common::agent_command(&lab.namespace_of("app").expect("placed").name, &config, &[]),
+        &socket,
+    );
     let check = || -> Vec<(u64, String, String, String, String)> {
         let rows = check_json(&socket, &["app", "--direction", "outbound"]);
         let text = |r: &Value, k: &str| r[k].as_str().unwrap_or("").to_string();
@@ -549,14 +551,10 @@ fn two_instances_sharing_an_address_complete_their_cycles() {
             "{GROUPS}\n[[instance]]\nname = \"web-vip\"\naddresses = [\"10.77.1.10\"]\nsecurity_groups = [\"sg-web\"]\n"
         ),
     );
-    let mut agent = common::Started(vec![common::spawn_in(
-        &lab.prober().name,
-        env!("CARGO_BIN_EXE_sgprobe"),
-        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-    )]);
-    wait_for("the control socket", Duration::from_secs(10), || {
-        socket.exists()
-    });
+    let mut agent = common::start_agent(
+        common::agent_command(&lab.prober().name, &config, &[]),
+        &socket,
+    );
     wait_for("two cycles", Duration::from_secs(20), || {
         get(&socket, "/v1/status")["cycles"].as_u64() >= Some(2)
     });
@@ -603,14 +601,10 @@ fn on_a_lossy_network_the_agent_confirms_no_drift() {
         "interval = \"1s\"\nmetrics_listen = \"127.0.0.1:19480\"\ntimeout = \"300ms\"",
         GROUPS,
     );
-    let _agent = common::Started(vec![common::spawn_in(
-        &lab.prober().name,
-        env!("CARGO_BIN_EXE_sgprobe"),
-        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-    )]);
-    wait_for("the control socket", Duration::from_secs(10), || {
-        socket.exists()
-    });
+    let _agent = common::start_agent(
+        common::agent_command(&lab.prober().name, &config, &[]),
+        &socket,
+    );
     let mut seen = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     // Eight cycles, each checked for false drift, within the deadline.

@@ -169,33 +169,26 @@ fn an_agent_run_as_nobody_checks_tcp_by_connect_and_reads_icmp_unknown() {
         &format!("{LAB}ports = \"icmp\"\n"),
     );
     let log = dir.path().join("agent.log");
-    let mut agent = common::Started(vec![
-        Command::new("ip")
-            .args(["netns", "exec", &lab.prober().name])
-            .args(["sysctl", "-q", "-w", "net.ipv4.ping_group_range=1 0"])
-            .status()
-            .map(|_| ())
-            .and_then(|()| {
-                Command::new("ip")
-                    .args(["netns", "exec", &lab.prober().name])
-                    .args([
-                        "setpriv",
-                        "--reuid=65534",
-                        "--regid=65534",
-                        "--clear-groups",
-                    ])
-                    .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
-                    .arg(env!("CARGO_BIN_EXE_sgprobe"))
-                    .args(["run", "--config"])
-                    .arg(&config)
-                    .stderr(std::fs::File::create(&log)?)
-                    .spawn()
-            })
-            .expect("the agent starts"),
-    ]);
-    common::wait_for("the control socket", Duration::from_secs(15), || {
-        socket.exists()
-    });
+    Command::new("ip")
+        .args(["netns", "exec", &lab.prober().name])
+        .args(["sysctl", "-q", "-w", "net.ipv4.ping_group_range=1 0"])
+        .status()
+        .expect("sysctl runs");
+    let mut command = common::agent_command(
+        &lab.prober().name,
+        &config,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ],
+    );
+    command.stderr(std::fs::File::create(&log).expect("log file"));
+    let mut agent = common::start_agent(command, &socket);
     let metrics = || common::scrape(&lab, 19_497, "/metrics");
     common::wait_for("two cycles", Duration::from_secs(30), || {
         common::control_get(&socket, "/v1/status")["cycles"].as_u64() >= Some(2)

@@ -86,20 +86,9 @@ fn one_unreadable_group_leaves_the_other_groups_drift_detection_working() {
             .expect("a rule added by hand");
     }
     let log = dir.path().join("agent.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let agent = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.prober().name])
-        .arg(env!("CARGO_BIN_EXE_sgprobe"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("the agent starts");
-    let _agent = common::Started(vec![agent]);
-    wait_for("the control socket", Duration::from_secs(10), || {
-        socket.exists()
-    });
+    let mut command = common::agent_command(&lab.prober().name, &config, &[]);
+    command.stderr(std::fs::File::create(&log).expect("log file"));
+    let _agent = common::start_agent(command, &socket);
     wait_for(
         "confirmed drift on the readable group",
         Duration::from_secs(30),

@@ -97,6 +97,41 @@ pub fn agent_config(
     (config, socket)
 }
 
+/// The agent as the lab tests run it: `ip netns exec NS [WRAP...] sgprobe run --config
+/// CONFIG`, output discarded unless the caller redirects it. `wrap` runs inside the namespace
+/// around the agent: dropped privileges (`setpriv`), a descriptor limit or a memory cgroup
+/// (`sh -c '... && exec "$0" "$@"'`).
+pub fn agent_command(ns: &str, config: &std::path::Path, wrap: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new("ip");
+    command
+        .args(["netns", "exec", ns])
+        .args(wrap)
+        .arg(env!("CARGO_BIN_EXE_sgprobe"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+/// Starts the agent and waits until its control socket answers: at most 90 s (the first load
+/// may wait on a slow API emulator), failing at once if the agent exits first. It is killed
+/// by PID when the result is dropped, however the test ends.
+pub fn start_agent(mut command: std::process::Command, socket: &std::path::Path) -> Started {
+    let mut agent = Started(vec![command.spawn().expect("the agent starts")]);
+    wait_for(
+        "the control socket",
+        std::time::Duration::from_secs(90),
+        || {
+            if let Ok(Some(status)) = agent.0[0].try_wait() {
+                panic!("the agent exited ({status}) before its control socket answered");
+            }
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        },
+    );
+    agent
+}
+
 /// Polls `done` until it holds; fails the test past `limit`, naming `what`.
 pub fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
