@@ -27,6 +27,9 @@ use crate::packet::icmp::Unreachable;
 
 /// Most packets sent in one turn of the loop, so replies are read between batches.
 const BATCH: usize = 256;
+
+/// Most replies read before each turn judges silence: several turns' worth.
+const DRAIN: usize = 4 * BATCH;
 /// Answers, all to a first attempt, that show a network without loss.
 const LOSS_FREE_EVIDENCE: u32 = 32;
 /// Room the hard deadline leaves above the sum of the planned waits.
@@ -569,23 +572,42 @@ pub async fn drive<N: Network>(
     let mut matcher = Matcher::new(targets, slots, settings, sources, now, counters.clone());
     let deadline = matcher.deadline();
     while !matcher.is_done() {
-        matcher.on_time(Instant::now());
-        let want = matcher.ready().min(BATCH);
-        let mut granted = if want > 0 { pacer.take(want) } else { 0 };
-        while granted > 0 {
-            let Some((slot, packet)) = matcher.next_packet(Instant::now()) else {
+        // What has already arrived is read before silence is judged: at a high rate one
+        // turn's sends draw more replies than the turn reads, and a reply waiting in the
+        // queue is not silence. The receivers run first (on a single-threaded runtime they
+        // run only when this task yields); the reading is bounded, so a flood cannot keep the
+        // clock from being read.
+        tokio::task::yield_now().await;
+        for _ in 0..DRAIN {
+            let Some((reply, at)) = network.recv(Instant::now()).await else {
                 break;
             };
-            granted -= 1;
-            Counters::add(&counters.sent, 1);
-            match tokio::time::timeout_at(deadline, network.send(packet)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => matcher.unsendable(slot, &error),
+            matcher.on_reply(&reply, at);
+        }
+        matcher.on_time(Instant::now());
+        let want = matcher.ready().min(BATCH);
+        let granted = if want > 0 { pacer.take(want) } else { 0 };
+        let now = Instant::now();
+        let (slots, packets): (Vec<usize>, Vec<Packet>) =
+            std::iter::from_fn(|| matcher.next_packet(now))
+                .take(granted)
+                .unzip();
+        pacer.give_back(granted - packets.len());
+        Counters::add(&counters.sent, packets.len() as u64);
+        // The whole batch in as few system calls as the network allows; a packet that cannot
+        // leave is decided as such and the rest still go.
+        let mut from = 0;
+        while from < packets.len() {
+            match tokio::time::timeout_at(deadline, network.send_all(&packets[from..])).await {
+                Ok((_, None)) => break,
+                Ok((sent, Some(error))) => {
+                    matcher.unsendable(slots[from + sent], &error);
+                    from += sent + 1;
+                }
                 // A send stuck past the deadline: the next turn ends the run.
                 Err(_) => break,
             }
         }
-        pacer.give_back(granted);
         if matcher.is_done() {
             break;
         }

@@ -60,6 +60,8 @@ struct Fake {
     sent: Vec<(Instant, Packet)>,
     attempts: HashMap<Target, u32>,
     unroutable: Vec<IpAddr>,
+    /// Sends to these fail, as an nftables OUTPUT reject makes sendto fail with EPERM.
+    refused: Vec<Target>,
     /// Sends never complete.
     stuck: bool,
     /// A stray reply every millisecond, forever.
@@ -176,10 +178,13 @@ impl Network for Fake {
                 self.due.push((now + b.after, reply));
             }
         }
-        let stuck = self.stuck;
+        let (stuck, refused) = (self.stuck, self.refused.contains(&target));
         async move {
             if stuck {
                 std::future::pending::<()>().await;
+            }
+            if refused {
+                return Err(io::ErrorKind::PermissionDenied.into());
             }
             Ok(())
         }
@@ -187,7 +192,12 @@ impl Network for Fake {
 
     async fn recv(&mut self, until: Instant) -> Option<(Reply, Instant)> {
         if self.flood {
-            let at = (Instant::now() + Duration::from_millis(1)).min(until);
+            // One stray a millisecond from now: none sooner.
+            let at = Instant::now() + Duration::from_millis(1);
+            if at > until {
+                tokio::time::sleep_until(until).await;
+                return None;
+            }
             tokio::time::sleep_until(at).await;
             let stray = Reply::Udp {
                 from: SocketAddr::from(([192, 0, 2, 99], 53)),
@@ -610,4 +620,35 @@ async fn a_slow_host_is_heard_on_the_retrys_longer_watch_and_keeps_its_own_timeo
         (Evidence::NoReply, 3)
     );
     assert_eq!(elapsed, Duration::from_millis(100 + 2 * 750 + 2000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_packet_the_host_refuses_mid_batch_is_decided_and_the_rest_still_go() {
+    let targets: Vec<Target> = (20..26).map(|port| Target::tcp(host(1), port)).collect();
+    let refused = targets[2];
+    let answering: Vec<(Target, Behaviour)> = targets
+        .iter()
+        .filter(|t| **t != refused)
+        .map(|t| (*t, answers(Answer::SynAck, 1)))
+        .collect();
+    let mut fake = Fake::answering(&answering);
+    fake.refused.push(refused);
+    let (found, counters, _) = run(&mut fake, &settings(1000, 2), &targets).await;
+    for (target, observation) in targets.iter().zip(&found) {
+        if *target == refused {
+            assert_eq!(
+                observation.evidence,
+                Evidence::Unsendable(io::ErrorKind::PermissionDenied)
+            );
+            assert_eq!(
+                fake.sent_to(*target),
+                1,
+                "an unsendable packet is not retried"
+            );
+        } else {
+            assert_eq!(observation.state, PortState::Open, "{target:?}");
+            assert_eq!(fake.sent_to(*target), 1);
+        }
+    }
+    assert_eq!(Counters::get(&counters.sent), 6);
 }

@@ -53,6 +53,20 @@ pub trait Network {
     /// Sends one packet. An error means it never left this host (no route, say).
     fn send(&mut self, packet: Packet) -> impl Future<Output = io::Result<()>>;
 
+    /// Sends packets in order, in as few system calls as the network can: how many left this
+    /// host, and, where that is fewer than all, why the next one did not. One `send` each
+    /// unless the network knows better.
+    fn send_all(&mut self, packets: &[Packet]) -> impl Future<Output = (usize, Option<io::Error>)> {
+        async move {
+            for (sent, packet) in packets.iter().enumerate() {
+                if let Err(error) = self.send(*packet).await {
+                    return (sent, Some(error));
+                }
+            }
+            (packets.len(), None)
+        }
+    }
+
     /// The next reply and when it arrived, or `None` once `until` has passed without one.
     fn recv(&mut self, until: Instant) -> impl Future<Output = Option<(Reply, Instant)>>;
 }
