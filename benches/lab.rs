@@ -94,6 +94,9 @@ fn main() {
         report.push_str(&table(&workload, &runs));
         drop(lab);
     }
+    if filter.as_deref().is_none_or(|f| "rate".contains(f)) {
+        report.push_str(&rate_sweep());
+    }
     if filter.as_deref().is_none_or(|f| "agent".contains(f)) {
         report.push_str(&agent_cycle_and_rate());
         report.push_str(&agent_memory());
@@ -499,21 +502,7 @@ fn table(workload: &Workload, runs: &[Run]) -> String {
             let _ = writeln!(out, "| {} | failed: {reason} | | | | | |", run.tool);
             continue;
         }
-        // A tool that reports only open ports (masscan) is scored on open vs not open.
-        let reports_closed = run.found.values().any(|s| *s != Truth::Open);
-        let seen =
-            |key: &(IpAddr, u16)| run.found.get(key).or_else(|| run.rest.get(&key.0)).copied();
-        let correct = workload
-            .truth
-            .iter()
-            .filter(|(key, truth)| match seen(key) {
-                Some(seen) => {
-                    seen == **truth
-                        || (!reports_closed && **truth != Truth::Open && seen != Truth::Open)
-                }
-                None => !reports_closed && **truth != Truth::Open,
-            })
-            .count();
+        let correct = correct(workload, run);
         let open_found = workload
             .truth
             .iter()
@@ -528,6 +517,74 @@ fn table(workload: &Workload, runs: &[Run]) -> String {
             run.rss_kib as f64 / 1024.0,
             100.0 * correct as f64 / total as f64,
             run.seconds / base
+        );
+    }
+    out
+}
+
+/// How many of the workload's probes the run answered as the lab's truth has them.
+fn correct(workload: &Workload, run: &Run) -> usize {
+    // A tool that reports only open ports (masscan) is scored on open vs not open.
+    let reports_closed = run.found.values().any(|s| *s != Truth::Open);
+    let seen = |key: &(IpAddr, u16)| run.found.get(key).or_else(|| run.rest.get(&key.0)).copied();
+    workload
+        .truth
+        .iter()
+        .filter(|(key, truth)| match seen(key) {
+            Some(seen) => {
+                seen == **truth
+                    || (!reports_closed && **truth != Truth::Open && seen != Truth::Open)
+            }
+            None => !reports_closed && **truth != Truth::Open,
+        })
+        .count()
+}
+
+/// The rate setting against what is delivered: one host's 65,535 TCP ports, every one
+/// answering (so a run ends with its last send), at rising `--rate`, counted where they land
+/// (nftables in the target namespace). Delivered = probes counted / wall time, process start
+/// included, so it understates the send rate a little.
+fn rate_sweep() -> String {
+    let workload = one_host_all_ports(false);
+    let lab = Lab::build(&workload.spec).expect("the lab builds");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    probes_received(&lab, "h");
+    let host = address(false, 1, 5);
+    let mut out = format!(
+        "\nRate delivered: {} ({} probes), sgprobe --timeout 500ms --retries 0\n",
+        workload.name,
+        workload.truth.len()
+    );
+    let _ = writeln!(
+        out,
+        "| --rate | wall s | probes counted at the target | delivered probes/s | delivered / rate | accuracy |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
+    for rate in [50_000u32, 100_000, 150_000, 200_000, 300_000] {
+        let before = probes_received(&lab, "h");
+        let rate_arg = rate.to_string();
+        let args = strings(&[
+            "probe",
+            &host,
+            "--ports",
+            "1-65535",
+            "--rate",
+            &rate_arg,
+            "--timeout",
+            "500ms",
+            "--retries",
+            "0",
+            "--json",
+        ]);
+        let run = run(&lab, "sgprobe", &args);
+        let packets = probes_received(&lab, "h") - before;
+        let delivered = packets as f64 / run.seconds;
+        let _ = writeln!(
+            out,
+            "| {rate} | {:.2} | {packets} | {delivered:.0} | {:.2} | {:.2}% |",
+            run.seconds,
+            delivered / f64::from(rate),
+            100.0 * correct(&workload, &run) as f64 / workload.truth.len() as f64
         );
     }
     out
