@@ -119,10 +119,10 @@ async fn drift(State(shared): State<Arc<Shared>>) -> Response {
     let latest = lock(&shared.latest);
     let rows: Vec<serde_json::Value> = latest
         .iter()
-        .filter(|(_, d)| matches!(d, Drift::Exposed | Drift::Blocked))
-        .map(|(r, d)| {
+        .filter(|r| matches!(r.confirmed, Drift::Exposed | Drift::Blocked))
+        .map(|r| {
             let mut row = serde_json::to_value(r).unwrap_or_default();
-            row["drift"] = json!(d.name());
+            row["drift"] = json!(r.confirmed.name());
             row
         })
         .collect();

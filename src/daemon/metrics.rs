@@ -206,8 +206,8 @@ impl Metrics {
 
     /// Records a cycle's flows, each with its confirmed drift: probe counters and RTTs,
     /// per-instance counts, and whether per-flow series are limited to drifting flows.
-    pub fn record(&mut self, flows: &[(FlowResult, Drift)], drifting_only: bool, ceiling: usize) {
-        for (r, _) in flows {
+    pub fn record(&mut self, flows: &[FlowResult], drifting_only: bool, ceiling: usize) {
+        for r in flows {
             self.probes
                 .with_label_values(&[r.key.protocol, &r.observed.to_string()])
                 .inc();
@@ -222,8 +222,8 @@ impl Metrics {
             .set(if self.limited { 1.0 } else { 0.0 });
 
         let mut counts: BTreeMap<(&Arc<str>, Drift), u32> = BTreeMap::new();
-        for (r, drift) in flows {
-            *counts.entry((&r.key.instance, *drift)).or_default() += 1;
+        for r in flows {
+            *counts.entry((&r.key.instance, r.confirmed)).or_default() += 1;
         }
         let mut instances: Vec<Arc<str>> = counts.keys().map(|(i, _)| Arc::clone(i)).collect();
         instances.dedup();
@@ -291,29 +291,32 @@ impl Metrics {
         self.cycle_stalled.set(f64::from(u8::from(stalled)));
     }
 
+    /// Whether a flow has series of its own: every flow, or past the ceiling (or with
+    /// `drifting_only`) only a drifting one.
+    pub fn shows(&self, flow: &FlowResult) -> bool {
+        !self.limited || matches!(flow.confirmed, Drift::Exposed | Drift::Blocked)
+    }
+
     /// The text exposition format: the registry, then the per-flow series of `flows`.
-    pub fn render(&self, flows: &[(FlowResult, Drift)]) -> String {
+    pub fn render(&self, flows: &[FlowResult]) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         let mut out = String::from_utf8(buf).unwrap_or_default();
-        let shown: Vec<&(FlowResult, Drift)> = flows
-            .iter()
-            .filter(|(_, d)| !self.limited || matches!(d, Drift::Exposed | Drift::Blocked))
-            .collect();
+        let shown: Vec<&FlowResult> = flows.iter().filter(|r| self.shows(r)).collect();
         if shown.is_empty() {
             return out;
         }
-        family(&mut out, FLOW_DRIFT, &shown, |out, (r, drift)| {
-            if let Some(kind) = drift_kind(r.predicted, r.observed, *drift) {
-                let on = u8::from(*drift == kind);
+        family(&mut out, FLOW_DRIFT, &shown, |out, r| {
+            if let Some(kind) = drift_kind(r.predicted, r.observed, r.confirmed) {
+                let on = u8::from(r.confirmed == kind);
                 sample(out, FLOW_DRIFT.0, &r.key, ("kind", kind.name()), on);
             }
         });
-        family(&mut out, FLOW_PREDICTED_OPEN, &shown, |out, (r, _)| {
+        family(&mut out, FLOW_PREDICTED_OPEN, &shown, |out, r| {
             let open = u8::from(r.predicted == Predicted::Open);
             sample(out, FLOW_PREDICTED_OPEN.0, &r.key, ("", ""), open);
         });
-        family(&mut out, FLOW_OBSERVED_STATE, &shown, |out, (r, _)| {
+        family(&mut out, FLOW_OBSERVED_STATE, &shown, |out, r| {
             sample(
                 out,
                 FLOW_OBSERVED_STATE.0,
@@ -354,8 +357,8 @@ fn state_code(state: PortState) -> u8 {
 fn family(
     out: &mut String,
     (name, help): (&str, &str),
-    flows: &[&(FlowResult, Drift)],
-    mut each: impl FnMut(&mut String, &(FlowResult, Drift)),
+    flows: &[&FlowResult],
+    mut each: impl FnMut(&mut String, &FlowResult),
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
     for flow in flows {
@@ -430,6 +433,7 @@ mod tests {
             attempts: 1,
             method: Method::Syn,
             drift,
+            confirmed: drift,
             rule: None,
         }
     }
@@ -443,14 +447,8 @@ mod tests {
     #[test]
     fn flow_series_follow_the_plan_and_the_drifting_only_switch() {
         let mut metrics = Metrics::new().expect("registers");
-        let a = (
-            result(22, Predicted::Open, PortState::Open, Drift::None),
-            Drift::None,
-        );
-        let b = (
-            result(8080, Predicted::Closed, PortState::Open, Drift::Exposed),
-            Drift::Exposed,
-        );
+        let a = result(22, Predicted::Open, PortState::Open, Drift::None);
+        let b = result(8080, Predicted::Closed, PortState::Open, Drift::Exposed);
         let both = [a.clone(), b.clone()];
         metrics.record(&both, false, 100);
         let text = metrics.render(&both);
@@ -473,10 +471,7 @@ mod tests {
         assert_eq!((series(&text, 22), series(&text, 8080)), (0, 3), "{text}");
 
         // The observed state changes: a value changes, the series stays.
-        let c = (
-            result(8080, Predicted::Closed, PortState::Filtered, Drift::None),
-            Drift::None,
-        );
+        let c = result(8080, Predicted::Closed, PortState::Filtered, Drift::None);
         let only_c = std::slice::from_ref(&c);
         metrics.record(only_c, false, 100);
         let text = metrics.render(only_c);
@@ -503,12 +498,12 @@ mod tests {
     #[test]
     fn past_the_ceiling_a_hundred_thousand_instances_export_counts_only_where_they_drift() {
         let mut metrics = Metrics::new().expect("registers");
-        let flows: Vec<(FlowResult, Drift)> = (0..100_000)
+        let flows: Vec<FlowResult> = (0..100_000)
             .map(|i| {
                 let drift = if i == 77 { Drift::Exposed } else { Drift::None };
                 let mut flow = result(22, Predicted::Closed, PortState::Closed, drift);
                 flow.key.instance = format!("vm-{i}").into();
-                (flow, drift)
+                flow
             })
             .collect();
         metrics.record(&flows, false, 10_000);
@@ -535,7 +530,7 @@ mod tests {
         let mut metrics = Metrics::new().expect("registers");
         let mut odd = result(22, Predicted::Open, PortState::Open, Drift::None);
         odd.key.instance = "a \"b\" \\c\nd".into();
-        let flows = [(odd, Drift::None)];
+        let flows = [odd];
         metrics.record(&flows, false, 100);
         let text = metrics.render(&flows);
         assert!(

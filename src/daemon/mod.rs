@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Agent, Config};
 use crate::drift::{Drift, Tracker};
 use crate::engine::{Counters, Pacer, Settings};
-use cycle::{FlowKey, FlowResult, Selection, check};
+use cycle::{FlowResult, Selection, check};
 use metrics::Metrics;
 
 /// The daemon's state, shared by the scheduler, the metrics server and the control socket.
@@ -34,9 +34,10 @@ pub struct Shared {
     config_path: PathBuf,
     config: Mutex<Arc<Config>>,
     metrics: Mutex<Metrics>,
-    tracker: Mutex<Tracker<FlowKey>>,
-    /// The last cycle's flows with their confirmed drift.
-    latest: Mutex<Vec<(FlowResult, Drift)>>,
+    tracker: Mutex<Tracker<u64>>,
+    /// The last cycle's flows with their confirmed drift: those with series of their own
+    /// (`Metrics::shows`), which are all that /metrics and /v1/drift read.
+    latest: Mutex<Vec<FlowResult>>,
     status: Mutex<Status>,
     /// On-demand checks at once: more are refused, not queued.
     checks: Semaphore,
@@ -341,7 +342,7 @@ impl Shared {
             checked
                 .results
                 .iter()
-                .any(|r| tracker.would_confirm(&r.key, r.drift))
+                .any(|r| tracker.would_confirm(&r.key.digest(), r.drift))
         };
         if pending && !config.sources.is_empty() {
             // Taken up by the next load, whenever it starts: never waited for here.
@@ -374,27 +375,28 @@ impl Shared {
             tracing::warn!("{warning}");
         }
         let confirmed =
-            lock(&self.tracker).update(checked.results.iter().map(|r| (r.key.clone(), r.drift)));
+            lock(&self.tracker).update(checked.results.iter().map(|r| (r.key.digest(), r.drift)));
         let elapsed = started.elapsed().as_secs_f64();
-        let flows: Vec<(FlowResult, Drift)> = checked
-            .results
-            .into_iter()
-            .zip(confirmed)
-            .map(|(r, (was, drift))| {
-                if was != drift {
-                    let key = &r.key;
-                    match drift {
-                        Drift::Exposed | Drift::Blocked => {
-                            tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, drift = drift.name(), "drift confirmed")
-                        }
-                        _ => {
-                            tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, "drift cleared")
-                        }
+        let mut flows = checked.results;
+        for (r, (was, drift)) in flows.iter_mut().zip(confirmed) {
+            r.confirmed = drift;
+            if was != drift {
+                let key = &r.key;
+                match drift {
+                    Drift::Exposed | Drift::Blocked => {
+                        tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, drift = drift.name(), "drift confirmed")
+                    }
+                    _ => {
+                        tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, "drift cleared")
                     }
                 }
-                (r, drift)
-            })
-            .collect();
+            }
+        }
+        let planned = flows.len();
+        let drifting = flows
+            .iter()
+            .filter(|r| matches!(r.confirmed, Drift::Exposed | Drift::Blocked))
+            .count();
         {
             let mut metrics = lock(&self.metrics);
             metrics.record(
@@ -405,28 +407,23 @@ impl Shared {
             metrics.cycle_duration.set(elapsed);
             metrics.last_cycle.set(unix_now());
             metrics.raw_sockets.set(if raw { 1.0 } else { 0.0 });
+            // Only the rows something still reads: past the series ceiling, the drifting
+            // ones. 100,000 rows held until the next cycle were a third of the agent.
+            flows.retain(|r| metrics.shows(r));
         }
+        flows.shrink_to_fit();
         let mut latest = lock(&self.latest);
         *latest = flows;
-        let drifting = latest
-            .iter()
-            .filter(|(_, d)| matches!(d, Drift::Exposed | Drift::Blocked))
-            .count();
         let mut status = lock(&self.status);
         status.instances = instances.len();
         status.shard = shard.to_string();
         status.cycles += 1;
         status.last_cycle_unix = Some(unix_now());
         status.cycle_seconds = Some(elapsed);
-        status.flows = latest.len();
+        status.flows = planned;
         status.drifting = drifting;
         status.raw_sockets = raw;
-        tracing::debug!(
-            flows = latest.len(),
-            drifting,
-            seconds = elapsed,
-            "cycle done"
-        );
+        tracing::debug!(flows = planned, drifting, seconds = elapsed, "cycle done");
         drop((status, latest));
         // A reload during the cycle left the old rules to this cycle: they go now, freed off
         // the async workers (a large inventory is many small allocations).

@@ -353,20 +353,21 @@ pub async fn probe_over<N: Network>(
     counters: Arc<Counters>,
 ) -> Vec<Observation> {
     let mut slots: HashMap<Target, usize> = HashMap::with_capacity(targets.len());
-    let mut distinct: Vec<Target> = Vec::with_capacity(targets.len());
-    let order: Vec<usize> = targets
-        .iter()
-        .map(|t| {
-            *slots.entry(*t).or_insert_with(|| {
-                distinct.push(*t);
-                distinct.len() - 1
-            })
-        })
-        .collect();
-    let found = matcher::drive(network, &distinct, slots, settings, pacer, counters).await;
-    if distinct.len() == targets.len() {
-        return found;
+    for target in targets {
+        let next = slots.len();
+        slots.entry(*target).or_insert(next);
     }
+    // The usual case, every target distinct, is probed as given: copies of 100,000 targets
+    // and their order were a cycle's peak memory.
+    if slots.len() == targets.len() {
+        return matcher::drive(network, targets, slots, settings, pacer, counters).await;
+    }
+    let order: Vec<usize> = targets.iter().map(|t| slots[t]).collect();
+    let mut distinct = vec![targets[0]; slots.len()];
+    for (target, slot) in &slots {
+        distinct[*slot] = *target;
+    }
+    let found = matcher::drive(network, &distinct, slots, settings, pacer, counters).await;
     order.into_iter().map(|slot| found[slot].clone()).collect()
 }
 
