@@ -779,3 +779,28 @@ fn completions_and_the_man_page_come_from_the_command_line_itself() {
         "the man page carries the exit codes"
     );
 }
+
+#[test]
+fn check_reads_only_the_agents_socket_from_the_config_and_runs_no_source() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("ran");
+    let socket = dir.path().join("agent.sock");
+    let config = dir.path().join("sgprobe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ncontrol_socket = \"{}\"\n\n[[source]]\nname = \"cmdb\"\nformat = \"aws\"\ncommand = [\"touch\", \"{}\"]\n",
+            socket.display(),
+            marker.display()
+        ),
+    )
+    .expect("write");
+    let out = sgprobe(&["check", "web-1", "-c", config.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&socket.display().to_string()),
+        "the config's socket is the one tried: {stderr}"
+    );
+    assert!(!marker.exists(), "the command source ran: {stderr}");
+}

@@ -97,10 +97,9 @@ impl SocketArgs {
             return Ok(socket.clone());
         }
         if let Some(config) = &self.config {
-            // Only its socket is wanted: an unreadable export is the agent's to report.
-            return Ok(Config::load(config, crate::sources::Reading::KeepGoing)
-                .context("cannot load the config")?
-                .agent
+            // Only its socket is wanted: sources are the agent's to fetch.
+            return Ok(Config::read_agent(config)
+                .context("cannot read the config")?
                 .control_socket);
         }
         Ok(PathBuf::from(DEFAULT_CONTROL_SOCKET))

@@ -186,6 +186,15 @@ impl Config {
         })
     }
 
+    /// The `[agent]` section alone, checked as `load` checks it, without fetching any source:
+    /// a client that needs only where the agent listens runs no command and calls no API.
+    pub fn read_agent(file: &Path) -> Result<Agent, ConfigError> {
+        let text = crate::sources::read_text(file)?;
+        let spans = Spans::new(file, &text);
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| spans.toml(&e))?;
+        Ok(agent(raw.agent.unwrap_or_default(), &spans)?)
+    }
+
     /// `load`, and a config an agent can run: one that names at least one instance. `fetch`
     /// gives each source's text (the agent serves a command's last output until it is due).
     /// An agent keeps going past unreadable rules: the rest of each export is checked.
