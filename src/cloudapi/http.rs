@@ -6,6 +6,34 @@
 use std::io::Read;
 use std::time::Duration;
 
+use thiserror::Error;
+
+/// Why an exchange got no usable reply. No variant names the URL.
+#[derive(Debug, Error)]
+pub enum HttpError {
+    /// No answer: name resolution, connection, TLS or the timeout, in ureq's words.
+    #[error("{0}")]
+    Transport(String),
+    #[error("the API answered with a redirect (HTTP {0}), which is not followed")]
+    Redirect(u16),
+    #[error("reading the reply: {0}")]
+    Read(std::io::ErrorKind),
+    #[error("the reply is longer than {0} bytes")]
+    TooLong(usize),
+    #[error("the reply is not UTF-8")]
+    NotUtf8,
+}
+
+impl HttpError {
+    /// The same error with `clean` applied to the text that came from outside.
+    pub fn redacted(self, clean: impl Fn(String) -> String) -> HttpError {
+        match self {
+            HttpError::Transport(text) => HttpError::Transport(clean(text)),
+            other => other,
+        }
+    }
+}
+
 /// How long, and how much, a metadata service's answer may be: a role's keys are a few
 /// hundred bytes, and off the cloud nothing answers.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,7 +65,7 @@ pub fn exchange(
     exchange: Request,
     timeout: Duration,
     limit: usize,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), HttpError> {
     let agent = ureq::AgentBuilder::new()
         .timeout(timeout)
         .redirects(0)
@@ -54,17 +82,15 @@ pub fn exchange(
         Ok(response) => response,
         Err(ureq::Error::Status(_, response)) => response,
         Err(ureq::Error::Transport(t)) => {
-            return Err(match t.message() {
+            return Err(HttpError::Transport(match t.message() {
                 Some(message) => format!("{}: {message}", t.kind()),
                 None => t.kind().to_string(),
-            });
+            }));
         }
     };
     let status = response.status();
     if (300..400).contains(&status) {
-        return Err(format!(
-            "the API answered with a redirect (HTTP {status}), which is not followed"
-        ));
+        return Err(HttpError::Redirect(status));
     }
     let mut bytes = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
@@ -72,10 +98,10 @@ pub fn exchange(
         .into_reader()
         .take(cap)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading the reply: {}", e.kind()))?;
+        .map_err(|e| HttpError::Read(e.kind()))?;
     if bytes.len() > limit {
-        return Err(format!("the reply is longer than {limit} bytes"));
+        return Err(HttpError::TooLong(limit));
     }
-    let text = String::from_utf8(bytes).map_err(|_| "the reply is not UTF-8".to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| HttpError::NotUtf8)?;
     Ok((status, text))
 }

@@ -33,6 +33,13 @@ pub enum ApiError {
         action: String,
         message: String,
     },
+    /// The exchange itself failed: no reply, or one that could not be read.
+    #[error("{api} {action}: {error}")]
+    Http {
+        api: &'static str,
+        action: String,
+        error: http::HttpError,
+    },
     #[error("{api} {action}: the API refused: {code}: {message}")]
     Refused {
         api: &'static str,
@@ -74,6 +81,11 @@ impl ApiError {
                 api,
                 action: clean(action),
                 message: clean(message),
+            },
+            ApiError::Http { api, action, error } => ApiError::Http {
+                api,
+                action: clean(action),
+                error: error.redacted(clean),
             },
             ApiError::Refused {
                 api,
@@ -249,11 +261,11 @@ impl Budget {
     ) -> Result<(u16, String), ApiError> {
         let time = self.request(api, action, timeout)?;
         let (status, text) =
-            http::exchange(request, time, self.limits.reply_bytes).map_err(|message| {
-                ApiError::Transport {
+            http::exchange(request, time, self.limits.reply_bytes).map_err(|error| {
+                ApiError::Http {
                     api,
                     action: action.to_string(),
-                    message,
+                    error,
                 }
             })?;
         self.reply(api, action, text.len())?;

@@ -123,15 +123,13 @@ impl SourceSpec {
                 api,
                 region,
                 endpoint,
-            } => {
-                fetch_api(*api, region, endpoint.clone(), self.timeout, self.refresh).map_err(|e| {
-                    SourceError::Command {
-                        file: self.file(),
-                        source_name: self.name.clone(),
-                        message: e.to_string(),
-                    }
-                })
-            }
+            } => fetch_api(*api, region, endpoint.clone(), self.timeout, self.refresh).map_err(
+                |error| SourceError::Api {
+                    file: self.file(),
+                    source_name: self.name.clone(),
+                    error: Box::new(error),
+                },
+            ),
         }
     }
 

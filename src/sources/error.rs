@@ -24,6 +24,13 @@ pub enum SourceError {
         column: usize,
         message: String,
     },
+    /// An API source whose fetch failed, with the client's error as it gave it.
+    #[error("source {source_name:?}: {file}: {error}")]
+    Api {
+        file: PathBuf,
+        source_name: String,
+        error: Box<crate::cloudapi::ApiError>,
+    },
     /// A command source that failed to give an export.
     #[error("source {source_name:?}: {file}: {message}")]
     Command {
@@ -79,7 +86,8 @@ impl SourceError {
             | SourceError::Field { file, .. }
             | SourceError::Unreadable { file, .. }
             | SourceError::AmbiguousInstance { file, .. }
-            | SourceError::Command { file, .. } => file,
+            | SourceError::Command { file, .. }
+            | SourceError::Api { file, .. } => file,
             SourceError::Conflict { second, .. } => second,
         }
     }
