@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sgprobe::lab::LabSpec;
@@ -181,11 +181,17 @@ fn a_53_mb_export_loads_and_reloads_twelve_times_within_256_mib() {
     let join = limit.as_ref().map_or(String::new(), |l| {
         format!("echo $$ > {}/cgroup.procs && ", l.dir.display())
     });
-    let join = format!("{join}exec \"$0\" \"$@\"");
-    let mut agent = common::start_agent(
-        common::agent_command(&lab.prober().name, &config, &["sh", "-c", &join]),
-        &socket,
-    );
+    // Outside the namespace: `ip netns exec` mounts a sysfs of its own, without the cgroup.
+    let inside = common::agent_command(&lab.prober().name, &config, &[]);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("{join}exec \"$0\" \"$@\""))
+        .arg(inside.get_program())
+        .args(inside.get_args())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut agent = common::start_agent(command, &socket);
     let pid = agent.0[0].id();
     wait_for_rules(&lab, &mut agent.0[0], rules(0), "the first load");
     let first = memory(pid, "VmRSS:");
