@@ -94,7 +94,7 @@ fn sigterm_mid_cycle_ends_the_agent_within_a_second_and_readiness_waits_for_a_cy
     std::thread::sleep(Duration::from_millis(500));
     let sent = Instant::now();
     kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
-    let status = agent.0[0].wait().expect("exits");
+    let status = common::wait_exit(&mut agent.0[0], Duration::from_secs(30));
     let took = sent.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(
@@ -141,7 +141,7 @@ fn a_stale_socket_is_replaced_and_anything_else_at_the_path_is_left_alone() {
     let config = write_config(dir.path(), 19484, &stale);
     let mut agent = common::start_agent(start_command(&lab, &config), &stale);
     kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
-    assert!(agent.0[0].wait().expect("exits").success());
+    assert!(common::wait_exit(&mut agent.0[0], Duration::from_secs(30)).success());
 
     // A regular file: refused, and kept.
     let file = dir.path().join("notes.txt");
@@ -401,7 +401,7 @@ fn a_stuck_command_fetch_neither_queues_reloads_nor_holds_up_sigterm_nor_outlive
         .expect("a pid");
     let sent = Instant::now();
     kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("signal our child");
-    let status = agent.0[0].wait().expect("exits");
+    let status = common::wait_exit(&mut agent.0[0], Duration::from_secs(30));
     let took = sent.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(
@@ -587,7 +587,7 @@ fn a_reload_that_never_ends_is_seen_stalled_and_sigterm_still_ends_the_agent() {
     );
     let sent = Instant::now();
     kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("signal our child");
-    let status = agent.0[0].wait().expect("exits");
+    let status = common::wait_exit(&mut agent.0[0], Duration::from_secs(30));
     let took = sent.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(
@@ -619,9 +619,8 @@ fn the_metrics_listener_has_a_landing_page_and_reloads_as_prometheus_does() {
     let refused = post();
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     assert!(refused.contains("web_reload = true"), "{refused}");
-    let mut first = agent.0.pop().expect("started");
-    kill(Pid::from_raw(first.id() as i32), Signal::SIGTERM).expect("signal our child");
-    first.wait().expect("exits");
+    kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
+    common::wait_exit(&mut agent.0[0], Duration::from_secs(30));
     let text = std::fs::read_to_string(&config).expect("read");
     std::fs::write(
         &config,

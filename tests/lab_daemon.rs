@@ -365,7 +365,7 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
     // SIGTERM: a graceful stop that removes the socket.
     let mut agent = agent;
     kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
-    let status = agent.0[0].wait().expect("exits");
+    let status = common::wait_exit(&mut agent.0[0], Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "the socket is removed on stop");
 }
@@ -574,7 +574,7 @@ fn two_instances_sharing_an_address_complete_their_cycles() {
         .collect();
     assert_eq!(observed, ["open", "open"], "{rows}");
     kill(Pid::from_raw(agent.0[0].id() as i32), Signal::SIGTERM).expect("signal our child");
-    assert!(agent.0[0].wait().expect("exits").success());
+    assert!(common::wait_exit(&mut agent.0[0], Duration::from_secs(30)).success());
 }
 
 /// 10% of packets lost at random on the target's side: retries and K-cycle confirmation

@@ -218,6 +218,6 @@ fn an_agent_run_as_nobody_checks_tcp_by_connect_and_reads_icmp_unknown() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("signal our child");
-    assert!(agent.0[0].wait().expect("exits").success());
+    assert!(common::wait_exit(&mut agent.0[0], Duration::from_secs(30)).success());
     agent.0.clear();
 }

@@ -32,19 +32,6 @@ pub struct FlowKey {
     pub port: Option<u16>,
 }
 
-impl FlowKey {
-    /// What the drift tracker keys a flow by: 8 bytes instead of the key's 72 (and two
-    /// reference counts), for every planned flow. Two of 100,000 keys share a digest with a
-    /// chance of about 1 in 3,700,000,000.
-    pub fn digest(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        // Fixed keys: the same flow has the same digest in every cycle of the process.
-        let mut hasher = std::hash::DefaultHasher::new();
-        self.hash(&mut hasher);
-        hasher.finish()
-    }
-}
-
 /// One checked flow: the contract's `check` row.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowResult {

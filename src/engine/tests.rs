@@ -66,6 +66,8 @@ struct Fake {
     stuck: bool,
     /// A stray reply every millisecond, forever.
     flood: bool,
+    /// A stray reply at every read, at once: a flood faster than the run reads.
+    deluge: bool,
 }
 
 impl Fake {
@@ -191,6 +193,16 @@ impl Network for Fake {
     }
 
     async fn recv(&mut self, until: Instant) -> Option<(Reply, Instant)> {
+        if self.deluge {
+            // Reading one costs the reader 10 us: time passes only as fast as it reads.
+            tokio::time::advance(Duration::from_micros(10)).await;
+            return Some((
+                Reply::Udp {
+                    from: SocketAddr::from(([192, 0, 2, 99], 53)),
+                },
+                Instant::now(),
+            ));
+        }
         if self.flood {
             // One stray a millisecond from now: none sooner.
             let at = Instant::now() + Duration::from_millis(1);
@@ -577,6 +589,20 @@ async fn a_flood_of_strays_does_not_keep_a_run_alive() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn replies_waiting_at_every_read_do_not_keep_a_run_from_reading_the_clock() {
+    // Every read finds a stray at once: only the bounds on each turn's reading let the run
+    // look at the clock, decide the silent probe and end.
+    let t = Target::tcp(host(1), 22);
+    let mut fake = Fake {
+        deluge: true,
+        ..Fake::default()
+    };
+    let (found, counters, _) = run(&mut fake, &settings(300, 0), &[t]).await;
+    assert_eq!(found[0].evidence, Evidence::NoReply);
+    assert!(Counters::get(&counters.strays) > 1000);
+}
+
+#[tokio::test(start_paused = true)]
 async fn silence_costs_the_hosts_round_trip_estimate_not_the_ceiling() {
     // 32 ports of host 1 answer in 1 ms; 50 others, and a host that drops everything, are
     // silent. All are sent at once, before the first answer.
@@ -623,32 +649,29 @@ async fn a_slow_host_is_heard_on_the_retrys_longer_watch_and_keeps_its_own_timeo
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_packet_the_host_refuses_mid_batch_is_decided_and_the_rest_still_go() {
+async fn packets_the_host_refuses_mid_batch_are_decided_and_the_rest_still_go() {
     let targets: Vec<Target> = (20..26).map(|port| Target::tcp(host(1), port)).collect();
-    let refused = targets[2];
+    // Two refusals: the second is met after a partial batch, at an offset into it.
+    let refused = [targets[2], targets[4]];
     let answering: Vec<(Target, Behaviour)> = targets
         .iter()
-        .filter(|t| **t != refused)
+        .filter(|t| !refused.contains(t))
         .map(|t| (*t, answers(Answer::SynAck, 1)))
         .collect();
     let mut fake = Fake::answering(&answering);
-    fake.refused.push(refused);
+    fake.refused.extend(refused);
     let (found, counters, _) = run(&mut fake, &settings(1000, 2), &targets).await;
     for (target, observation) in targets.iter().zip(&found) {
-        if *target == refused {
+        if refused.contains(target) {
             assert_eq!(
                 observation.evidence,
-                Evidence::Unsendable(io::ErrorKind::PermissionDenied)
-            );
-            assert_eq!(
-                fake.sent_to(*target),
-                1,
-                "an unsendable packet is not retried"
+                Evidence::Unsendable(io::ErrorKind::PermissionDenied),
+                "{target:?}"
             );
         } else {
             assert_eq!(observation.state, PortState::Open, "{target:?}");
-            assert_eq!(fake.sent_to(*target), 1);
         }
+        assert_eq!(fake.sent_to(*target), 1, "{target:?} sent once");
     }
     assert_eq!(Counters::get(&counters.sent), 6);
 }

@@ -61,10 +61,8 @@ pub struct Started(pub Vec<std::process::Child>);
 impl Drop for Started {
     fn drop(&mut self) {
         for child in &mut self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            // SIGKILL by PID, unless the child was already reaped: its PID may be another's.
+            let _ = child.kill();
             let _ = child.wait();
         }
     }
@@ -130,6 +128,26 @@ pub fn start_agent(mut command: std::process::Command, socket: &std::path::Path)
         },
     );
     agent
+}
+
+/// Waits for a child to exit, failing the test past `limit` (it is killed when its `Started`
+/// drops): a stop that regressed fails rather than hangs.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the process did not exit within {limit:?}"
+        );
+        // Fine-grained: tests time how fast a signal takes effect.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Polls `done` until it holds; fails the test past `limit`, naming `what`.
