@@ -177,13 +177,17 @@ fn icmp(addr: IpAddr) -> Target {
     }
 }
 
+/// The lab's instances with their groups, nothing listening and no host rule.
+fn plain_lab() -> LabSpec {
+    LabSpec {
+        inventory: native::parse(Path::new("lab.toml"), LAB).expect("valid"),
+        ..LabSpec::default()
+    }
+}
+
 #[test]
 fn the_kernel_drop_counter_of_a_raw_socket_is_found() {
-    let inventory = native::parse(Path::new("lab.toml"), LAB).expect("valid");
-    let Some(lab) = common::lab(&LabSpec {
-        inventory,
-        ..LabSpec::default()
-    }) else {
+    let Some(lab) = common::lab(&plain_lab()) else {
         return;
     };
     let found = lab
@@ -213,11 +217,7 @@ fn the_kernel_drop_counter_of_a_raw_socket_is_found() {
 fn every_port_of_a_host_at_200000_a_second_with_no_retry_loses_no_answer() {
     // Sent in batches on one thread, the probes once outran the task reading their replies:
     // answers still waiting in the kernel were judged silence, 58,000 of 65,535 here.
-    let inventory = native::parse(Path::new("lab.toml"), LAB).expect("valid");
-    let Some(lab) = common::lab(&LabSpec {
-        inventory,
-        ..LabSpec::default()
-    }) else {
+    let Some(lab) = common::lab(&plain_lab()) else {
         return;
     };
     let address: IpAddr = "10.77.1.5".parse().expect("address");

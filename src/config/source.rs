@@ -50,19 +50,7 @@ pub enum Api {
     Aws,
 }
 
-impl Api {
-    pub fn all() -> impl Iterator<Item = Api> {
-        <Api as strum::IntoEnumIterator>::iter()
-    }
-
-    pub fn parse(text: &str) -> Option<Api> {
-        text.trim().parse().ok()
-    }
-
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-}
+crate::model::named_by_variants!(Api);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceSpec {

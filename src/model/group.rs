@@ -33,19 +33,9 @@ pub enum Cloud {
     Azure,
 }
 
+super::named_by_variants!(Cloud);
+
 impl Cloud {
-    pub fn all() -> impl Iterator<Item = Cloud> {
-        <Cloud as strum::IntoEnumIterator>::iter()
-    }
-
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        text.trim().parse().ok()
-    }
-
     /// IP protocols the cloud never carries, whatever the rules say, by name and number.
     /// Source: Azure Virtual Network FAQ: "Multicast, broadcast, IP-in-IP encapsulated
     /// packets, and Generic Routing Encapsulation (GRE) packets are blocked within VNets."

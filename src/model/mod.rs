@@ -21,6 +21,28 @@ pub use rule::{
 };
 pub use state::PortState;
 
+/// A vocabulary enum's list, names and parser, all from its variants (it derives strum's
+/// EnumIter, IntoStaticStr and EnumString): `all()`, `name()` and `parse()`, which trims and
+/// ignores case as the enum's strum attributes say.
+macro_rules! named_by_variants {
+    ($vocabulary:ty) => {
+        impl $vocabulary {
+            pub fn all() -> impl Iterator<Item = $vocabulary> {
+                <$vocabulary as strum::IntoEnumIterator>::iter()
+            }
+
+            pub fn name(self) -> &'static str {
+                self.into()
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                text.trim().parse().ok()
+            }
+        }
+    };
+}
+pub(crate) use named_by_variants;
+
 /// "a, b or c": the names of a vocabulary's variants, for errors and help texts, so that a
 /// new variant shows in every message without editing it.
 pub fn one_of<T: Into<&'static str>>(items: impl IntoIterator<Item = T>) -> String {

@@ -50,22 +50,12 @@ pub enum Format {
     Azure,
 }
 
-impl Format {
-    pub fn all() -> impl Iterator<Item = Format> {
-        <Format as strum::IntoEnumIterator>::iter()
-    }
+crate::model::named_by_variants!(Format);
 
+impl Format {
     /// The clouds' export formats: all but native TOML.
     pub fn exports() -> impl Iterator<Item = Format> {
         Format::all().filter(|f| *f != Format::Native)
-    }
-
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        text.trim().parse().ok()
     }
 
     /// What the format's module reads, in the words of the cloud's CLI and API.
