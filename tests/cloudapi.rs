@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use sgprobe::cloudapi::{Budget, Credentials, Limits, qingcloud, sign, tencent};
-use sgprobe::sources::native;
 
 const SECRET: &str = "test-secret-key";
 const CLOCK: u64 = 1_700_000_000;
@@ -179,8 +178,7 @@ fn tencent_client(base: &str, secret: &str) -> tencent::Client {
 #[test]
 fn tencent_reads_every_page_retries_throttling_and_signs_each_request() {
     let (base, seen) = tencent_server(true);
-    let text = tencent_client(&base, SECRET).fetch().expect("fetches");
-    let inv = native::parse(std::path::Path::new("api.toml"), &text).expect("native TOML");
+    let inv = tencent_client(&base, SECRET).fetch().expect("fetches");
     assert_eq!(inv.groups.len(), 5, "3 pages of groups (2, 2, 1)");
     assert_eq!(inv.instances.len(), 3, "2 pages of instances");
     assert_eq!(
@@ -327,8 +325,7 @@ fn qingcloud_reads_every_page_waits_out_a_busy_api_and_signs_each_request() {
         timeout: std::time::Duration::from_secs(10),
         budget: Budget::new(std::time::Duration::from_secs(60)),
     };
-    let text = client.fetch().expect("fetches");
-    let inv = native::parse(std::path::Path::new("api.toml"), &text).expect("native TOML");
+    let inv = client.fetch().expect("fetches");
     assert_eq!(inv.groups.len(), 3);
     assert_eq!(inv.groups["sg-q2"].ingress.len(), 3, "two pages of rules");
     assert_eq!(inv.instances.len(), 1);

@@ -9,12 +9,13 @@ use std::collections::BTreeSet;
 use aws_config::{BehaviorVersion, Region};
 use serde_json::{Value, json};
 
-use super::{ApiError, absorb, render};
+use super::{ApiError, absorb};
+use crate::model::Inventory;
 use crate::sources::{Format, Merged};
 
 const API: &str = "aws";
 
-/// The region's groups, instances, network ACLs, subnets and prefix lists, as native TOML.
+/// The region's groups, instances, network ACLs, subnets and prefix lists.
 /// Each operation within `timeout` (at most `ATTEMPTS` tries), the whole fetch within
 /// `deadline` and the default `Limits`: pages, items and the bytes of what is read.
 pub fn fetch(
@@ -22,7 +23,7 @@ pub fn fetch(
     endpoint: Option<String>,
     timeout: std::time::Duration,
     deadline: std::time::Duration,
-) -> Result<String, ApiError> {
+) -> Result<Inventory, ApiError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,7 +73,7 @@ async fn read(
     endpoint: Option<String>,
     timeout: std::time::Duration,
     deadline: std::time::Duration,
-) -> Result<String, ApiError> {
+) -> Result<Inventory, ApiError> {
     // Each operation (its retries included) within the source's timeout: an API that stops
     // answering fails the fetch instead of holding the agent's rules.
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -110,12 +111,12 @@ async fn credentials_of(config: &aws_config::SdkConfig) -> Option<super::Credent
     })
 }
 
-/// Every page of what the fetch reads, as native TOML.
+/// Every page of what the fetch reads, merged.
 async fn describe(
     client: aws_sdk_ec2::Client,
     budget: &super::Budget,
     timeout: std::time::Duration,
-) -> Result<String, ApiError> {
+) -> Result<Inventory, ApiError> {
     let mut merged = Merged::default();
     // Each page is one request of the budget, its items counted; each operation's text, its
     // bytes.
@@ -250,7 +251,7 @@ async fn describe(
             Some(&list),
         )?;
     }
-    Ok(render(&merged.inventory))
+    Ok(merged.inventory)
 }
 
 fn permission(p: &aws_sdk_ec2::types::IpPermission) -> Value {

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::model::Inventory;
 use crate::sources::{Format, Merged, SourceError};
 
 #[derive(Debug, Error)]
@@ -410,11 +409,6 @@ fn paged(
             return Ok(items);
         }
     }
-}
-
-/// The rules and instances an API gave, as native TOML: what a source's text is.
-fn render(inventory: &Inventory) -> String {
-    crate::sources::native::render(inventory)
 }
 
 /// Reads one page's JSON (as the CLI prints it) with the format's importer into `merged`.

@@ -7,8 +7,9 @@
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Budget, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
+    ApiError, Budget, Credentials, PAGE, Try, absorb, home, http, paged, sign, with_backoff,
 };
+use crate::model::Inventory;
 use crate::sources::{Format, Merged};
 
 const API: &str = "qingcloud";
@@ -178,8 +179,8 @@ impl Client {
         })
     }
 
-    /// The zone's groups with their rules, instances and IP sets, as native TOML.
-    pub fn fetch(&self) -> Result<String, ApiError> {
+    /// The zone's groups with their rules, instances and IP sets.
+    pub fn fetch(&self) -> Result<Inventory, ApiError> {
         let mut merged = Merged::default();
         let groups = self.pages("DescribeSecurityGroups", "security_group_set", &[])?;
         absorb(
@@ -230,6 +231,6 @@ impl Client {
             &json!({"security_group_ipset_set": sets}).to_string(),
             None,
         )?;
-        Ok(render(&merged.inventory))
+        Ok(merged.inventory)
     }
 }

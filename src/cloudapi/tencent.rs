@@ -10,8 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, Budget, Credentials, PAGE, Try, absorb, home, http, paged, render, sign, with_backoff,
+    ApiError, Budget, Credentials, PAGE, Try, absorb, home, http, paged, sign, with_backoff,
 };
+use crate::model::Inventory;
 use crate::sources::{Format, Merged};
 
 const API: &str = "tencent";
@@ -181,8 +182,8 @@ impl Client {
         })
     }
 
-    /// The account's groups with their policies, instances and templates, as native TOML.
-    pub fn fetch(&self) -> Result<String, ApiError> {
+    /// The account's groups with their policies, instances and templates.
+    pub fn fetch(&self) -> Result<Inventory, ApiError> {
         let mut merged = Merged::default();
         let groups = self.pages(
             "vpc",
@@ -242,6 +243,6 @@ impl Client {
                 )?;
             }
         }
-        Ok(render(&merged.inventory))
+        Ok(merged.inventory)
     }
 }

@@ -19,7 +19,7 @@ use crate::sources::unreadable;
 use crate::sources::{Format, Merged, Reading, SourceError, read};
 
 mod source;
-pub use source::{Api, Fetched, Fingerprint, Origin, SourceSpec, kill_running_commands};
+pub use source::{Api, Fetched, Fingerprint, Origin, Payload, SourceSpec, kill_running_commands};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
 /// Overrides `[agent] shard`: `SGPROBE_SHARD=auto/4` in a StatefulSet's pod template.
@@ -200,7 +200,7 @@ impl Config {
     /// An agent keeps going past unreadable rules: the rest of each export is checked.
     pub fn load_for_agent(
         file: &Path,
-        fetch: &mut dyn FnMut(&SourceSpec) -> Result<String, SourceError>,
+        fetch: &mut dyn FnMut(&SourceSpec) -> Result<Payload, SourceError>,
     ) -> Result<Config, ConfigError> {
         let text = crate::sources::read_text(file)?;
         let config = Config::parse_with(file, &text, Reading::KeepGoing, fetch)?;
@@ -226,7 +226,7 @@ impl Config {
         file: &Path,
         text: &str,
         reading: Reading,
-        fetch: &mut dyn FnMut(&SourceSpec) -> Result<String, SourceError>,
+        fetch: &mut dyn FnMut(&SourceSpec) -> Result<Payload, SourceError>,
     ) -> Result<Config, ConfigError> {
         let spans = Spans::new(file, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| spans.toml(&e))?;
@@ -260,9 +260,10 @@ impl Config {
         for raw_source in raw.source {
             let spec = source_spec(raw_source, base, &spans)?;
             let started = std::time::Instant::now();
-            let text = fetch(&spec)?;
-            let mut inventory = read(spec.format, &spec.file(), &text, spec.id.as_deref())?;
-            drop(text);
+            let mut inventory = match fetch(&spec)? {
+                Payload::Text(text) => read(spec.format, &spec.file(), &text, spec.id.as_deref())?,
+                Payload::Inventory(inventory) => inventory,
+            };
             unreadable::check(reading, &spec.file(), &inventory)?;
             let filters: Vec<&RawDiscover> = raw
                 .discover

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::model::Inventory;
 use crate::sources::{Format, MAX_FILE_BYTES, SourceError};
 
 /// Where a source's text comes from.
@@ -101,23 +102,32 @@ impl Fingerprint {
     }
 }
 
+/// What a fetch gives: an export's text, for the format's importer, or what an API client
+/// read, already in the model (never rendered to text and parsed again).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Text(String),
+    Inventory(Inventory),
+}
+
 impl SourceSpec {
-    /// The source's text now: the file read, or the command run (killed past `timeout`).
-    pub fn fetch(&self) -> Result<String, SourceError> {
+    /// The source now: the file read, the command run (killed past `timeout`), or the API
+    /// read.
+    pub fn fetch(&self) -> Result<Payload, SourceError> {
         match &self.origin {
-            Origin::File(path) => crate::sources::read_text(path),
-            Origin::Command(argv) => run(&self.name, argv, self.timeout),
+            Origin::File(path) => crate::sources::read_text(path).map(Payload::Text),
+            Origin::Command(argv) => run(&self.name, argv, self.timeout).map(Payload::Text),
             Origin::Api {
                 api,
                 region,
                 endpoint,
-            } => fetch_api(*api, region, endpoint.clone(), self.timeout, self.refresh).map_err(
-                |error| SourceError::Api {
+            } => fetch_api(*api, region, endpoint.clone(), self.timeout, self.refresh)
+                .map(Payload::Inventory)
+                .map_err(|error| SourceError::Api {
                     file: self.file(),
                     source_name: self.name.clone(),
                     error: Box::new(error),
-                },
-            ),
+                }),
         }
     }
 
@@ -143,7 +153,7 @@ impl SourceSpec {
     }
 }
 
-/// What an API gives, as native TOML: each request within `timeout`, the whole fetch within
+/// What an API gives: each request within `timeout`, the whole fetch within
 /// its deadline and the default limits, and no credential in any error.
 fn fetch_api(
     api: Api,
@@ -151,7 +161,7 @@ fn fetch_api(
     endpoint: Option<String>,
     timeout: Duration,
     refresh: Duration,
-) -> Result<String, crate::cloudapi::ApiError> {
+) -> Result<Inventory, crate::cloudapi::ApiError> {
     use crate::cloudapi::{Budget, qingcloud, tencent};
     let refresh = api_deadline(timeout, refresh);
     match api {
@@ -491,6 +501,13 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
 mod tests {
     use super::*;
 
+    fn text(payload: Payload) -> String {
+        match payload {
+            Payload::Text(text) => text,
+            Payload::Inventory(_) => panic!("a command gives text"),
+        }
+    }
+
     #[test]
     fn a_command_is_shown_without_what_looks_like_a_credential() {
         let shown =
@@ -583,7 +600,7 @@ mod tests {
         let pidfile = dir.path().join("sleeper.pid");
         let script = format!("sleep 300 & echo $! > {}; echo '{{}}'", pidfile.display());
         let left = command(&["sh", "-c", &script], Duration::from_secs(60));
-        assert_eq!(left.fetch().expect("runs").trim(), "{}");
+        assert_eq!(text(left.fetch().expect("runs")).trim(), "{}");
         let sleeper = std::fs::read_to_string(&pidfile).expect("pid");
         // SIGKILL takes effect as the kernel next schedules it: look for up to 2 s.
         let running = || {
@@ -604,7 +621,7 @@ mod tests {
     #[test]
     fn a_command_gives_its_stdout_and_fails_by_name() {
         let ok = command(&["sh", "-c", "echo '{\"a\": 1}'"], Duration::from_secs(5));
-        assert_eq!(ok.fetch().expect("runs").trim(), "{\"a\": 1}");
+        assert_eq!(text(ok.fetch().expect("runs")).trim(), "{\"a\": 1}");
         let failing = command(
             &["sh", "-c", "echo denied >&2; exit 3"],
             Duration::from_secs(5),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Config, ConfigError, Fingerprint, Origin, SourceSpec};
+use crate::config::{Config, ConfigError, Fingerprint, Origin, Payload, SourceSpec};
 use crate::sources::SourceError;
 
 /// One source's health, as metrics show it.
@@ -29,8 +29,9 @@ pub struct Health {
 pub struct Freshness {
     /// Fingerprints at the last load that succeeded: the config file, then each file source.
     files: Vec<(PathBuf, Option<Fingerprint>)>,
-    /// Each command source's last good output, and when it was fetched.
-    outputs: HashMap<String, (Arc<str>, Instant)>,
+    /// Each periodic source's last good output (a command's text, an API's inventory), and
+    /// when it was fetched.
+    outputs: HashMap<String, (Arc<Payload>, Instant)>,
     pub health: BTreeMap<String, Health>,
     /// The next load fetches every source now, commands included, whatever their refresh.
     force: bool,
@@ -101,37 +102,37 @@ impl Freshness {
         source: &SourceSpec,
         now: Instant,
         attempt: &mut Attempt,
-    ) -> Result<String, SourceError> {
+    ) -> Result<Payload, SourceError> {
         attempt.current = Some((source.name.clone(), source.file()));
         if let Origin::File(path) = &source.origin {
             attempt.prints.push((path.clone(), Fingerprint::of(path)));
         }
         let cached = self.outputs.get(&source.name);
-        if let (true, Some((text, at))) = (source.origin.is_periodic(), cached)
+        if let (true, Some((payload, at))) = (source.origin.is_periodic(), cached)
             && !self.force
             && now.duration_since(*at) < source.refresh
         {
-            return Ok(text.to_string());
+            return Ok(Payload::clone(payload));
         }
         match source.fetch() {
-            Ok(text) => {
+            Ok(payload) => {
                 attempt.fresh.push(source.name.clone());
                 if source.origin.is_periodic() {
                     self.outputs
-                        .insert(source.name.clone(), (Arc::from(text.as_str()), now));
+                        .insert(source.name.clone(), (Arc::new(payload.clone()), now));
                 }
-                Ok(text)
+                Ok(payload)
             }
             Err(error) => {
                 attempt.failed.push(source.name.clone());
                 // Tried again after `refresh`, not every cycle: a throttled API gets its rest.
                 match self.outputs.get_mut(&source.name) {
-                    Some((text, at)) => {
+                    Some((payload, at)) => {
                         *at = now;
                         // Quoted and escaped (Debug): an API's message or a command's stderr must not
                         // forge a line of the log.
                         tracing::warn!(source = %source.name, error = ?error.to_string(), "source fetch failed; its last good output stands");
-                        Ok(text.to_string())
+                        Ok(Payload::clone(payload))
                     }
                     None => Err(error),
                 }
