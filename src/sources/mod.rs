@@ -61,7 +61,7 @@ impl Format {
     /// What the format's module reads, in the words of the cloud's CLI and API.
     pub fn reads(self) -> &'static str {
         match self {
-            Format::Native => "sgprobe's own TOML (see sgprobe.example.toml)",
+            Format::Native => "sgprobe's own TOML (README, \"Configuration\")",
             Format::Tencent => tencent::READS,
             Format::QingCloud => qingcloud::READS,
             Format::Aws => aws::READS,
