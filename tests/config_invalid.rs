@@ -21,7 +21,7 @@ fn every_invalid_config_is_refused_with_the_error_its_file_names() {
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
-        let error = Config::load_for_agent(&path, &mut |s| s.fetch())
+        let error = Config::load_for_agent(&path)
             .err()
             .unwrap_or_else(|| panic!("{} was accepted", path.display()))
             .to_string();
@@ -53,11 +53,11 @@ fn a_fifo_a_folder_and_an_oversized_file_are_refused_without_reading() {
     )
     .expect("mkfifo");
     // Opening a FIFO for reading would block until a writer came: the check comes first.
-    let error = Config::load_for_agent(&fifo, &mut |s| s.fetch())
+    let error = Config::load_for_agent(&fifo)
         .expect_err("a FIFO")
         .to_string();
     assert!(error.contains("not a regular file"), "{error}");
-    let error = Config::load_for_agent(dir.path(), &mut |s| s.fetch())
+    let error = Config::load_for_agent(dir.path())
         .expect_err("a folder")
         .to_string();
     assert!(error.contains("not a regular file"), "{error}");
@@ -65,7 +65,7 @@ fn a_fifo_a_folder_and_an_oversized_file_are_refused_without_reading() {
     let file = std::fs::File::create(&big).expect("create");
     file.set_len(sgprobe::sources::MAX_FILE_BYTES + 1)
         .expect("a sparse file");
-    let error = Config::load_for_agent(&big, &mut |s| s.fetch())
+    let error = Config::load_for_agent(&big)
         .expect_err("too large")
         .to_string();
     assert!(error.contains("more than the 268435456"), "{error}");

@@ -511,7 +511,7 @@ fn azure_show_and_effective_output_of_one_nsg_load_together_and_answer_as_azure(
     let nsg = both
         .inventory
         .groups
-        .get(&NSG_ID.to_ascii_lowercase())
+        .get(NSG_ID.to_ascii_lowercase().as_str())
         .expect("one NSG, by its lower-cased id");
     assert!(
         !nsg.expanded,

@@ -258,7 +258,7 @@ fn judge_every_group(inv: &sgprobe::model::Inventory) {
         instance.addresses = vec!["10.0.0.5".parse().expect("address")];
         instance.public_addresses = vec!["192.0.2.5".parse().expect("address")];
         instance.security_groups = vec![sgprobe::model::Located {
-            value: id.clone(),
+            value: id.to_string(),
             at: String::new(),
         }];
         let Ok(layers) = layers(inv, &instance) else {

@@ -127,7 +127,7 @@ fn build(cloud: Cloud, groups: &[Vec<R>]) -> Inventory {
                 },
             });
         }
-        inv.groups.insert(id.clone(), group);
+        inv.insert_group(group);
         instance.security_groups.push(Located {
             value: id,
             at: String::new(),

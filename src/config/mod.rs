@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,10 +17,10 @@ use crate::sources::native::{
     RawAddressSet, RawGroup, RawInstance, RawServiceSet, RawSubnet, Sections, Spans,
 };
 use crate::sources::unreadable;
-use crate::sources::{Format, Merged, Reading, SourceError, read};
+use crate::sources::{Format, Merged, Reading, SourceError};
 
 mod source;
-pub use source::{Api, Fetched, Fingerprint, Origin, Payload, SourceSpec, kill_running_commands};
+pub use source::{Api, Fingerprint, Origin, SourceSpec, kill_running_commands};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sgprobe/sgprobe.sock";
 /// Overrides `[agent] shard`: `SGPROBE_SHARD=auto/4` in a StatefulSet's pod template.
@@ -173,21 +174,36 @@ pub struct Config {
     pub agent: Agent,
     pub inventory: Inventory,
     pub sources: Vec<SourceSpec>,
-    /// What each source gave this time, in `sources` order.
-    pub fetched: Vec<Fetched>,
+}
+
+/// A config file read and checked before any source is fetched: the agent's settings, the
+/// sources to fetch, and what the file itself defines. `assemble` makes it a `Config` with
+/// each source's inventory.
+#[derive(Debug)]
+pub struct Draft {
+    pub file: PathBuf,
+    pub agent: Agent,
+    pub sources: Vec<SourceSpec>,
+    discover: Vec<RawDiscover>,
+    own: Inventory,
 }
 
 impl Config {
-    /// Loads a config; `reading` says whether an export with unreadable rules loads.
+    /// Loads a config, fetching every source now; `reading` says whether an export with
+    /// unreadable rules loads.
     pub fn load(file: &Path, reading: Reading) -> Result<Config, ConfigError> {
-        let text = crate::sources::read_text(file)?;
-        Config::parse_with(file, &text, reading, &mut |source: &SourceSpec| {
-            source.fetch()
-        })
+        Config::read(file)?.fetch_and_assemble(reading)
     }
 
-    /// The `[agent]` section alone, checked as `load` checks it, without fetching any source:
-    /// a client that needs only where the agent listens runs no command and calls no API.
+    /// Reads and checks a config file without fetching any source (no command runs, no API
+    /// is called).
+    pub fn read(file: &Path) -> Result<Draft, ConfigError> {
+        let text = crate::sources::read_text(file)?;
+        Draft::parse(file, &text)
+    }
+
+    /// The `[agent]` section alone, checked as `load` checks it: a client that needs only
+    /// where the agent listens is not held up by the rest of the file.
     pub fn read_agent(file: &Path) -> Result<Agent, ConfigError> {
         let text = crate::sources::read_text(file)?;
         let spans = Spans::new(file, &text);
@@ -195,46 +211,37 @@ impl Config {
         Ok(agent(raw.agent.unwrap_or_default(), &spans)?)
     }
 
-    /// `load`, and a config an agent can run: one that names at least one instance. `fetch`
-    /// gives each source's text (the agent serves a command's last output until it is due).
-    /// An agent keeps going past unreadable rules: the rest of each export is checked.
-    pub fn load_for_agent(
-        file: &Path,
-        fetch: &mut dyn FnMut(&SourceSpec) -> Result<Payload, SourceError>,
-    ) -> Result<Config, ConfigError> {
-        let text = crate::sources::read_text(file)?;
-        let config = Config::parse_with(file, &text, Reading::KeepGoing, fetch)?;
-        if config.inventory.instances.is_empty() {
+    /// `load` as an agent does: past unreadable rules (the rest of each export is checked),
+    /// into a config it can run.
+    pub fn load_for_agent(file: &Path) -> Result<Config, ConfigError> {
+        Config::load(file, Reading::KeepGoing)?.runnable()
+    }
+
+    /// This config, if an agent can run it: one that names at least one instance.
+    pub fn runnable(self) -> Result<Config, ConfigError> {
+        if self.inventory.instances.is_empty() {
             return Err(ConfigError::Invalid {
-                at: file.display().to_string(),
+                at: self.file.display().to_string(),
                 message: "no instance: the agent would check nothing (add an [[instance]], or an inventory export as a [[source]])".into(),
             });
         }
-        Ok(config)
+        Ok(self)
     }
 
     /// Parses and validates, strictly; sources are read relative to the config file's
-    /// folder, and command sources run.
+    /// folder, and fetched now.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        Config::parse_with(file, text, Reading::Strict, &mut |source: &SourceSpec| {
-            source.fetch()
-        })
+        Draft::parse(file, text)?.fetch_and_assemble(Reading::Strict)
     }
+}
 
-    /// `parse`, reading exports as `reading` says, with each source's text from `fetch`.
-    pub fn parse_with(
-        file: &Path,
-        text: &str,
-        reading: Reading,
-        fetch: &mut dyn FnMut(&SourceSpec) -> Result<Payload, SourceError>,
-    ) -> Result<Config, ConfigError> {
+impl Draft {
+    /// Parses a config's text: every section checked, nothing fetched.
+    pub fn parse(file: &Path, text: &str) -> Result<Draft, ConfigError> {
         let spans = Spans::new(file, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| spans.toml(&e))?;
         let agent = agent(raw.agent.unwrap_or_default(), &spans)?;
         let base = file.parent().unwrap_or(Path::new("."));
-        let mut merged = Merged::default();
-        let mut sources = Vec::new();
-        let mut fetched = Vec::new();
         let names: Vec<Option<String>> = raw
             .source
             .iter()
@@ -257,38 +264,11 @@ impl Config {
                     .into());
             }
         }
-        for raw_source in raw.source {
-            let spec = source_spec(raw_source, base, &spans)?;
-            let started = std::time::Instant::now();
-            let mut inventory = match fetch(&spec)? {
-                Payload::Text(text) => read(spec.format, &spec.file(), &text, spec.id.as_deref())?,
-                Payload::Inventory(inventory) => inventory,
-            };
-            unreadable::check(reading, &spec.file(), &inventory)?;
-            let filters: Vec<&RawDiscover> = raw
-                .discover
-                .iter()
-                .filter(|d| d.source.get_ref() == &spec.name)
-                .collect();
-            if !filters.is_empty() {
-                inventory.retain_instances(|i| filters.iter().any(|d| d.matches(i)));
-            }
-            fetched.push(Fetched {
-                name: spec.name.clone(),
-                rules: inventory
-                    .groups
-                    .values()
-                    .map(|g| g.ingress.len() + g.egress.len())
-                    .sum(),
-                seconds: started.elapsed().as_secs_f64(),
-                unreadable: unreadable::report(&inventory)
-                    .into_iter()
-                    .map(|(group, u)| (group.to_string(), u.clone()))
-                    .collect(),
-            });
-            merged.add(&spec.file(), inventory)?;
-            sources.push(spec);
-        }
+        let sources = raw
+            .source
+            .into_iter()
+            .map(|raw_source| source_spec(raw_source, base, &spans))
+            .collect::<Result<Vec<_>, _>>()?;
         let inline = Sections {
             group: raw.group,
             address_set: raw.address_set,
@@ -296,20 +276,60 @@ impl Config {
             subnet: raw.subnet,
             instance: raw.instance,
         };
-        let own = inline.into_inventory(&spans)?;
-        unreadable::check(reading, file, &own)?;
-        merged.add(file, own)?;
+        Ok(Draft {
+            file: file.to_path_buf(),
+            agent,
+            sources,
+            discover: raw.discover,
+            own: inline.into_inventory(&spans)?,
+        })
+    }
+
+    /// Every source fetched now, then `assemble`d.
+    fn fetch_and_assemble(self, reading: Reading) -> Result<Config, ConfigError> {
+        let fetched = self
+            .sources
+            .iter()
+            .map(|source| source.fetch().map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.assemble(reading, &fetched)
+    }
+
+    /// The config with each source's inventory (`fetched`, in `sources` order): each
+    /// filtered by its `[[discover]]` tables, all merged with what the file defines, and
+    /// validated. The sources' rules are shared with `fetched`, not copied.
+    pub fn assemble(
+        self,
+        reading: Reading,
+        fetched: &[Arc<Inventory>],
+    ) -> Result<Config, ConfigError> {
+        assert_eq!(fetched.len(), self.sources.len(), "an inventory per source");
+        let mut merged = Merged::default();
+        for (spec, inventory) in self.sources.iter().zip(fetched) {
+            unreadable::check(reading, &spec.file(), inventory)?;
+            let mut inventory = Inventory::clone(inventory);
+            let filters: Vec<&RawDiscover> = self
+                .discover
+                .iter()
+                .filter(|d| d.source.get_ref() == &spec.name)
+                .collect();
+            if !filters.is_empty() {
+                inventory.retain_instances(|i| filters.iter().any(|d| d.matches(i)));
+            }
+            merged.add(&spec.file(), inventory)?;
+        }
+        unreadable::check(reading, &self.file, &self.own)?;
+        merged.add(&self.file, self.own)?;
         let mut inventory = merged.inventory;
         if reading == Reading::KeepGoing {
             unreadable::stand_in_for_nameless(&mut inventory);
         }
         validate(&inventory)?;
         Ok(Config {
-            file: file.to_path_buf(),
-            agent,
+            file: self.file,
+            agent: self.agent,
             inventory,
-            sources,
-            fetched,
+            sources: self.sources,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! A `[[source]]`: where its text comes from (a file, or a command's output), how often the
-//! agent fetches it again, and what the last fetch gave.
+//! A `[[source]]`: where its rules come from (a file, a command's output, a cloud's API),
+//! how often the agent fetches them again, and the fetch itself.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::model::Inventory;
-use crate::sources::{Format, MAX_FILE_BYTES, SourceError};
+use crate::sources::{Format, MAX_FILE_BYTES, SourceError, read};
 
 /// Where a source's text comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,16 +66,6 @@ pub struct SourceSpec {
     pub timeout: Duration,
 }
 
-/// What one fetch of a source gave: its rules and how long it took.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fetched {
-    pub name: String,
-    pub rules: usize,
-    pub seconds: f64,
-    /// The groups holding parts that could not be read, and what failed.
-    pub unreadable: Vec<(String, crate::model::Unreadable)>,
-}
-
 /// A file's identity, content version and permissions, as cheap to read as a `stat`: the
 /// change time moves with every write and every chmod, so a file made readable again is
 /// read again.
@@ -102,33 +92,29 @@ impl Fingerprint {
     }
 }
 
-/// What a fetch gives: an export's text, for the format's importer, or what an API client
-/// read, already in the model (never rendered to text and parsed again).
-#[derive(Debug, Clone)]
-pub enum Payload {
-    Text(String),
-    Inventory(Inventory),
-}
-
 impl SourceSpec {
-    /// The source now: the file read, the command run (killed past `timeout`), or the API
-    /// read.
-    pub fn fetch(&self) -> Result<Payload, SourceError> {
-        match &self.origin {
-            Origin::File(path) => crate::sources::read_text(path).map(Payload::Text),
-            Origin::Command(argv) => run(&self.name, argv, self.timeout).map(Payload::Text),
+    /// The source's inventory now: the file read, the command run (killed past `timeout`)
+    /// and its output read, or the API read. An export's text lives only while it is read.
+    pub fn fetch(&self) -> Result<Inventory, SourceError> {
+        let export = |text: String| read(self.format, &self.file(), &text, self.id.as_deref());
+        let mut inventory = match &self.origin {
+            Origin::File(path) => export(crate::sources::read_text(path)?)?,
+            Origin::Command(argv) => export(run(&self.name, argv, self.timeout)?)?,
             Origin::Api {
                 api,
                 region,
                 endpoint,
-            } => fetch_api(*api, region, endpoint.clone(), self.timeout, self.refresh)
-                .map(Payload::Inventory)
-                .map_err(|error| SourceError::Api {
+            } => fetch_api(*api, region, endpoint.clone(), self.timeout, self.refresh).map_err(
+                |error| SourceError::Api {
                     file: self.file(),
                     source_name: self.name.clone(),
                     error: Box::new(error),
-                }),
-        }
+                },
+            )?,
+        };
+        // Compact before it is shared: configs assembled from it hold its groups, not copies.
+        inventory.compact();
+        Ok(inventory)
     }
 
     /// The longest its fetch can take before the fetch's own bounds end it: past this, a
@@ -501,11 +487,12 @@ fn run(name: &str, argv: &[String], timeout: Duration) -> Result<String, SourceE
 mod tests {
     use super::*;
 
-    fn text(payload: Payload) -> String {
-        match payload {
-            Payload::Text(text) => text,
-            Payload::Inventory(_) => panic!("a command gives text"),
-        }
+    /// What a command source's command printed.
+    fn output(source: &SourceSpec) -> Result<String, SourceError> {
+        let Origin::Command(argv) = &source.origin else {
+            panic!("a command source")
+        };
+        run(&source.name, argv, source.timeout)
     }
 
     #[test]
@@ -600,7 +587,7 @@ mod tests {
         let pidfile = dir.path().join("sleeper.pid");
         let script = format!("sleep 300 & echo $! > {}; echo '{{}}'", pidfile.display());
         let left = command(&["sh", "-c", &script], Duration::from_secs(60));
-        assert_eq!(text(left.fetch().expect("runs")).trim(), "{}");
+        assert_eq!(output(&left).expect("runs").trim(), "{}");
         let sleeper = std::fs::read_to_string(&pidfile).expect("pid");
         // SIGKILL takes effect as the kernel next schedules it: look for up to 2 s.
         let running = || {
@@ -621,7 +608,21 @@ mod tests {
     #[test]
     fn a_command_gives_its_stdout_and_fails_by_name() {
         let ok = command(&["sh", "-c", "echo '{\"a\": 1}'"], Duration::from_secs(5));
-        assert_eq!(text(ok.fetch().expect("runs")).trim(), "{\"a\": 1}");
+        assert_eq!(output(&ok).expect("runs").trim(), "{\"a\": 1}");
+        // Its output is an export, read into the model by the source's format.
+        let export = command(
+            &[
+                "sh",
+                "-c",
+                "echo '{\"SecurityGroups\": [{\"GroupId\": \"sg-1\", \"IpPermissions\": [], \"IpPermissionsEgress\": []}]}'",
+            ],
+            Duration::from_secs(5),
+        );
+        let inventory = export.fetch().expect("an AWS export");
+        assert_eq!(
+            inventory.groups.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["sg-1"]
+        );
         let failing = command(
             &["sh", "-c", "echo denied >&2; exit 3"],
             Duration::from_secs(5),

@@ -260,12 +260,15 @@ impl Metrics {
 
     /// The sources' health, replacing what was there: a source gone from the config has no
     /// series.
-    pub fn set_sources(&self, health: &BTreeMap<String, super::freshness::Health>) {
+    pub fn set_sources<'a>(
+        &self,
+        health: impl Iterator<Item = (&'a str, &'a super::refresh::Health)> + Clone,
+    ) {
         for family in &self.sources {
             family.reset();
         }
         self.source_unreadable.reset();
-        for (name, h) in health {
+        for (name, h) in health.clone() {
             for (group, part) in h.unreadable.iter().take(MAX_UNREADABLE_SERIES) {
                 self.source_unreadable
                     .with_label_values(&[name, group, &part.field])

@@ -3,11 +3,11 @@
 
 mod control;
 pub mod cycle;
-mod freshness;
 mod listen;
 mod memory;
 mod metrics;
 mod progress;
+mod refresh;
 mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -53,8 +53,8 @@ pub struct Shared {
     activity: Arc<Counters>,
     /// When the running cycle began; `None` between cycles.
     cycle_started: Mutex<Option<tokio::time::Instant>>,
-    /// The sources' fingerprints, command outputs and health.
-    freshness: Mutex<freshness::Freshness>,
+    /// Each source's last good inventory, health and due time.
+    refresher: Mutex<refresh::Refresher>,
     /// A reload is running; one more is asked for after it. However many are asked for
     /// meanwhile (signals, the socket, changed sources), one follows.
     reloading: std::sync::atomic::AtomicBool,
@@ -239,14 +239,14 @@ impl Shared {
     fn sources_due(&self) -> bool {
         // Under the lock: a load takes the state out under it, after `reloading` is set, so a
         // state seen here while no load runs is the real one.
-        let freshness = lock(&self.freshness);
+        let refresher = lock(&self.refresher);
         if self.reloading.load(std::sync::atomic::Ordering::SeqCst) {
             return false;
         }
-        freshness.due(&self.config(), std::time::Instant::now())
+        refresher.due(std::time::Instant::now())
     }
 
-    /// Loads the config and its sources, as `freshness` serves them.
+    /// Loads the config, with the sources that are due fetched again.
     fn load(&self) -> Result<Config, crate::config::ConfigError> {
         // Each step is judged by its own bound, from the config being loaded: reading the
         // config and parsing have the slack alone, a fetch its source's bound as well.
@@ -263,14 +263,14 @@ impl Shared {
         // Taken out for the load and put back however it ends (a panic included): no lock is
         // held while commands and APIs are fetched. Loads run one at a time
         // (`coalesced_reload`), and `sources_due` does not look while one runs.
-        struct Taken<'a>(&'a Mutex<freshness::Freshness>, freshness::Freshness);
+        struct Taken<'a>(&'a Mutex<refresh::Refresher>, refresh::Refresher);
         impl Drop for Taken<'_> {
             fn drop(&mut self) {
                 *lock(self.0) = std::mem::take(&mut self.1);
             }
         }
-        let mut taken = Taken(&self.freshness, std::mem::take(&mut *lock(&self.freshness)));
-        let freshness = &mut taken.1;
+        let mut taken = Taken(&self.refresher, std::mem::take(&mut *lock(&self.refresher)));
+        let refresher = &mut taken.1;
         if crate::failpoint::planted("reload-stall") {
             step(Duration::ZERO);
             std::thread::sleep(Duration::MAX);
@@ -279,18 +279,15 @@ impl Shared {
             .fetch_all
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
-            freshness.force();
+            refresher.force();
         }
-        let now = std::time::Instant::now();
-        let mut attempt = freshness::Attempt::new(&self.config_path);
-        let result = Config::load_for_agent(&self.config_path, &mut |source| {
-            step(source.fetch_bound());
-            let fetched = freshness.fetch(source, now, &mut attempt);
-            step(Duration::ZERO);
-            fetched
-        });
-        freshness.settle(&self.config_path, &result, attempt, unix_now());
-        lock(&self.metrics).set_sources(&freshness.health);
+        let result = refresher.load(
+            &self.config_path,
+            std::time::Instant::now(),
+            unix_now(),
+            &step,
+        );
+        lock(&self.metrics).set_sources(refresher.health());
         result
     }
 
@@ -462,21 +459,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // Off the async threads, as every later load: a source may run a command or an API
     // client with a runtime of its own.
     let path = config_path.to_path_buf();
-    let (freshness, loaded) = tokio::task::spawn_blocking(move || {
-        let mut freshness = freshness::Freshness::default();
-        let now = std::time::Instant::now();
-        let mut attempt = freshness::Attempt::new(&path);
-        let loaded = Config::load_for_agent(&path, &mut |source| {
-            freshness.fetch(source, now, &mut attempt)
-        });
-        freshness.settle(&path, &loaded, attempt, unix_now());
-        (freshness, loaded)
+    let (refresher, loaded) = tokio::task::spawn_blocking(move || {
+        let mut refresher = refresh::Refresher::default();
+        let loaded = refresher.load(&path, std::time::Instant::now(), unix_now(), &|_| {});
+        (refresher, loaded)
     })
     .await
     .context("the loading task failed")?;
     let config = loaded.context("cannot load the config")?;
     let metrics = Metrics::new().context("cannot register metrics")?;
-    metrics.set_sources(&freshness.health);
+    metrics.set_sources(refresher.health());
     metrics.reload_ok.set(1.0);
     metrics.reload_time.set(unix_now());
     let agent = config.agent.clone();
@@ -508,7 +500,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         pacer: Pacer::new(agent.rate),
         activity: Arc::new(Counters::default()),
         cycle_started: Mutex::new(None),
-        freshness: Mutex::new(freshness),
+        refresher: Mutex::new(refresher),
         reloading: Default::default(),
         reload_pending: Default::default(),
         rendered: Mutex::new(None),

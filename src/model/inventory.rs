@@ -3,6 +3,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -152,6 +153,14 @@ pub fn canonical_id(id: &str) -> String {
     }
 }
 
+/// A group compacted, unless another inventory shares it (and compacted it already).
+fn compacted(mut group: Arc<SecurityGroup>) -> Arc<SecurityGroup> {
+    if let Some(unique) = Arc::get_mut(&mut group) {
+        unique.compact();
+    }
+    group
+}
+
 /// Two sources that cannot be merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MergeError {
@@ -162,7 +171,9 @@ pub enum MergeError {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Inventory {
-    pub groups: BTreeMap<String, SecurityGroup>,
+    /// Shared: a source's last good inventory and every config assembled from it hold one
+    /// copy of its rules (a 50 MB export's are a hundred MiB).
+    pub groups: BTreeMap<Arc<str>, Arc<SecurityGroup>>,
     pub instances: Vec<Instance>,
     pub address_sets: BTreeMap<String, AddressSet>,
     pub service_sets: BTreeMap<String, ServiceSet>,
@@ -338,34 +349,33 @@ impl Inventory {
     /// Adds a group an export defines, in place of any earlier definition in that export.
     pub fn insert_group(&mut self, mut group: SecurityGroup) {
         group.compact();
-        self.groups.insert(group.id.clone(), group);
+        self.groups
+            .insert(group.id.as_str().into(), Arc::new(group));
     }
 
     /// Adds what another source said. The rules of a group defined again are added to it
     /// (see `SecurityGroup::absorb`: the group's position of disagreement is the error);
     /// later sources replace earlier definitions of the same set; instances with the same
     /// name or id are merged field by field.
+    /// A group defined by one source only is shared, not copied.
     pub fn merge(&mut self, other: Inventory) -> Result<(), MergeError> {
         for (id, group) in other.groups {
             match self.groups.entry(id) {
                 Entry::Vacant(slot) => {
-                    let mut group = group;
-                    group.compact();
-                    slot.insert(group);
+                    slot.insert(compacted(group));
                 }
                 // A group's own export wins over a listing of it with its tags expanded.
                 Entry::Occupied(mut held) if held.get().expanded && !group.expanded => {
-                    let mut group = group;
-                    group.compact();
-                    held.insert(group);
+                    held.insert(compacted(group));
                 }
                 Entry::Occupied(held) if !held.get().expanded && group.expanded => {}
                 Entry::Occupied(mut held) => {
-                    let id = held.key().clone();
-                    held.get_mut()
-                        .absorb(group)
+                    let id = held.key().to_string();
+                    let combined = Arc::make_mut(held.get_mut());
+                    combined
+                        .absorb(Arc::unwrap_or_clone(group))
                         .map_err(|at| MergeError::Group(id, at))?;
-                    held.get_mut().compact();
+                    combined.compact();
                 }
             }
         }
@@ -378,6 +388,16 @@ impl Inventory {
             self.add_instance(instance).map_err(MergeError::Instance)?;
         }
         Ok(())
+    }
+
+    /// Compacts every group only this inventory holds (see `SecurityGroup::compact`): an
+    /// importer that builds groups rule by rule leaves them grown, not compact.
+    pub fn compact(&mut self) {
+        for group in self.groups.values_mut() {
+            if let Some(group) = Arc::get_mut(group) {
+                group.compact();
+            }
+        }
     }
 
     /// Keeps only the instances `keep` accepts.

@@ -117,7 +117,7 @@ fn layer<'a>(inv: &'a Inventory, ids: &[Located<String>]) -> Result<Layer<'a>, L
     for id in ids {
         let group = inv
             .groups
-            .get(&id.value)
+            .get(id.value.as_str())
             .ok_or_else(|| LinkError::UnknownGroup {
                 group: id.value.clone(),
                 at: id.at.clone(),

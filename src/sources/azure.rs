@@ -607,8 +607,8 @@ fn nic(object: &Node, inv: &mut Inventory) -> Result<Instance, SourceError> {
     let nsg = fields.get("networkSecurityGroup").get("id");
     if nsg.is_unset() {
         inv.groups
-            .entry(NO_NIC_NSG.to_string())
-            .or_insert_with(no_nic_nsg);
+            .entry(NO_NIC_NSG.into())
+            .or_insert_with(|| no_nic_nsg().into());
         instance.security_groups.push(Located {
             value: NO_NIC_NSG.to_string(),
             at: fields.get("networkSecurityGroup").place(),

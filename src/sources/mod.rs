@@ -87,19 +87,22 @@ pub const MAX_FILE_BYTES: u64 = 256 << 20;
 #[derive(Debug, Default)]
 pub struct Merged {
     pub inventory: Inventory,
-    group_files: BTreeMap<String, PathBuf>,
+    /// Each group's first file, as an index into `files`: a reload of a large export adds
+    /// tens of thousands of groups, and allocates nothing for each.
+    group_files: BTreeMap<std::sync::Arc<str>, usize>,
+    files: Vec<PathBuf>,
 }
 
 impl Merged {
     pub fn add(&mut self, file: &Path, inv: Inventory) -> Result<(), SourceError> {
+        let at = self.files.len();
+        self.files.push(file.to_path_buf());
         for id in inv.groups.keys() {
-            self.group_files
-                .entry(id.clone())
-                .or_insert_with(|| file.to_path_buf());
+            self.group_files.entry(id.clone()).or_insert(at);
         }
         self.inventory.merge(inv).map_err(|error| match error {
             MergeError::Group(group, at) => SourceError::Conflict {
-                first: self.group_files[&group].clone(),
+                first: self.files[self.group_files[group.as_str()]].clone(),
                 second: file.to_path_buf(),
                 group,
                 direction: at.direction,
@@ -274,9 +277,11 @@ impl FlatRules {
 
     /// The group a flat rule names, created at its first rule.
     fn group<'i>(&self, inv: &'i mut Inventory, id: &str) -> &'i mut SecurityGroup {
-        inv.groups
-            .entry(id.to_string())
-            .or_insert_with(|| SecurityGroup::new(id, self.cloud))
+        std::sync::Arc::make_mut(
+            inv.groups
+                .entry(id.into())
+                .or_insert_with(|| SecurityGroup::new(id, self.cloud).into()),
+        )
     }
 }
 

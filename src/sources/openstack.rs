@@ -151,9 +151,9 @@ fn flat_rule(item: &Node, id: Option<&str>, form: Form, inv: &mut Inventory) {
     };
     let held = inv
         .groups
-        .entry(group.clone())
-        .or_insert_with(|| SecurityGroup::new(&group, Cloud::OpenStack));
-    add_rule(held, item, form);
+        .entry(group.as_str().into())
+        .or_insert_with(|| SecurityGroup::new(&group, Cloud::OpenStack).into());
+    add_rule(std::sync::Arc::make_mut(held), item, form);
 }
 
 fn security_group(item: &Node) -> SecurityGroup {
@@ -392,8 +392,8 @@ fn port(item: &Node, inv: &mut Inventory) -> Result<Instance, SourceError> {
     });
     if item.get("port_security_enabled").text()?.as_deref() == Some("false") {
         inv.groups
-            .entry(UNFILTERED.to_string())
-            .or_insert_with(unfiltered);
+            .entry(UNFILTERED.into())
+            .or_insert_with(|| unfiltered().into());
         instance.security_groups.push(Located {
             value: UNFILTERED.to_string(),
             at: item.get("port_security_enabled").place(),

@@ -37,8 +37,7 @@ pub fn import(root: &Node, id: Option<&str>) -> Result<Inventory, SourceError> {
         let mut flat = FlatRules::new(Cloud::QingCloud);
         // A group with no rules is still a group: its (empty) rule list says so, given its id.
         if let Some(id) = id {
-            inv.groups
-                .insert(id.to_string(), SecurityGroup::new(id, Cloud::QingCloud));
+            inv.insert_group(SecurityGroup::new(id, Cloud::QingCloud));
         }
         for item in root.get("security_group_rule_set").elements()? {
             let item = item.node();

@@ -219,7 +219,7 @@ pub fn stand_in_for_nameless(inv: &mut Inventory) {
         .iter()
         .flat_map(|i| i.security_groups.iter().chain(&i.subnet_layers))
         .map(|id| id.value.clone())
-        .filter(|id| !inv.groups.contains_key(id))
+        .filter(|id| !inv.groups.contains_key(id.as_str()))
         .collect();
     for id in missing {
         let reason = || SourceError::Field {
