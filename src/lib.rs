@@ -1,5 +1,6 @@
 //! sgprobe: checks that cloud security groups do what they say.
 
+pub mod cause;
 pub mod cli;
 pub mod cloudapi;
 pub mod config;

@@ -212,8 +212,10 @@ fn an_exposed_port_fires_the_alert_through_prometheus_and_alertmanager_and_resol
         !summary.contains("127.0.0.1"),
         "the agent's address is not the instance: {summary}"
     );
-    // A page per instance carries no flow: one per port would carry its port.
+    // A page per instance carries no flow: one per port would carry its port. It says why:
+    // the instance answers itself, so a rule was added by hand.
     assert!(labels.get("port").is_none(), "{labels}");
+    assert_eq!(labels["cause"], "unlisted-rule", "{labels}");
     eprintln!(
         "rule change to firing alert at the webhook: {:.1} s",
         fired.as_secs_f64()

@@ -202,11 +202,21 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
             "sgprobe_flow_drift{{address=\"10.77.1.10\",cloud_instance=\"web\",direction=\"inbound\",kind=\"{kind}\",port=\"{port}\",protocol=\"tcp\"}} "
         )
     };
+    // Confirmed drift carries its cause: the instance answers 8080 itself (a rule added by
+    // hand), and drops 22 while it answers 80 (its host firewall).
+    let confirmed = |port: &str, kind: &str, cause: &str| {
+        format!(
+            "sgprobe_flow_drift{{address=\"10.77.1.10\",cause=\"{cause}\",cloud_instance=\"web\",direction=\"inbound\",kind=\"{kind}\",port=\"{port}\",protocol=\"tcp\"}} 1"
+        )
+    };
     assert!(
-        text.contains(&format!("{}1", series("8080", "exposed"))),
+        text.contains(&confirmed("8080", "exposed", "unlisted-rule")),
         "{text}"
     );
-    assert!(text.contains(&format!("{}1", series("22", "blocked"))));
+    assert!(
+        text.contains(&confirmed("22", "blocked", "silent-drop")),
+        "{text}"
+    );
     // Every planned flow has one drift series, of the kind its prediction allows: 80 is
     // open by the rules, so only "blocked" can befall it.
     assert!(

@@ -183,6 +183,7 @@ fn print_rows(rows: &Value, json: bool) -> anyhow::Result<ExitCode> {
         "PREDICTED",
         "OBSERVED",
         "DRIFT",
+        "CAUSE",
         "EVIDENCE",
         "RULE",
     ]);
@@ -218,7 +219,12 @@ fn print_rows(rows: &Value, json: bool) -> anyhow::Result<ExitCode> {
             },
             text("observed"),
             text("drift"),
-            text("evidence"),
+            row["cause"].as_str().unwrap_or("").to_string(),
+            // As nmap's --reason prints it: what came back, and with which TTL.
+            match row["ttl"].as_u64() {
+                Some(ttl) => format!("{} ttl {ttl}", text("evidence")),
+                None => text("evidence"),
+            },
             rule,
         ]);
     }

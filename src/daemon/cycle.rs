@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::cause::{Cause, Seen, causes};
 use crate::config::Config;
 use crate::drift::{Drift, classify};
 use crate::engine::{
@@ -45,10 +46,14 @@ pub struct FlowResult {
     pub reachable: Option<bool>,
     pub rtt_ms: Option<f64>,
     pub evidence: Evidence,
+    /// The deciding reply's IP TTL as received, where the socket gives it.
+    pub ttl: Option<u8>,
     pub attempts: u32,
     pub method: Method,
     /// This cycle's drift.
     pub drift: Drift,
+    /// Why it drifts, read from the evidence (`cause`); none without drift.
+    pub cause: Option<Cause>,
     /// The drift confirmed over K cycles, which the daemon sets after each cycle. Kept in the
     /// row rather than beside it: at 100,000 flows a second table of rows was 15 MB.
     #[serde(skip)]
@@ -224,9 +229,11 @@ pub async fn check(
                     reachable: None,
                     rtt_ms: None,
                     evidence: Evidence::NoReply,
+                    ttl: None,
                     attempts: 0,
                     method: Method::Syn,
                     drift: Drift::Inconclusive,
+                    cause: None,
                     confirmed: Drift::None,
                     rule: verdict.decider.rule.map(|rule| {
                         rules
@@ -257,9 +264,11 @@ pub async fn check(
         r.rtt_ms = o.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
         r.drift = classify(r.predicted, o.state);
         r.evidence = o.evidence;
+        r.ttl = o.ttl;
         r.attempts = o.attempts;
         r.method = o.method;
     }
+    find_causes(&mut planned);
     Ok(Checked {
         results: planned,
         warnings: report.warnings,
@@ -303,6 +312,23 @@ pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
         result.predicted = verdict.predicted;
         result.rule = verdict.decider.rule.map(|r| Arc::new(RuleRef::from(r)));
         result.drift = classify(verdict.predicted, result.observed);
+    }
+    find_causes(results);
+}
+
+/// Each drifting flow's cause, read from its evidence beside its address's other flows.
+fn find_causes(results: &mut [FlowResult]) {
+    let seen: Vec<Seen> = results
+        .iter()
+        .map(|r| Seen {
+            address: r.key.address,
+            drift: r.drift,
+            evidence: r.evidence,
+            ttl: r.ttl,
+        })
+        .collect();
+    for (r, cause) in results.iter_mut().zip(causes(&seen)) {
+        r.cause = cause;
     }
 }
 

@@ -16,6 +16,7 @@ use prometheus::{
 };
 
 use super::cycle::{FlowKey, FlowResult};
+use crate::cause::Cause;
 use crate::drift::Drift;
 use crate::model::PortState;
 use crate::policy::Predicted;
@@ -59,7 +60,7 @@ const MAX_UNREADABLE_SERIES: usize = 100;
 /// The per-flow families: name, help, and the extra label (name, values) each flow gets.
 const FLOW_DRIFT: (&str, &str) = (
     "sgprobe_flow_drift",
-    "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped) is confirmed, else 0; one series per flow, of the kind its prediction allows.",
+    "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped) is confirmed, with its cause (unlisted-rule, answered-by-middlebox, host-rejects, router-rejects, silent-drop, unknown), else 0; one series per flow, of the kind its prediction allows.",
 );
 const FLOW_PREDICTED_OPEN: (&str, &str) = (
     "sgprobe_flow_predicted_open",
@@ -312,19 +313,30 @@ impl Metrics {
         family(&mut out, FLOW_DRIFT, &shown, |out, r| {
             if let Some(kind) = drift_kind(r.predicted, r.observed, r.confirmed) {
                 let on = u8::from(r.confirmed == kind);
-                sample(out, FLOW_DRIFT.0, &r.key, ("kind", kind.name()), on);
+                // Only a confirmed drift has a cause: a 0 series keeps one identity.
+                let cause = match (on, r.cause) {
+                    (1, cause) => ("cause", cause.unwrap_or(Cause::Unknown).name()),
+                    _ => NO_LABEL,
+                };
+                sample(
+                    out,
+                    FLOW_DRIFT.0,
+                    &r.key,
+                    [("kind", kind.name()), cause],
+                    on,
+                );
             }
         });
         family(&mut out, FLOW_PREDICTED_OPEN, &shown, |out, r| {
             let open = u8::from(r.predicted == Predicted::Open);
-            sample(out, FLOW_PREDICTED_OPEN.0, &r.key, ("", ""), open);
+            sample(out, FLOW_PREDICTED_OPEN.0, &r.key, [NO_LABEL; 2], open);
         });
         family(&mut out, FLOW_OBSERVED_STATE, &shown, |out, r| {
             sample(
                 out,
                 FLOW_OBSERVED_STATE.0,
                 &r.key,
-                ("", ""),
+                [NO_LABEL; 2],
                 state_code(r.observed),
             );
         });
@@ -357,6 +369,9 @@ fn state_code(state: PortState) -> u8 {
     }
 }
 
+/// No label: `sample` leaves it out.
+const NO_LABEL: (&str, &str) = ("", "");
+
 fn family(
     out: &mut String,
     (name, help): (&str, &str),
@@ -369,10 +384,10 @@ fn family(
     }
 }
 
-/// One series, labels in name order as the registry writes them; `extra` ("", "") for none.
+/// One series, labels in name order as the registry writes them; `extra` `NO_LABEL` for none.
 /// The cloud instance is `cloud_instance`: `instance` and `job` belong to Prometheus, which
 /// would rename ours `exported_instance` under an ordinary scrape job.
-fn sample(out: &mut String, name: &str, key: &FlowKey, extra: (&str, &str), value: u8) {
+fn sample(out: &mut String, name: &str, key: &FlowKey, extra: [(&str, &str); 2], value: u8) {
     let address = key.address.to_string();
     let direction = key.direction.to_string();
     let port = key.port.map(|p| p.to_string()).unwrap_or_default();
@@ -380,7 +395,8 @@ fn sample(out: &mut String, name: &str, key: &FlowKey, extra: (&str, &str), valu
         ("address", address.as_str()),
         ("cloud_instance", &key.instance),
         ("direction", direction.as_str()),
-        (extra.0, extra.1),
+        extra[0],
+        extra[1],
         ("port", port.as_str()),
         ("protocol", key.protocol),
     ];
@@ -433,9 +449,11 @@ mod tests {
             reachable: observed.reachable(),
             rtt_ms: Some(0.5),
             evidence: crate::engine::Evidence::NoReply,
+            ttl: None,
             attempts: 1,
             method: Method::Syn,
             drift,
+            cause: matches!(drift, Drift::Exposed | Drift::Blocked).then_some(Cause::Unknown),
             confirmed: drift,
             rule: None,
         }
@@ -458,7 +476,7 @@ mod tests {
         // Drift (of the kind the prediction allows), predicted, observed: three series per
         // planned flow, none of them `instance` (Prometheus' own label).
         assert_eq!((series(&text, 22), series(&text, 8080)), (3, 3), "{text}");
-        assert!(text.contains("sgprobe_flow_drift{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",kind=\"exposed\",port=\"8080\",protocol=\"tcp\"} 1"), "{text}");
+        assert!(text.contains("sgprobe_flow_drift{address=\"10.0.0.1\",cause=\"unknown\",cloud_instance=\"web\",direction=\"inbound\",kind=\"exposed\",port=\"8080\",protocol=\"tcp\"} 1"), "{text}");
         assert!(text.contains("sgprobe_flow_drift{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",kind=\"blocked\",port=\"22\",protocol=\"tcp\"} 0"), "{text}");
         assert!(text.contains("sgprobe_flow_observed_state{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",port=\"22\",protocol=\"tcp\"} 1"));
         assert!(text.contains("sgprobe_flow_predicted_open{address=\"10.0.0.1\",cloud_instance=\"web\",direction=\"inbound\",port=\"8080\",protocol=\"tcp\"} 0"));

@@ -49,6 +49,7 @@ async fn probe(
         state: PortState::Filtered,
         rtt: None,
         evidence: Evidence::NoReply,
+        ttl: None,
         attempts: 0,
         method: Method::Connect,
     };

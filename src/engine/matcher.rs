@@ -61,6 +61,8 @@ struct Decision {
     state: PortState,
     evidence: Evidence,
     rtt: Option<Duration>,
+    /// The deciding reply's IP TTL as received.
+    ttl: Option<u8>,
 }
 
 /// What a reply says about the probe it answers.
@@ -69,6 +71,7 @@ struct Heard {
     proof: Proof,
     state: PortState,
     evidence: Evidence,
+    ttl: Option<u8>,
 }
 
 /// What a reply carries that only an answer to our probe can.
@@ -192,12 +195,24 @@ impl Matcher {
             let source = match self.sources.get(&target.addr) {
                 Some(Ok(source)) => *source,
                 Some(Err(kind)) => {
-                    self.decide(slot, PortState::Filtered, Evidence::Unsendable(*kind), None);
+                    self.decide(
+                        slot,
+                        PortState::Filtered,
+                        Evidence::Unsendable(*kind),
+                        None,
+                        None,
+                    );
                     continue;
                 }
                 None => {
                     let kind = io::ErrorKind::AddrNotAvailable;
-                    self.decide(slot, PortState::Filtered, Evidence::Unsendable(kind), None);
+                    self.decide(
+                        slot,
+                        PortState::Filtered,
+                        Evidence::Unsendable(kind),
+                        None,
+                        None,
+                    );
                     continue;
                 }
             };
@@ -250,6 +265,7 @@ impl Matcher {
             PortState::Filtered,
             Evidence::Unsendable(error.kind()),
             None,
+            None,
         );
     }
 
@@ -286,7 +302,7 @@ impl Matcher {
             self.timeouts.sample(heard.target.addr, rtt);
             self.relay_if_shorter();
         }
-        self.decide(slot, heard.state, heard.evidence, rtt);
+        self.decide(slot, heard.state, heard.evidence, rtt, heard.ttl);
     }
 
     /// Expires the timeouts due by `now`: a silent probe is sent again or, out of attempts,
@@ -335,12 +351,14 @@ impl Matcher {
                     state: silence(p.target.protocol),
                     evidence: Evidence::RunDeadline,
                     rtt: None,
+                    ttl: None,
                 });
                 Observation {
                     target: p.target,
                     state: decision.state,
                     rtt: decision.rtt,
                     evidence: decision.evidence,
+                    ttl: decision.ttl,
                     attempts: p.attempts,
                     method: method(p.target.protocol),
                 }
@@ -417,16 +435,24 @@ impl Matcher {
 
     fn decide_silent(&mut self, slot: usize, evidence: Evidence) {
         let state = silence(self.probes[slot].target.protocol);
-        self.decide(slot, state, evidence, None);
+        self.decide(slot, state, evidence, None, None);
     }
 
-    fn decide(&mut self, slot: usize, state: PortState, evidence: Evidence, rtt: Option<Duration>) {
+    fn decide(
+        &mut self,
+        slot: usize,
+        state: PortState,
+        evidence: Evidence,
+        rtt: Option<Duration>,
+        ttl: Option<u8>,
+    ) {
         let probe = &mut self.probes[slot];
         if probe.decided.is_none() {
             probe.decided = Some(Decision {
                 state,
                 evidence,
                 rtt,
+                ttl,
             });
             self.undecided -= 1;
         }
@@ -491,6 +517,7 @@ fn hear(reply: &Reply) -> Option<Heard> {
                 },
                 state,
                 evidence,
+                ttl: r.ttl,
             })
         }
         Reply::Udp { from } => Some(Heard {
@@ -498,12 +525,14 @@ fn hear(reply: &Reply) -> Option<Heard> {
             proof: Proof::Tuple,
             state: PortState::Open,
             evidence: Evidence::UdpReply,
+            ttl: None,
         }),
         Reply::Echo { from, ident, seq } => Some(Heard {
             target: Target::icmp(from),
             proof: Proof::Echo { ident, seq },
             state: PortState::Open,
             evidence: Evidence::EchoReply,
+            ttl: None,
         }),
         Reply::Unreachable(error) => hear_error(&error),
     }
@@ -549,6 +578,7 @@ fn hear_error(error: &Unreachable) -> Option<Heard> {
         proof,
         state,
         evidence,
+        ttl: error.ttl,
     })
 }
 

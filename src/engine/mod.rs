@@ -149,6 +149,9 @@ pub struct Observation {
     pub state: PortState,
     pub rtt: Option<Duration>,
     pub evidence: Evidence,
+    /// The deciding reply's IP TTL as received (raw IPv4 sockets; `None` otherwise): the
+    /// instance's own replies share one, a box answering for it shows another.
+    pub ttl: Option<u8>,
     pub attempts: u32,
     pub method: Method,
 }
@@ -326,6 +329,7 @@ pub async fn probe(
                 state: PortState::Unknown,
                 rtt: None,
                 evidence: Evidence::Unprobed,
+                ttl: None,
                 attempts: 0,
                 method: Method::Icmp,
             });

@@ -89,6 +89,7 @@ impl Fake {
         let prohibited = |protocol, dst, src_port, dst_port, word| {
             Reply::Unreachable(Unreachable {
                 from: dst,
+                ttl: None,
                 kind: IcmpKind {
                     v6: false,
                     icmp_type: 3,
@@ -109,6 +110,7 @@ impl Fake {
                 let synack = matches!(answer, Answer::SynAck);
                 Reply::Tcp(TcpReply {
                     remote,
+                    ttl: Some(64),
                     local_port: local.port(),
                     local_ip: Some(local.ip()),
                     ack: seq.wrapping_add(1),
@@ -123,6 +125,7 @@ impl Fake {
             (Packet::Udp { remote }, Answer::UdpData) => Reply::Udp { from: remote },
             (Packet::Udp { remote }, Answer::PortUnreachable) => Reply::Unreachable(Unreachable {
                 from: remote.ip(),
+                ttl: None,
                 kind: IcmpKind {
                     v6: false,
                     icmp_type: 3,
@@ -355,6 +358,7 @@ async fn strays_and_forgeries_are_counted_and_ignored() {
     let forged = |remote: SocketAddr, ack| {
         Reply::Tcp(TcpReply {
             remote,
+            ttl: Some(64),
             local_port: super::syn::Keys::port(0, 1),
             local_ip: None,
             ack,
@@ -400,6 +404,7 @@ async fn a_reply_for_a_probe_never_sent_is_a_stray() {
         at,
         Reply::Tcp(TcpReply {
             remote: SocketAddr::new(host(2), 22),
+            ttl: Some(64),
             local_port: super::syn::Keys::port(1, 1),
             local_ip: None,
             ack: 1,

@@ -283,6 +283,16 @@ impl Lab {
         )
     }
 
+    /// Makes every TCP reply from an instance's `port` leave with IP TTL `ttl`: what the
+    /// prober sees of a box in front of it (a load balancer, a proxy) answering for it.
+    pub fn answer_with_ttl(&self, instance: &str, port: u16, ttl: u8) -> Result<(), LabError> {
+        let (ns, _) = self.manual_chain(instance, Direction::Inbound)?;
+        let table = format!(
+            "table ip sgprobe_ttl_{port} {{\n  chain out {{\n    type filter hook output priority 0;\n    tcp sport {port} ip ttl set {ttl}\n  }}\n}}\n"
+        );
+        ns.exec("nft", &["-f", "-"], Some(&table))
+    }
+
     /// Takes back every inbound rule `expose` (or `manual`) added on the instance.
     pub fn unexpose(&self, instance: &str) -> Result<(), LabError> {
         let (ns, chain) = self.manual_chain(instance, Direction::Inbound)?;

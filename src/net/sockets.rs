@@ -327,6 +327,7 @@ fn echo_reply(packet: &IcmpPacket, remote: IpAddr, ident: u16, seq: u16) -> Repl
     };
     Reply::Unreachable(Unreachable {
         from,
+        ttl: None,
         kind,
         quoted: Quoted {
             protocol,
@@ -414,6 +415,7 @@ async fn receive_udp(socket: Arc<UdpSocket>, inbox: Inbox) {
             };
             replies.push(Reply::Unreachable(Unreachable {
                 from,
+                ttl: None,
                 kind: report.kind,
                 quoted: Quoted {
                     protocol: 17,

@@ -50,6 +50,8 @@ pub struct Unreachable {
     pub from: IpAddr,
     pub kind: IcmpKind,
     pub quoted: Quoted,
+    /// The error's IP TTL as received, where the socket gives it (raw IPv4).
+    pub ttl: Option<u8>,
 }
 
 /// The start of our probe as the error quotes it: only the first 8 bytes of the transport
@@ -93,6 +95,7 @@ pub fn parse_v4(buf: &[u8]) -> Option<Unreachable> {
             code,
         },
         quoted,
+        ttl: buf.get(8).copied(),
     })
 }
 
@@ -114,6 +117,7 @@ pub fn parse_v6(buf: &[u8], from: IpAddr) -> Option<Unreachable> {
     let quoted = quoted(*inner.get(6)?, addr(8)?, addr(24)?, inner.get(40..48)?);
     Some(Unreachable {
         from,
+        ttl: None,
         kind: IcmpKind {
             v6: true,
             icmp_type: DEST_UNREACHABLE_V6,

@@ -42,6 +42,9 @@ pub struct TcpReply {
     pub syn: bool,
     pub ack_flag: bool,
     pub rst: bool,
+    /// The IP TTL as received (IPv4; a raw IPv6 socket gives no header): how far the
+    /// sender is, for telling the instance's own answers from another box's.
+    pub ttl: Option<u8>,
 }
 
 /// An IPv4 packet as a raw TCP socket delivers it: IP header, then TCP.
@@ -50,16 +53,16 @@ pub fn parse_v4(buf: &[u8]) -> Option<TcpReply> {
     if protocol != 6 {
         return None;
     }
-    parse_tcp(buf.get(header_len..)?, src, Some(dst))
+    parse_tcp(buf.get(header_len..)?, src, Some(dst), buf.get(8).copied())
 }
 
 /// An IPv6 raw TCP socket delivers the TCP header alone; the source comes from `recvfrom`.
 pub fn parse_v6(buf: &[u8], from: IpAddr) -> Option<TcpReply> {
-    parse_tcp(buf, from, None)
+    parse_tcp(buf, from, None, None)
 }
 
 /// Only fixed header fields are read: never the options of an untrusted packet (libpnet #221).
-fn parse_tcp(buf: &[u8], src: IpAddr, dst: Option<IpAddr>) -> Option<TcpReply> {
+fn parse_tcp(buf: &[u8], src: IpAddr, dst: Option<IpAddr>, ttl: Option<u8>) -> Option<TcpReply> {
     let tcp = TcpPacket::new(buf)?;
     let flags = tcp.get_flags();
     Some(TcpReply {
@@ -70,6 +73,7 @@ fn parse_tcp(buf: &[u8], src: IpAddr, dst: Option<IpAddr>) -> Option<TcpReply> {
         syn: flags & TcpFlags::SYN != 0,
         ack_flag: flags & TcpFlags::ACK != 0,
         rst: flags & TcpFlags::RST != 0,
+        ttl,
     })
 }
 
@@ -133,6 +137,7 @@ mod tests {
         );
         assert_eq!(reply.local_port, 22);
         assert!(reply.syn && !reply.rst && !reply.ack_flag);
+        assert_eq!(reply.ttl, Some(64), "the TTL the IP header carries");
     }
 
     #[test]

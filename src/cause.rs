@@ -1,0 +1,306 @@
+//! Why a flow drifts, read from what the replies carried: who sent the deciding reply, with
+//! which IP TTL, and what the same address answered on the flows that agree with the rules.
+//! Pure: recorded observations in, a cause for each drifting flow out, `unknown` wherever the
+//! evidence does not decide. Nothing here guesses.
+//!
+//! A RST (or a UDP port unreachable) from the instance proves the probe passed every layer:
+//! on a flow the rules open that is no drift (the service is down, which is not the security
+//! groups' business), so no cause here reads "nothing listens"; on a flow the rules close it
+//! is exposure like a SYN-ACK.
+//!
+//! A host's replies reach the prober with one TTL (its initial TTL less the hops between):
+//! the TTL of its answers on the flows that agree with the rules is its **baseline**. A
+//! reply with another TTL came from another box (a load balancer, a proxy, a middlebox
+//! answering for it), whatever address it bears.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::drift::Drift;
+use crate::engine::Evidence;
+
+/// Why a flow drifts. The vocabulary is the README's ("Causes").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr, strum::EnumIter,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum Cause {
+    /// Exposed, and the instance itself answers, SYN-ACK or RST (its baseline TTL): a rule
+    /// the export does not show (added by hand, not exported yet) or a layer sgprobe does not
+    /// know opens it.
+    UnlistedRule,
+    /// A SYN-ACK or RST with a TTL not the instance's: another box answers for it.
+    AnsweredByMiddlebox,
+    /// Blocked, and the instance itself refuses with an ICMP error: a host firewall's reject.
+    HostRejects,
+    /// Blocked by an ICMP error from another address: a router or firewall on the way.
+    RouterRejects,
+    /// Blocked by silence while the same address answers on flows that agree with the
+    /// rules: a network ACL, a rule not applied yet or a host firewall dropping.
+    SilentDrop,
+    /// The evidence does not decide (no baseline to compare with, no TTL, a connect()
+    /// probe, a host silent everywhere).
+    Unknown,
+}
+
+impl Cause {
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// What one probed flow showed, as far as causes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub address: IpAddr,
+    pub drift: Drift,
+    pub evidence: Evidence,
+    pub ttl: Option<u8>,
+}
+
+/// What the flows that agree with the rules show of one address.
+#[derive(Debug, Default)]
+struct Host {
+    /// How often each TTL came on a SYN-ACK or RST.
+    ttls: HashMap<u8, u32>,
+    /// It answered something itself.
+    answers: bool,
+}
+
+impl Host {
+    /// The TTL most of its TCP answers came with; none while two TTLs tie.
+    fn baseline(&self) -> Option<u8> {
+        let most = self.ttls.values().max()?;
+        let mut at_most = self.ttls.iter().filter(|(_, n)| *n == most);
+        let (ttl, _) = at_most.next()?;
+        at_most.next().is_none().then_some(*ttl)
+    }
+}
+
+/// The cause of each of `flows`' drift, in order; `None` for a flow with no drift.
+pub fn causes(flows: &[Seen]) -> Vec<Option<Cause>> {
+    let mut hosts: HashMap<IpAddr, Host> = HashMap::new();
+    for seen in flows.iter().filter(|s| s.drift == Drift::None) {
+        let host = hosts.entry(seen.address).or_default();
+        host.answers |= answered_by_itself(seen);
+        if let (Evidence::SynAck | Evidence::Rst, Some(ttl)) = (seen.evidence, seen.ttl) {
+            *host.ttls.entry(ttl).or_default() += 1;
+        }
+    }
+    flows
+        .iter()
+        .map(|seen| {
+            let host = hosts.get(&seen.address);
+            let baseline = host.and_then(Host::baseline);
+            let answers = host.is_some_and(|h| h.answers);
+            cause(seen, baseline, answers)
+        })
+        .collect()
+}
+
+/// Whether the address itself replied to the flow (not a router on its behalf).
+fn answered_by_itself(seen: &Seen) -> bool {
+    match seen.evidence {
+        Evidence::SynAck
+        | Evidence::Rst
+        | Evidence::UdpReply
+        | Evidence::EchoReply
+        | Evidence::Connected
+        | Evidence::Refused => true,
+        Evidence::Icmp { from, .. } => from == Some(seen.address),
+        _ => false,
+    }
+}
+
+/// One flow's cause, given its address's baseline TTL and whether it answers elsewhere.
+fn cause(seen: &Seen, baseline: Option<u8>, answers: bool) -> Option<Cause> {
+    // The instance's own TCP answer, or another box's, by the TTL it came with.
+    let by_ttl = |own: Cause| match (seen.ttl, baseline) {
+        (Some(ttl), Some(base)) if ttl == base => own,
+        (Some(_), Some(_)) => Cause::AnsweredByMiddlebox,
+        _ => Cause::Unknown,
+    };
+    Some(match (seen.drift, seen.evidence) {
+        (Drift::None | Drift::Inconclusive, _) => return None,
+        (Drift::Exposed, Evidence::SynAck | Evidence::Rst) => by_ttl(Cause::UnlistedRule),
+        (Drift::Blocked, Evidence::Icmp { from, .. }) => match from {
+            Some(from) if from == seen.address => Cause::HostRejects,
+            Some(_) => Cause::RouterRejects,
+            None => Cause::Unknown,
+        },
+        (Drift::Blocked, Evidence::NoReply) if answers => Cause::SilentDrop,
+        _ => Cause::Unknown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::icmp::IcmpKind;
+
+    const HOST: [u8; 4] = [10, 77, 1, 10];
+    const ROUTER: [u8; 4] = [10, 77, 0, 1];
+
+    fn seen(drift: Drift, evidence: Evidence, ttl: Option<u8>) -> Seen {
+        Seen {
+            address: IpAddr::from(HOST),
+            drift,
+            evidence,
+            ttl,
+        }
+    }
+
+    fn icmp(code: u8, from: [u8; 4]) -> Evidence {
+        Evidence::Icmp {
+            kind: IcmpKind {
+                v6: false,
+                icmp_type: 3,
+                code,
+            },
+            from: Some(IpAddr::from(from)),
+        }
+    }
+
+    /// A host whose ports 22 and 80 agree with the rules (open, answered with TTL 63), and
+    /// one drifting flow; the drifting flow's cause.
+    fn with_baseline(drifting: Seen) -> Option<Cause> {
+        let flows = [
+            seen(Drift::None, Evidence::SynAck, Some(63)),
+            seen(Drift::None, Evidence::Rst, Some(63)),
+            drifting,
+        ];
+        causes(&flows)[2]
+    }
+
+    #[test]
+    fn each_cause_is_read_from_a_recorded_reply() {
+        for (drifting, expected) in [
+            (
+                seen(Drift::Exposed, Evidence::SynAck, Some(63)),
+                Cause::UnlistedRule,
+            ),
+            (
+                seen(Drift::Exposed, Evidence::SynAck, Some(61)),
+                Cause::AnsweredByMiddlebox,
+            ),
+            // Exposed with nothing listening: the host's own RST still shows the way is open.
+            (
+                seen(Drift::Exposed, Evidence::Rst, Some(63)),
+                Cause::UnlistedRule,
+            ),
+            (
+                seen(Drift::Exposed, Evidence::Rst, Some(254)),
+                Cause::AnsweredByMiddlebox,
+            ),
+            (
+                seen(Drift::Blocked, icmp(13, HOST), Some(63)),
+                Cause::HostRejects,
+            ),
+            // No kernel answers TCP with port unreachable: a firewall on the host does.
+            (
+                seen(Drift::Blocked, icmp(3, HOST), Some(63)),
+                Cause::HostRejects,
+            ),
+            (
+                seen(Drift::Blocked, icmp(13, ROUTER), Some(64)),
+                Cause::RouterRejects,
+            ),
+            (
+                seen(Drift::Blocked, Evidence::NoReply, None),
+                Cause::SilentDrop,
+            ),
+        ] {
+            assert_eq!(with_baseline(drifting), Some(expected), "{drifting:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_evidence_does_not_decide_is_unknown() {
+        // The host answers nothing that agrees with the rules: no baseline to compare with,
+        // and its silence elsewhere says nothing of a drop.
+        let alone = [
+            seen(Drift::Exposed, Evidence::SynAck, Some(63)),
+            seen(Drift::Exposed, Evidence::Rst, Some(63)),
+            seen(Drift::Blocked, Evidence::NoReply, None),
+            seen(Drift::None, Evidence::NoReply, None),
+        ];
+        assert_eq!(
+            causes(&alone),
+            [
+                Some(Cause::Unknown),
+                Some(Cause::Unknown),
+                Some(Cause::Unknown),
+                None
+            ]
+        );
+        // No TTL (IPv6, a connect() probe) or two TTLs in a tie: no baseline either.
+        assert_eq!(
+            with_baseline(seen(Drift::Exposed, Evidence::SynAck, None)),
+            Some(Cause::Unknown)
+        );
+        assert_eq!(
+            with_baseline(seen(Drift::Exposed, Evidence::Connected, None)),
+            Some(Cause::Unknown)
+        );
+        let tie = [
+            seen(Drift::None, Evidence::SynAck, Some(63)),
+            seen(Drift::None, Evidence::SynAck, Some(60)),
+            seen(Drift::Exposed, Evidence::SynAck, Some(63)),
+        ];
+        assert_eq!(causes(&tie)[2], Some(Cause::Unknown));
+        // An ICMP error whose sender is not known.
+        let anonymous = Evidence::Icmp {
+            kind: IcmpKind {
+                v6: false,
+                icmp_type: 3,
+                code: 13,
+            },
+            from: None,
+        };
+        assert_eq!(
+            with_baseline(seen(Drift::Blocked, anonymous, None)),
+            Some(Cause::Unknown)
+        );
+    }
+
+    #[test]
+    fn the_baseline_is_the_hosts_own_and_drifting_flows_never_set_it() {
+        // Another address's answers say nothing of this one.
+        let mut other = seen(Drift::None, Evidence::SynAck, Some(63));
+        other.address = IpAddr::from(ROUTER);
+        let flows = [other, seen(Drift::Exposed, Evidence::SynAck, Some(63))];
+        assert_eq!(causes(&flows)[1], Some(Cause::Unknown));
+        // Two drifting flows with one TTL do not make each other the baseline.
+        let flows = [
+            seen(Drift::Exposed, Evidence::SynAck, Some(61)),
+            seen(Drift::Exposed, Evidence::SynAck, Some(61)),
+        ];
+        assert_eq!(causes(&flows), [Some(Cause::Unknown), Some(Cause::Unknown)]);
+    }
+
+    #[test]
+    fn every_cause_has_a_name_in_the_vocabulary() {
+        use strum::IntoEnumIterator;
+        let names: Vec<&str> = Cause::iter().map(Cause::name).collect();
+        assert_eq!(
+            names,
+            [
+                "unlisted-rule",
+                "answered-by-middlebox",
+                "host-rejects",
+                "router-rejects",
+                "silent-drop",
+                "unknown"
+            ]
+        );
+        for cause in Cause::iter() {
+            assert_eq!(
+                serde_json::to_value(cause).expect("serializes"),
+                cause.name()
+            );
+        }
+    }
+}

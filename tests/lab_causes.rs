@@ -1,0 +1,174 @@
+//! Drift with its cause: each cause planted in a lab (a rule added by hand, a host that
+//! rejects, one that drops, a box answering for the instance with another TTL), and
+//! `unknown` where the lab leaves the evidence ambiguous (a host that answers nothing that
+//! agrees with its rules).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use sgprobe::cause::Cause;
+use sgprobe::config::Config;
+use sgprobe::daemon::cycle::{Selection, check};
+use sgprobe::drift::Drift;
+use sgprobe::engine::{Counters, Pacer, Settings};
+use sgprobe::lab::{HostEffect, HostRule, LabSpec, Listen};
+use sgprobe::model::Protocol;
+
+/// `web` answers on 22 and 80 as its rules say (its baseline), and on every other port
+/// something else happens; `db`'s rules open nothing, and only a port opened by hand
+/// answers.
+const LAB: &str = r#"
+[[group]]
+id = "sg-web"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22,80,443,8443,9000"
+peer = "0.0.0.0/0"
+
+[[group]]
+id = "sg-db"
+cloud = "tencent"
+
+[[instance]]
+name = "web"
+addresses = ["10.77.1.10"]
+security_groups = ["sg-web"]
+ports = "tcp:8080,tcp:8081,tcp:9100"
+
+[[instance]]
+name = "db"
+addresses = ["10.77.2.10"]
+security_groups = ["sg-db"]
+ports = "tcp:5432"
+"#;
+
+#[test]
+fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
+    let inventory = sgprobe::sources::native::parse(Path::new("lab.toml"), LAB).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen: vec![
+            Listen {
+                instance: "web".into(),
+                protocol: Protocol::Tcp,
+                // Nothing listens on 9000 (open by the rules) or 8081 (closed by them).
+                ports: vec![22, 80, 443, 8443, 8080, 9100],
+            },
+            Listen {
+                instance: "db".into(),
+                protocol: Protocol::Tcp,
+                ports: vec![5432],
+            },
+        ],
+        host: vec![
+            HostRule {
+                instance: "web".into(),
+                protocol: Protocol::Tcp,
+                port: Some(443),
+                effect: HostEffect::AdminProhibited,
+            },
+            HostRule {
+                instance: "web".into(),
+                protocol: Protocol::Tcp,
+                port: Some(8443),
+                effect: HostEffect::Drop,
+            },
+        ],
+        namespace_per_instance: true,
+        ..LabSpec::default()
+    };
+    let Some(lab) = common::lab(&spec) else {
+        return;
+    };
+    lab.expose("web", Protocol::Tcp, 8080)
+        .expect("a rule added by hand");
+    lab.expose("web", Protocol::Tcp, 8081)
+        .expect("a rule added by hand");
+    lab.expose("web", Protocol::Tcp, 9100)
+        .expect("a rule added by hand");
+    lab.answer_with_ttl("web", 9100, 30)
+        .expect("a box in front answers for 9100");
+    lab.expose("db", Protocol::Tcp, 5432)
+        .expect("a rule added by hand");
+
+    let config = Config::parse(Path::new("sgprobe.toml"), LAB).expect("valid");
+    let rows = lab
+        .in_prober(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let instances: Vec<&sgprobe::model::Instance> =
+                config.inventory.instances.iter().collect();
+            let settings = Settings {
+                rate: 2000,
+                timeout: std::time::Duration::from_millis(300),
+                retries: 1,
+                force_connect: false,
+            };
+            let checked = runtime
+                .block_on(check(
+                    &config,
+                    &instances,
+                    &Selection::default(),
+                    &settings,
+                    &Pacer::new(settings.rate),
+                    Arc::new(Counters::default()),
+                ))
+                .expect("probes run");
+            checked
+                .results
+                .into_iter()
+                .filter(|r| r.key.protocol == "tcp")
+                .map(|r| {
+                    (
+                        (r.key.instance.to_string(), r.key.port.unwrap_or(0)),
+                        (r.drift, r.cause, r.evidence.to_string(), r.ttl),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>()
+        })
+        .expect("the prober thread runs");
+    let cause_of = |instance: &str, port: u16| {
+        let row = rows
+            .get(&(instance.to_string(), port))
+            .unwrap_or_else(|| panic!("{instance}:{port} was planned: {rows:?}"));
+        (row.0, row.1)
+    };
+    for (instance, port, expected) in [
+        ("web", 8080, (Drift::Exposed, Some(Cause::UnlistedRule))),
+        (
+            "web",
+            9100,
+            (Drift::Exposed, Some(Cause::AnsweredByMiddlebox)),
+        ),
+        ("web", 443, (Drift::Blocked, Some(Cause::HostRejects))),
+        ("web", 8443, (Drift::Blocked, Some(Cause::SilentDrop))),
+        // Opened by hand, nothing listening: the host's own RST shows the way is open.
+        ("web", 8081, (Drift::Exposed, Some(Cause::UnlistedRule))),
+        // A RST where the rules open the flow is no drift: the service is down, the rules
+        // are right.
+        ("web", 9000, (Drift::None, None)),
+        // Its baseline: agreeing with the rules, so no drift and no cause.
+        ("web", 22, (Drift::None, None)),
+        // Nothing db answers agrees with its rules: no baseline to tell whose answer this is.
+        ("db", 5432, (Drift::Exposed, Some(Cause::Unknown))),
+    ] {
+        assert_eq!(
+            cause_of(instance, port),
+            expected,
+            "{instance}:{port}: {:?}",
+            rows.get(&(instance.to_string(), port))
+        );
+    }
+    // The evidence shows what the cause was read from, as nmap's --reason does.
+    let (_, _, evidence, ttl) = &rows[&("web".to_string(), 9100)];
+    assert_eq!((evidence.as_str(), *ttl), ("syn-ack", Some(30)));
+    let (_, _, _, ttl) = &rows[&("web".to_string(), 22)];
+    assert_eq!(*ttl, Some(64), "no hop between prober and target");
+}
