@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use sgprobe::config::Config;
+use sgprobe::sources::Reading;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid")
@@ -21,7 +22,8 @@ fn every_invalid_config_is_refused_with_the_error_its_file_names() {
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
-        let error = Config::load_for_agent(&path)
+        let error = Config::load(&path, Reading::KeepGoing)
+            .and_then(Config::runnable)
             .err()
             .unwrap_or_else(|| panic!("{} was accepted", path.display()))
             .to_string();
@@ -53,11 +55,13 @@ fn a_fifo_a_folder_and_an_oversized_file_are_refused_without_reading() {
     )
     .expect("mkfifo");
     // Opening a FIFO for reading would block until a writer came: the check comes first.
-    let error = Config::load_for_agent(&fifo)
+    let error = Config::load(&fifo, Reading::KeepGoing)
+        .and_then(Config::runnable)
         .expect_err("a FIFO")
         .to_string();
     assert!(error.contains("not a regular file"), "{error}");
-    let error = Config::load_for_agent(dir.path())
+    let error = Config::load(dir.path(), Reading::KeepGoing)
+        .and_then(Config::runnable)
         .expect_err("a folder")
         .to_string();
     assert!(error.contains("not a regular file"), "{error}");
@@ -65,7 +69,8 @@ fn a_fifo_a_folder_and_an_oversized_file_are_refused_without_reading() {
     let file = std::fs::File::create(&big).expect("create");
     file.set_len(sgprobe::sources::MAX_FILE_BYTES + 1)
         .expect("a sparse file");
-    let error = Config::load_for_agent(&big)
+    let error = Config::load(&big, Reading::KeepGoing)
+        .and_then(Config::runnable)
         .expect_err("too large")
         .to_string();
     assert!(error.contains("more than the 268435456"), "{error}");

@@ -211,12 +211,6 @@ impl Config {
         Ok(agent(raw.agent.unwrap_or_default(), &spans)?)
     }
 
-    /// `load` as an agent does: past unreadable rules (the rest of each export is checked),
-    /// into a config it can run.
-    pub fn load_for_agent(file: &Path) -> Result<Config, ConfigError> {
-        Config::load(file, Reading::KeepGoing)?.runnable()
-    }
-
     /// This config, if an agent can run it: one that names at least one instance.
     pub fn runnable(self) -> Result<Config, ConfigError> {
         if self.inventory.instances.is_empty() {
@@ -264,11 +258,24 @@ impl Draft {
                     .into());
             }
         }
-        let sources = raw
-            .source
-            .into_iter()
-            .map(|raw_source| source_spec(raw_source, base, &spans))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut sources: Vec<SourceSpec> = Vec::with_capacity(raw.source.len());
+        for raw_source in raw.source {
+            let table = raw_source.span();
+            let spec = source_spec(raw_source, base, &spans)?;
+            // Metrics, logs and the agent's last good rules are kept by name.
+            if sources.iter().any(|s| s.name == spec.name) {
+                return Err(spans
+                    .at(
+                        table,
+                        format!(
+                            "source.name: two sources are named {:?}: give each its own name = \"...\"",
+                            spec.name
+                        ),
+                    )
+                    .into());
+            }
+            sources.push(spec);
+        }
         let inline = Sections {
             group: raw.group,
             address_set: raw.address_set,

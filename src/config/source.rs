@@ -117,6 +117,12 @@ impl SourceSpec {
         Ok(inventory)
     }
 
+    /// Whether `other` fetches the same rules: the same origin, read the same way. Its name,
+    /// refresh and timeout may differ.
+    pub fn fetches_as(&self, other: &SourceSpec) -> bool {
+        (&self.origin, self.format, &self.id) == (&other.origin, other.format, &other.id)
+    }
+
     /// The longest its fetch can take before the fetch's own bounds end it: past this, a
     /// fetch is stuck (the watchdog's business).
     pub fn fetch_bound(&self) -> Duration {
@@ -216,7 +222,7 @@ fn api_deadline(timeout: Duration, refresh: Duration) -> Duration {
     refresh.max(timeout * FETCH_TIMEOUTS)
 }
 
-/// The longest reading a file source may take (a regular file of at most 256 MiB).
+/// The longest reading and parsing a file source may take (a regular file of at most 256 MiB).
 const FILE_READ: Duration = Duration::from_secs(60);
 
 /// The process groups of the commands sources are running, so that an agent that stops

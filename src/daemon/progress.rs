@@ -39,14 +39,14 @@ impl Monitor {
     }
 }
 
-/// Whether a load's step has run past its bound (a source's fetch bound; none for reading and
-/// parsing) and `LOAD_SLACK`: then something is stuck that no bound ends, and the agent is no
+/// Whether a load's step has run past its bound (a source's fetch bound, its export's parse
+/// included; none for reading the config and assembling) and `LOAD_SLACK`: then something is stuck that no bound ends, and the agent is no
 /// better than stalled.
 pub fn load_overran(now: Instant, load: Option<(Instant, Duration)>) -> bool {
     load.is_some_and(|(started, bound)| now.duration_since(started) > bound + LOAD_SLACK)
 }
 
-/// What a load may take beyond its fetches: parsing and linking a large config.
+/// What a load may take beyond its fetches: parsing a config, assembling and linking it.
 pub const LOAD_SLACK: Duration = Duration::from_secs(60);
 
 #[cfg(test)]

@@ -179,21 +179,23 @@ impl Refresher {
         let force = std::mem::take(&mut self.force);
         self.config = Some((path.to_path_buf(), Fingerprint::of(path)));
         let draft = Config::read(path)?;
-        // A source the config no longer names goes, with its health; one whose spec changed
-        // starts again.
-        self.held.retain(|name, held| {
-            draft
-                .sources
-                .iter()
-                .any(|s| &s.name == name && *s == held.spec)
-        });
         let mut fetched = Vec::with_capacity(draft.sources.len());
         for spec in &draft.sources {
             let held = self
                 .held
                 .entry(spec.name.clone())
                 .or_insert_with(|| Held::new(spec));
-            if force || held.inventory.is_none() || held.due(now) {
+            if !held.spec.fetches_as(spec) {
+                // Other rules under the same name: nothing held stands for them.
+                *held = Held::new(spec);
+            } else if held.spec != *spec {
+                // A new refresh or timeout: the rules held are still these.
+                held.spec = spec.clone();
+                held.health.refresh_seconds = Held::new(spec).health.refresh_seconds;
+            }
+            // A source that is down is tried at every load, not only when due: a reload after
+            // its credentials or file are mended takes it up at once.
+            if force || !held.health.up || held.due(now) {
                 step(spec.fetch_bound());
                 let result = held.fetch(now, unix_now);
                 step(Duration::ZERO);
@@ -205,7 +207,12 @@ impl Refresher {
                     .expect("fetched, or held from before"),
             );
         }
-        draft.assemble(Reading::KeepGoing, &fetched)?.runnable()
+        let config = draft.assemble(Reading::KeepGoing, &fetched)?.runnable()?;
+        // Only once it loaded: a load that fails leaves the running config's sources watched
+        // and shown.
+        self.held
+            .retain(|name, _| config.sources.iter().any(|s| &s.name == name));
+        Ok(config)
     }
 }
 
@@ -275,8 +282,12 @@ mod tests {
             ),
         );
         assert!(refresher.due(now), "the config changed");
+        // Fetched in that load too (forced, as before a confirmation), and read fine.
+        refresher.force();
+        write(dir.path(), "sg.json", &group(2));
         assert!(load(&mut refresher, &config_path, now).is_none());
         assert!(health(&refresher, "sgs").up, "the source read fine");
+        assert_eq!(health(&refresher, "sgs").rules, 2, "and was fetched");
         assert!(
             !refresher.due(now),
             "a broken config is read again when it changes"
@@ -287,11 +298,11 @@ mod tests {
         write(dir.path(), "sg.json", "{\"SecurityGroups\": [");
         assert!(refresher.due(now));
         let config = load(&mut refresher, &config_path, now).expect("its last good rules stand");
-        assert_eq!(config.inventory.groups["sg-1"].ingress.len(), 3);
+        assert_eq!(config.inventory.groups["sg-1"].ingress.len(), 2);
         assert!(!health(&refresher, "sgs").up, "the broken source is down");
         assert_eq!(
             health(&refresher, "sgs").rules,
-            3,
+            2,
             "its last good count stands"
         );
         assert!(
@@ -373,6 +384,46 @@ mod tests {
             &second.inventory.groups["sg-1"],
             &third.inventory.groups["sg-1"]
         ));
+    }
+
+    #[test]
+    fn a_new_timeout_keeps_the_rules_held_and_a_failed_load_keeps_the_running_sources() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = one_file_source(dir.path());
+        let mut refresher = Refresher::default();
+        let now = Instant::now();
+        let first = load(&mut refresher, &config_path, now).expect("loads");
+        let text = std::fs::read_to_string(&config_path).expect("read");
+        let fetches = std::cell::Cell::new(0);
+        let count = |bound: Duration| {
+            if !bound.is_zero() {
+                fetches.set(fetches.get() + 1);
+            }
+        };
+        write(
+            dir.path(),
+            "sgprobe.toml",
+            &text.replace("path = ", "timeout = \"30s\"\npath = "),
+        );
+        let second = refresher
+            .load(&config_path, now, 1000.0, &count)
+            .expect("loads");
+        assert_eq!(fetches.get(), 0, "the same rules: nothing to fetch");
+        assert!(Arc::ptr_eq(
+            &first.inventory.groups["sg-1"],
+            &second.inventory.groups["sg-1"]
+        ));
+        // Renamed, in a config that does not load: the running config's source stays shown.
+        write(
+            dir.path(),
+            "sgprobe.toml",
+            &format!(
+                "{}[[instance]]\nname = \"db\"\naddresses = [\"10.0.0.6\"]\nsecurity_groups = [\"sg-gone\"]\n",
+                text.replace("\"sgs\"", "\"export\"")
+            ),
+        );
+        assert!(load(&mut refresher, &config_path, now).is_none());
+        assert!(refresher.health().any(|(name, _)| name == "sgs"));
     }
 
     #[test]

@@ -153,11 +153,15 @@ pub fn canonical_id(id: &str) -> String {
     }
 }
 
-/// A group compacted, unless another inventory shares it (and compacted it already).
-fn compacted(mut group: Arc<SecurityGroup>) -> Arc<SecurityGroup> {
-    if let Some(unique) = Arc::get_mut(&mut group) {
+/// Compacts a group, unless another inventory shares it (and compacted it already).
+fn compact_unshared(group: &mut Arc<SecurityGroup>) {
+    if let Some(unique) = Arc::get_mut(group) {
         unique.compact();
     }
+}
+
+fn compacted(mut group: Arc<SecurityGroup>) -> Arc<SecurityGroup> {
+    compact_unshared(&mut group);
     group
 }
 
@@ -393,11 +397,7 @@ impl Inventory {
     /// Compacts every group only this inventory holds (see `SecurityGroup::compact`): an
     /// importer that builds groups rule by rule leaves them grown, not compact.
     pub fn compact(&mut self) {
-        for group in self.groups.values_mut() {
-            if let Some(group) = Arc::get_mut(group) {
-                group.compact();
-            }
-        }
+        self.groups.values_mut().for_each(compact_unshared);
     }
 
     /// Keeps only the instances `keep` accepts.
