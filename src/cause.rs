@@ -3,10 +3,12 @@
 //! Pure: recorded observations in, a cause for each drifting flow out, `unknown` wherever the
 //! evidence does not decide. Nothing here guesses.
 //!
-//! A RST (or a UDP port unreachable) from the instance proves the probe passed every layer:
-//! on a flow the rules open that is no drift (the service is down, which is not the security
-//! groups' business), so no cause here reads "nothing listens"; on a flow the rules close it
-//! is exposure like a SYN-ACK.
+//! A RST from the instance proves the probe passed every layer: on a flow the rules open that
+//! is no drift (the service is down, which is not the security groups' business), so no cause
+//! here reads "nothing listens"; on a flow the rules close it is exposure like a SYN-ACK.
+//!
+//! Causes are read for inbound flows only: an outbound flow's replies come from its
+//! destination, whose firewall is not the instance's.
 //!
 //! A host's replies reach the prober with one TTL (its initial TTL less the hops between):
 //! the TTL of its answers on the flows that agree with the rules is its **baseline**. A
@@ -56,6 +58,7 @@ impl Cause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     pub address: IpAddr,
+    pub inbound: bool,
     pub drift: Drift,
     pub evidence: Evidence,
     pub ttl: Option<u8>,
@@ -64,35 +67,50 @@ pub struct Seen {
 /// What the flows that agree with the rules show of one address.
 #[derive(Debug, Default)]
 struct Host {
-    /// How often each TTL came on a SYN-ACK or RST.
-    ttls: HashMap<u8, u32>,
+    /// How often each TTL came on a SYN-ACK, and on a RST.
+    syn_acks: HashMap<u8, u32>,
+    resets: HashMap<u8, u32>,
     /// It answered something itself.
     answers: bool,
 }
 
 impl Host {
-    /// The TTL most of its TCP answers came with; none while two TTLs tie.
+    /// The TTL most of its SYN-ACKs came with, else most of its RSTs (a firewall in front
+    /// may reset for it, but only the instance accepts a connection); none on a tie.
     fn baseline(&self) -> Option<u8> {
-        let most = self.ttls.values().max()?;
-        let mut at_most = self.ttls.iter().filter(|(_, n)| *n == most);
+        let ttls = if self.syn_acks.is_empty() {
+            &self.resets
+        } else {
+            &self.syn_acks
+        };
+        let most = ttls.values().max()?;
+        let mut at_most = ttls.iter().filter(|(_, n)| *n == most);
         let (ttl, _) = at_most.next()?;
         at_most.next().is_none().then_some(*ttl)
     }
 }
 
-/// The cause of each of `flows`' drift, in order; `None` for a flow with no drift.
-pub fn causes(flows: &[Seen]) -> Vec<Option<Cause>> {
+/// The cause of each of `flows`' drift, in order, as `seen` shows each; `None` for a flow
+/// with no drift.
+pub fn causes<T>(flows: &[T], seen: impl Fn(&T) -> Seen) -> Vec<Option<Cause>> {
     let mut hosts: HashMap<IpAddr, Host> = HashMap::new();
-    for seen in flows.iter().filter(|s| s.drift == Drift::None) {
+    for flow in flows {
+        let seen = seen(flow);
+        if seen.drift != Drift::None || !seen.inbound {
+            continue;
+        }
         let host = hosts.entry(seen.address).or_default();
-        host.answers |= answered_by_itself(seen);
-        if let (Evidence::SynAck | Evidence::Rst, Some(ttl)) = (seen.evidence, seen.ttl) {
-            *host.ttls.entry(ttl).or_default() += 1;
+        host.answers |= answered_by_itself(&seen);
+        match (seen.evidence, seen.ttl) {
+            (Evidence::SynAck, Some(ttl)) => *host.syn_acks.entry(ttl).or_default() += 1,
+            (Evidence::Rst, Some(ttl)) => *host.resets.entry(ttl).or_default() += 1,
+            _ => {}
         }
     }
     flows
         .iter()
-        .map(|seen| {
+        .map(|flow| {
+            let seen = &seen(flow);
             let host = hosts.get(&seen.address);
             let baseline = host.and_then(Host::baseline);
             let answers = host.is_some_and(|h| h.answers);
@@ -125,11 +143,16 @@ fn cause(seen: &Seen, baseline: Option<u8>, answers: bool) -> Option<Cause> {
     };
     Some(match (seen.drift, seen.evidence) {
         (Drift::None | Drift::Inconclusive, _) => return None,
+        _ if !seen.inbound => Cause::Unknown,
         (Drift::Exposed, Evidence::SynAck | Evidence::Rst) => by_ttl(Cause::UnlistedRule),
-        (Drift::Blocked, Evidence::Icmp { from, .. }) => match from {
-            Some(from) if from == seen.address => Cause::HostRejects,
-            Some(_) => Cause::RouterRejects,
-            None => Cause::Unknown,
+        (Drift::Blocked, Evidence::Icmp { from, .. }) => match (from, seen.ttl, baseline) {
+            // Bearing the instance's address with another TTL: not decided by the address.
+            (Some(from), Some(ttl), Some(base)) if from == seen.address && ttl != base => {
+                Cause::Unknown
+            }
+            (Some(from), _, _) if from == seen.address => Cause::HostRejects,
+            (Some(_), _, _) => Cause::RouterRejects,
+            (None, _, _) => Cause::Unknown,
         },
         (Drift::Blocked, Evidence::NoReply) if answers => Cause::SilentDrop,
         _ => Cause::Unknown,
@@ -147,6 +170,7 @@ mod tests {
     fn seen(drift: Drift, evidence: Evidence, ttl: Option<u8>) -> Seen {
         Seen {
             address: IpAddr::from(HOST),
+            inbound: true,
             drift,
             evidence,
             ttl,
@@ -172,7 +196,7 @@ mod tests {
             seen(Drift::None, Evidence::Rst, Some(63)),
             drifting,
         ];
-        causes(&flows)[2]
+        causes(&flows, |s| *s)[2]
     }
 
     #[test]
@@ -228,7 +252,7 @@ mod tests {
             seen(Drift::None, Evidence::NoReply, None),
         ];
         assert_eq!(
-            causes(&alone),
+            causes(&alone, |s| *s),
             [
                 Some(Cause::Unknown),
                 Some(Cause::Unknown),
@@ -250,7 +274,16 @@ mod tests {
             seen(Drift::None, Evidence::SynAck, Some(60)),
             seen(Drift::Exposed, Evidence::SynAck, Some(63)),
         ];
-        assert_eq!(causes(&tie)[2], Some(Cause::Unknown));
+        assert_eq!(causes(&tie, |s| *s)[2], Some(Cause::Unknown));
+        // An ICMP error bearing the host's address with another TTL than its own answers.
+        assert_eq!(
+            with_baseline(seen(Drift::Blocked, icmp(13, HOST), Some(250))),
+            Some(Cause::Unknown)
+        );
+        // An outbound flow's replies come from its destination: nothing of the instance.
+        let mut outbound = seen(Drift::Exposed, Evidence::SynAck, Some(63));
+        outbound.inbound = false;
+        assert_eq!(with_baseline(outbound), Some(Cause::Unknown));
         // An ICMP error whose sender is not known.
         let anonymous = Evidence::Icmp {
             kind: IcmpKind {
@@ -267,18 +300,34 @@ mod tests {
     }
 
     #[test]
+    fn the_baseline_is_read_from_syn_acks_before_resets() {
+        // Two resets with a box's TTL outnumber one SYN-ACK from the instance: the instance's
+        // own accepted connection sets the baseline.
+        let flows = [
+            seen(Drift::None, Evidence::Rst, Some(250)),
+            seen(Drift::None, Evidence::Rst, Some(250)),
+            seen(Drift::None, Evidence::SynAck, Some(63)),
+            seen(Drift::Exposed, Evidence::SynAck, Some(63)),
+        ];
+        assert_eq!(causes(&flows, |s| *s)[3], Some(Cause::UnlistedRule));
+    }
+
+    #[test]
     fn the_baseline_is_the_hosts_own_and_drifting_flows_never_set_it() {
         // Another address's answers say nothing of this one.
         let mut other = seen(Drift::None, Evidence::SynAck, Some(63));
         other.address = IpAddr::from(ROUTER);
         let flows = [other, seen(Drift::Exposed, Evidence::SynAck, Some(63))];
-        assert_eq!(causes(&flows)[1], Some(Cause::Unknown));
+        assert_eq!(causes(&flows, |s| *s)[1], Some(Cause::Unknown));
         // Two drifting flows with one TTL do not make each other the baseline.
         let flows = [
             seen(Drift::Exposed, Evidence::SynAck, Some(61)),
             seen(Drift::Exposed, Evidence::SynAck, Some(61)),
         ];
-        assert_eq!(causes(&flows), [Some(Cause::Unknown), Some(Cause::Unknown)]);
+        assert_eq!(
+            causes(&flows, |s| *s),
+            [Some(Cause::Unknown), Some(Cause::Unknown)]
+        );
     }
 
     #[test]

@@ -109,8 +109,24 @@ impl<K: Ord + Clone> Tracker<K> {
     pub fn update(&mut self, cycle: impl IntoIterator<Item = (K, Drift)>) -> Vec<(Drift, Drift)> {
         self.updates += 1;
         let seen = self.updates;
+        let confirmed = self.record(cycle, seen);
+        self.flows.retain(|_, s| s.seen == seen);
+        confirmed
+    }
+
+    /// `update` for some flows only, probed again within the cycle that last saw them: each
+    /// counts as one more agreeing (or disagreeing) cycle, and no other flow is forgotten.
+    pub fn recheck(&mut self, flows: impl IntoIterator<Item = (K, Drift)>) -> Vec<(Drift, Drift)> {
+        self.record(flows, self.updates)
+    }
+
+    fn record(
+        &mut self,
+        flows: impl IntoIterator<Item = (K, Drift)>,
+        seen: u64,
+    ) -> Vec<(Drift, Drift)> {
         let mut confirmed = Vec::new();
-        for (key, drift) in cycle {
+        for (key, drift) in flows {
             let streak = self.flows.entry(key).or_insert(Streak {
                 last: Drift::None,
                 cycles: 0,
@@ -132,7 +148,6 @@ impl<K: Ord + Clone> Tracker<K> {
             }
             confirmed.push((was, streak.confirmed));
         }
-        self.flows.retain(|_, s| s.seen == seen);
         confirmed
     }
 }
@@ -196,6 +211,30 @@ mod tests {
             tracker.update([("a", Exposed)])[0],
             (None, None),
             "flows that leave the plan are forgotten"
+        );
+    }
+
+    #[test]
+    fn a_recheck_counts_as_a_cycle_for_its_flows_and_forgets_no_other() {
+        use Drift::{Blocked, Exposed, None};
+        let mut tracker = Tracker::new(3);
+        tracker.update([("a", Exposed), ("b", Blocked), ("c", None)]);
+        assert_eq!(tracker.recheck([("a", Exposed)]), [(None, None)]);
+        assert_eq!(
+            tracker.recheck([("a", Exposed)]),
+            [(None, Exposed)],
+            "three agreeing looks confirm, two of them rechecks"
+        );
+        // A recheck that sees the drift gone starts the streak over, as a clean cycle does.
+        assert_eq!(tracker.recheck([("b", None)]), [(None, None)]);
+        // b and c were not rechecked, and are still known: the next cycle continues them.
+        assert!(
+            !tracker.would_confirm(&"a", Exposed),
+            "a is confirmed already"
+        );
+        assert_eq!(
+            tracker.update([("a", Exposed), ("b", Blocked), ("c", Exposed)]),
+            [(Exposed, Exposed), (None, None), (None, None)]
         );
     }
 

@@ -223,7 +223,12 @@ fn the_agent_confirms_drift_exports_it_and_answers_on_its_socket() {
         text.contains(&format!("{}0", series("80", "blocked"))),
         "{text}"
     );
-    assert!(!text.contains(&series("80", "exposed")), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("kind=\"exposed\",port=\"80\"")),
+        "{text}"
+    );
     assert!(
         !text.contains("{instance=") && !text.contains(",instance="),
         "no `instance` label: Prometheus owns it"
@@ -637,4 +642,49 @@ fn on_a_lossy_network_the_agent_confirms_no_drift() {
     }
     let status = get(&socket, "/v1/status");
     assert!(status["flows"].as_u64() > Some(5), "{status}");
+}
+
+/// A flow whose drift is new is probed again within seconds, not at the next cycle: with a
+/// minute between cycles and two looks to confirm, the exposure is confirmed while the agent
+/// has completed only its first cycle.
+#[test]
+fn drift_is_confirmed_within_the_cycle_that_first_sees_it() {
+    let inventory = native::parse(Path::new("lab.toml"), GROUPS).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen: vec![Listen {
+            instance: "web".into(),
+            protocol: Protocol::Tcp,
+            ports: vec![22, 80, 8080],
+        }],
+        ..LabSpec::default()
+    };
+    let Some(lab) = common::lab(&spec) else {
+        return;
+    };
+    lab.expose("web", Protocol::Tcp, 8080)
+        .expect("a rule added by hand");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config, socket) = common::agent_config(
+        dir.path(),
+        "interval = \"60s\"\nconfirm_cycles = 2\nmetrics_listen = \"127.0.0.1:19489\"\ntimeout = \"300ms\"\nretries = 1",
+        GROUPS,
+    );
+    let _agent = common::start_agent(
+        common::agent_command(&lab.prober().name, &config, &[]),
+        &socket,
+    );
+    wait_for("confirmed drift", Duration::from_secs(30), || {
+        get(&socket, "/v1/drift")
+            .as_array()
+            .is_some_and(|rows| !rows.is_empty())
+    });
+    let drift = get(&socket, "/v1/drift");
+    assert_eq!(drift[0]["port"], 8080, "{drift}");
+    assert_eq!(drift[0]["cause"], "unlisted-rule", "{drift}");
+    assert_eq!(
+        get(&socket, "/v1/status")["cycles"],
+        1,
+        "confirmed by rechecks within the first cycle, not by a second one"
+    );
 }

@@ -228,7 +228,11 @@ async fn check_now(
     match check(
         &config,
         &[instance],
-        &Selection { ports, direction },
+        &Selection {
+            ports,
+            direction,
+            only: None,
+        },
         &settings(&config.agent),
         &shared.pacer,
         shared.activity.clone(),

@@ -62,11 +62,13 @@ pub struct FlowResult {
     pub rule: SharedRule,
 }
 
-/// Which flows: the plan, or the caller's ports and direction.
+/// Which flows: the plan, or the caller's ports and direction; `only` these flows of it, if
+/// given (a recheck of flows whose drift is not confirmed yet).
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     pub ports: Option<Vec<FlowSpec>>,
     pub direction: Option<Direction>,
+    pub only: Option<std::collections::HashSet<FlowKey>>,
 }
 
 #[derive(Debug)]
@@ -220,6 +222,13 @@ pub async fn check(
                     protocol: flow.protocol_label(),
                     port: item.spec.port,
                 };
+                if selection
+                    .only
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(&key))
+                {
+                    continue;
+                }
                 planned.push(FlowResult {
                     key,
                     peer: flow.peer,
@@ -317,17 +326,15 @@ pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
 }
 
 /// Each drifting flow's cause, read from its evidence beside its address's other flows.
-fn find_causes(results: &mut [FlowResult]) {
-    let seen: Vec<Seen> = results
-        .iter()
-        .map(|r| Seen {
-            address: r.key.address,
-            drift: r.drift,
-            evidence: r.evidence,
-            ttl: r.ttl,
-        })
-        .collect();
-    for (r, cause) in results.iter_mut().zip(causes(&seen)) {
+pub fn find_causes(results: &mut [FlowResult]) {
+    let found = causes(results, |r| Seen {
+        address: r.key.address,
+        inbound: r.key.direction == Direction::Inbound,
+        drift: r.drift,
+        evidence: r.evidence,
+        ttl: r.ttl,
+    });
+    for (r, cause) in results.iter_mut().zip(found) {
         r.cause = cause;
     }
 }

@@ -91,6 +91,10 @@ fn gzipped(text: &[u8]) -> Option<axum::body::Bytes> {
     encoder.finish().ok().map(axum::body::Bytes::from)
 }
 
+/// The wait between looks at a flow whose drift is new: long enough for a lost packet's
+/// retry to be independent of the last look, short enough that drift pages within seconds.
+const CONFIRM_GAP: Duration = Duration::from_secs(2);
+
 /// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
 /// a second and one copy of the text, not one each.
 const RENDER_REUSE: Duration = Duration::from_secs(1);
@@ -324,21 +328,34 @@ impl Shared {
         }
     }
 
-    /// One cycle over every instance.
-    async fn cycle(self: &Arc<Self>) -> anyhow::Result<()> {
+    /// One probing round over `selection` of this agent's instances: probed, judged again
+    /// against rules fetched now where it would confirm drift, and recorded in the drift
+    /// tracker (`whole`: the cycle's full round, which also forgets flows that left the
+    /// plan). The flows, each with its confirmed drift; what each had confirmed before; and
+    /// whether raw sockets were there.
+    async fn round(
+        self: &Arc<Self>,
+        selection: &Selection,
+        whole: bool,
+    ) -> anyhow::Result<(Vec<FlowResult>, Vec<Drift>, bool)> {
         let config = self.config();
-        let started = std::time::Instant::now();
         let shard = config.agent.shard;
         let instances: Vec<&crate::model::Instance> = config
             .inventory
             .instances
             .iter()
             .filter(|i| shard.owns(i))
+            .filter(|i| {
+                selection
+                    .only
+                    .as_ref()
+                    .is_none_or(|only| only.iter().any(|k| *k.id == *i.key()))
+            })
             .collect();
         let mut checked = check(
             &config,
             &instances,
-            &Selection::default(),
+            selection,
             &settings(&config.agent),
             &self.pacer,
             self.activity.clone(),
@@ -384,21 +401,100 @@ impl Shared {
         for warning in &checked.warnings {
             tracing::warn!("{warning}");
         }
-        let confirmed = lock(&self.tracker).update(
-            checked
-                .results
-                .iter()
-                .map(|r| (self.flow_id(&r.key), r.drift)),
-        );
-        let elapsed = started.elapsed().as_secs_f64();
+        let looks = checked
+            .results
+            .iter()
+            .map(|r| (self.flow_id(&r.key), r.drift));
+        let confirmed = if whole {
+            lock(&self.tracker).update(looks)
+        } else {
+            lock(&self.tracker).recheck(looks)
+        };
         let mut flows = checked.results;
+        let mut before = Vec::with_capacity(flows.len());
         for (r, (was, drift)) in flows.iter_mut().zip(confirmed) {
             r.confirmed = drift;
-            if was != drift {
+            before.push(was);
+        }
+        Ok((flows, before, raw))
+    }
+
+    /// A drift confirmed before this cycle keeps the cause it had while this cycle's looks
+    /// cannot decide one (an inconclusive look, a baseline gone quiet): its series and its
+    /// page keep one identity instead of flapping through `unknown`.
+    fn keep_causes(&self, flows: &mut [FlowResult], before: &[Drift]) {
+        let undecided: Vec<usize> = flows
+            .iter()
+            .zip(before)
+            .enumerate()
+            .filter(|(_, (r, was))| **was == r.confirmed)
+            .filter(|(_, (r, _))| matches!(r.confirmed, Drift::Exposed | Drift::Blocked))
+            .filter(|(_, (r, _))| r.cause.is_none_or(|c| c == crate::cause::Cause::Unknown))
+            .map(|(at, _)| at)
+            .collect();
+        if undecided.is_empty() {
+            return;
+        }
+        let previous: std::collections::HashMap<FlowKey, crate::cause::Cause> = lock(&self.latest)
+            .iter()
+            .filter_map(|r| Some((r.key.clone(), r.cause?)))
+            .collect();
+        for at in undecided {
+            if let Some(cause) = previous.get(&flows[at].key) {
+                flows[at].cause = Some(*cause);
+            }
+        }
+    }
+
+    /// One cycle over every instance. A flow whose drift is new is probed again at once,
+    /// `CONFIRM_GAP` apart, up to `confirm_cycles - 1` times: drift is confirmed within the
+    /// cycle that first saw it, plus seconds, instead of `confirm_cycles` intervals.
+    async fn cycle(self: &Arc<Self>) -> anyhow::Result<()> {
+        let config = self.config();
+        let started = std::time::Instant::now();
+        let shard = config.agent.shard;
+        let instances = config
+            .inventory
+            .instances
+            .iter()
+            .filter(|i| shard.owns(i))
+            .count();
+        let (mut flows, before, raw) = self.round(&Selection::default(), true).await?;
+        let gap = CONFIRM_GAP.min(config.agent.interval);
+        for _ in 1..config.agent.confirm_cycles {
+            let unconfirmed: std::collections::HashSet<FlowKey> = flows
+                .iter()
+                .filter(|r| matches!(r.drift, Drift::Exposed | Drift::Blocked))
+                .filter(|r| r.confirmed != r.drift)
+                .map(|r| r.key.clone())
+                .collect();
+            if unconfirmed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(gap).await;
+            let selection = Selection {
+                only: Some(unconfirmed),
+                ..Selection::default()
+            };
+            let (again, _, _) = self.round(&selection, false).await?;
+            let mut again: std::collections::HashMap<FlowKey, FlowResult> =
+                again.into_iter().map(|r| (r.key.clone(), r)).collect();
+            for flow in &mut flows {
+                if let Some(newer) = again.remove(&flow.key) {
+                    *flow = newer;
+                }
+            }
+            // A recheck's causes were read without the flows that agree with the rules,
+            // which hold each address's baseline: read again over the whole cycle.
+            cycle::find_causes(&mut flows);
+        }
+        self.keep_causes(&mut flows, &before);
+        for (r, was) in flows.iter().zip(before) {
+            if was != r.confirmed {
                 let key = &r.key;
-                match drift {
+                match r.confirmed {
                     Drift::Exposed | Drift::Blocked => {
-                        tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, drift = drift.name(), "drift confirmed")
+                        tracing::warn!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, drift = r.confirmed.name(), cause = r.cause.map_or("unknown", crate::cause::Cause::name), "drift confirmed")
                     }
                     _ => {
                         tracing::info!(instance = %key.instance, address = %key.address, protocol = key.protocol, port = key.port, "drift cleared")
@@ -406,6 +502,7 @@ impl Shared {
                 }
             }
         }
+        let elapsed = started.elapsed().as_secs_f64();
         let planned = flows.len();
         let drifting = flows
             .iter()
@@ -431,7 +528,7 @@ impl Shared {
             *latest = flows;
         }
         let mut status = lock(&self.status);
-        status.instances = instances.len();
+        status.instances = instances;
         status.shard = shard.to_string();
         status.cycles += 1;
         status.last_cycle_unix = Some(unix_now());
