@@ -1,7 +1,7 @@
 //! The config file: strict raw form -> validated `Config`. Unknown keys, bad values and
 //! dangling references are errors naming file, line and field.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +71,8 @@ struct RawAgent {
     max_flow_series: Option<Spanned<usize>>,
     shard: Option<Spanned<String>>,
     web_reload: Option<bool>,
+    vantage: Option<Spanned<String>>,
+    seen_as: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +149,11 @@ pub struct Agent {
     /// `--web.enable-lifecycle`: the listener is reachable from the network, the control
     /// socket only by its group).
     pub web_reload: bool,
+    /// Where this agent probes from: the `vantage` label of everything it exports.
+    pub vantage: Option<String>,
+    /// The source addresses the clouds see for this agent (its NAT or egress address), at
+    /// most one per family: predictions are made for them, not for its own interfaces.
+    pub seen_as: Vec<IpAddr>,
 }
 
 impl Default for Agent {
@@ -163,6 +170,8 @@ impl Default for Agent {
             max_flow_series: 10_000,
             shard: Shard::WHOLE,
             web_reload: false,
+            vantage: None,
+            seen_as: Vec::new(),
         }
     }
 }
@@ -575,6 +584,42 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
         }
     }
     agent.web_reload = raw.web_reload.unwrap_or(false);
+    if let Some(vantage) = &raw.vantage {
+        let name = vantage.get_ref();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(spans.at(
+                vantage.span(),
+                format!("agent.vantage: expected a name of letters, digits, '-', '_' and '.' such as \"vpc-main\" or \"internet-eu\", found {name:?}"),
+            ));
+        }
+        agent.vantage = Some(name.clone());
+    }
+    if let Some(seen_as) = &raw.seen_as {
+        for text in seen_as.get_ref() {
+            let address: IpAddr = text.parse().map_err(|_| {
+                spans.at(
+                    seen_as.span(),
+                    format!("agent.seen_as: expected IP addresses such as [\"203.0.113.7\"], found {text:?}"),
+                )
+            })?;
+            if agent
+                .seen_as
+                .iter()
+                .any(|a| a.is_ipv6() == address.is_ipv6())
+            {
+                return Err(spans.at(
+                    seen_as.span(),
+                    "agent.seen_as: one address per family (IPv4, IPv6): a prediction is made for one source",
+                ));
+            }
+            agent.seen_as.push(address);
+        }
+    }
     if let Some(export) = raw.export {
         agent.drifting_only = match export.get_ref().as_str() {
             "all" => false,

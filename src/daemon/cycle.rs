@@ -100,6 +100,21 @@ fn instance_labels(inv: &crate::model::Inventory) -> HashMap<&str, Arc<str>> {
         .collect()
 }
 
+/// The source address the clouds see for probes to `target`: the agent's `seen_as` of that
+/// family (its NAT or egress address), else the address it sends from; all, if neither is
+/// known.
+fn seen_from(config: &Config, target: IpAddr) -> FlowPeer {
+    let seen_as = config
+        .agent
+        .seen_as
+        .iter()
+        .find(|a| a.is_ipv6() == target.is_ipv6());
+    match seen_as {
+        Some(address) => FlowPeer::Addr(*address),
+        None => source_for(target).map_or(FlowPeer::All, FlowPeer::Addr),
+    }
+}
+
 /// Plans, predicts and probes the flows of `instances`; one engine run for all of them, so the
 /// global rate paces the whole cycle.
 pub async fn check(
@@ -175,7 +190,7 @@ pub async fn check(
                                 address: *a,
                                 direction: Direction::Inbound,
                                 spec: item.spec,
-                                peer: source_for(*a).map_or(FlowPeer::All, FlowPeer::Addr),
+                                peer: seen_from(config, *a),
                                 peer_port: None,
                             },
                             *a,

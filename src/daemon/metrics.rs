@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Per-flow series for drifting flows only (configured, or past the ceiling).
     limited: bool,
     instances: Vec<Arc<str>>,
+    /// The registry labels its own series with it; the per-flow series are written here.
+    vantage: Option<String>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -79,8 +81,10 @@ const DRIFTS: [Drift; 4] = [
 ];
 
 impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
-        let registry = Registry::new();
+    /// `vantage`, if given, labels every series (`vantage="..."`).
+    pub fn new(vantage: Option<&str>) -> Result<Metrics, prometheus::Error> {
+        let labels = vantage.map(|v| [("vantage".to_string(), v.to_string())].into());
+        let registry = Registry::new_custom(None, labels)?;
         let gauge_vec =
             |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
                 let g = GaugeVec::new(Opts::new(name, help), labels)?;
@@ -130,6 +134,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
         Ok(Metrics {
+            vantage: vantage.map(str::to_string),
             cycle_errors,
             instance_flows: gauge_vec(
                 "sgprobe_instance_flows",
@@ -310,6 +315,7 @@ impl Metrics {
         if shown.is_empty() {
             return out;
         }
+        let vantage = self.vantage.as_deref().map_or(NO_LABEL, |v| ("vantage", v));
         family(&mut out, FLOW_DRIFT, &shown, |out, r| {
             if let Some(kind) = drift_kind(r.predicted, r.observed, r.confirmed) {
                 let on = u8::from(r.confirmed == kind);
@@ -322,21 +328,27 @@ impl Metrics {
                     out,
                     FLOW_DRIFT.0,
                     &r.key,
-                    [("kind", kind.name()), cause],
+                    [("kind", kind.name()), cause, vantage],
                     on,
                 );
             }
         });
         family(&mut out, FLOW_PREDICTED_OPEN, &shown, |out, r| {
             let open = u8::from(r.predicted == Predicted::Open);
-            sample(out, FLOW_PREDICTED_OPEN.0, &r.key, [NO_LABEL; 2], open);
+            sample(
+                out,
+                FLOW_PREDICTED_OPEN.0,
+                &r.key,
+                [vantage, NO_LABEL, NO_LABEL],
+                open,
+            );
         });
         family(&mut out, FLOW_OBSERVED_STATE, &shown, |out, r| {
             sample(
                 out,
                 FLOW_OBSERVED_STATE.0,
                 &r.key,
-                [NO_LABEL; 2],
+                [vantage, NO_LABEL, NO_LABEL],
                 state_code(r.observed),
             );
         });
@@ -387,7 +399,7 @@ fn family(
 /// One series, labels in name order as the registry writes them; `extra` `NO_LABEL` for none.
 /// The cloud instance is `cloud_instance`: `instance` and `job` belong to Prometheus, which
 /// would rename ours `exported_instance` under an ordinary scrape job.
-fn sample(out: &mut String, name: &str, key: &FlowKey, extra: [(&str, &str); 2], value: u8) {
+fn sample(out: &mut String, name: &str, key: &FlowKey, extra: [(&str, &str); 3], value: u8) {
     let address = key.address.to_string();
     let direction = key.direction.to_string();
     let port = key.port.map(|p| p.to_string()).unwrap_or_default();
@@ -397,6 +409,7 @@ fn sample(out: &mut String, name: &str, key: &FlowKey, extra: [(&str, &str); 2],
         ("direction", direction.as_str()),
         extra[0],
         extra[1],
+        extra[2],
         ("port", port.as_str()),
         ("protocol", key.protocol),
     ];
@@ -466,8 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn a_vantage_labels_every_series_the_agent_exports() {
+        let mut metrics = Metrics::new(Some("internet-eu")).expect("registers");
+        let flows = [
+            result(22, Predicted::Open, PortState::Open, Drift::None),
+            result(8080, Predicted::Closed, PortState::Open, Drift::Exposed),
+        ];
+        metrics.record(&flows, false, 10_000);
+        metrics.set_cycle_state(true, false);
+        let text = metrics.render(&flows);
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.len() > 10, "{text}");
+        for line in samples {
+            assert!(line.contains("vantage=\"internet-eu\""), "{line}");
+        }
+    }
+
+    #[test]
     fn flow_series_follow_the_plan_and_the_drifting_only_switch() {
-        let mut metrics = Metrics::new().expect("registers");
+        let mut metrics = Metrics::new(None).expect("registers");
         let a = result(22, Predicted::Open, PortState::Open, Drift::None);
         let b = result(8080, Predicted::Closed, PortState::Open, Drift::Exposed);
         let both = [a.clone(), b.clone()];
@@ -518,7 +548,7 @@ mod tests {
 
     #[test]
     fn past_the_ceiling_a_hundred_thousand_instances_export_counts_only_where_they_drift() {
-        let mut metrics = Metrics::new().expect("registers");
+        let mut metrics = Metrics::new(None).expect("registers");
         let flows: Vec<FlowResult> = (0..100_000)
             .map(|i| {
                 let drift = if i == 77 { Drift::Exposed } else { Drift::None };
@@ -548,7 +578,7 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped_and_an_instance_that_leaves_takes_its_counts() {
-        let mut metrics = Metrics::new().expect("registers");
+        let mut metrics = Metrics::new(None).expect("registers");
         let mut odd = result(22, Predicted::Open, PortState::Open, Drift::None);
         odd.key.instance = "a \"b\" \\c\nd".into();
         let flows = [odd];

@@ -564,7 +564,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     .await
     .context("the loading task failed")?;
     let config = loaded.context("cannot load the config")?;
-    let metrics = Metrics::new().context("cannot register metrics")?;
+    let metrics =
+        Metrics::new(config.agent.vantage.as_deref()).context("cannot register metrics")?;
     metrics.set_sources(refresher.health());
     metrics.reload_ok.set(1.0);
     metrics.reload_time.set(unix_now());

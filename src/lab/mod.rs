@@ -65,6 +65,9 @@ pub struct LabSpec {
     /// One target namespace (one kernel, one ICMP rate limit) per instance; otherwise all
     /// instances share one.
     pub namespace_per_instance: bool,
+    /// A second prober behind NAT: a namespace whose probes the prober namespace forwards
+    /// with this IPv4 source address (an agent outside the VPC, as the clouds see it).
+    pub nat: Option<std::net::Ipv4Addr>,
 }
 
 struct Listeners {
@@ -79,8 +82,9 @@ struct Target {
 
 /// A running lab. Dropping it stops the listeners and removes every namespace.
 pub struct Lab {
-    // Field order is drop order: targets (and their listeners) before the prober.
+    // Field order is drop order: targets (and their listeners) before the probers.
     targets: Vec<Target>,
+    behind_nat: Option<Netns>,
     prober: Netns,
     /// Instance name -> (target index, chain index within that target's ruleset).
     placement: BTreeMap<String, (usize, usize)>,
@@ -114,6 +118,7 @@ impl Lab {
         let prober = Netns::create(format!("{id}-p"))?;
         let mut lab = Lab {
             targets: Vec::new(),
+            behind_nat: None,
             prober,
             placement: BTreeMap::new(),
         };
@@ -190,6 +195,10 @@ impl Lab {
                     }
                 }
             }
+            if let Some(nat) = spec.nat {
+                // Replies to the NAT address go back the way probes came.
+                ns.ip(&["route", "add", &format!("{nat}/32"), "via", &v4_near])?;
+            }
             let ruleset = nft::ruleset(inv, instances, &spec.host, spec.loss_percent)?;
             ns.exec("nft", &["-f", "-"], Some(&ruleset))?;
             let sockets: Vec<(Protocol, SocketAddr)> = spec
@@ -215,7 +224,16 @@ impl Lab {
             };
             lab.targets.push(Target { ns, listeners });
         }
+        if let Some(nat) = spec.nat {
+            lab.behind_nat = Some(behind_nat(&id, &lab.prober, nat)?);
+        }
         Ok(lab)
+    }
+
+    /// The namespace behind NAT, if the lab has one: an agent run there is seen by the
+    /// targets as `LabSpec::nat`.
+    pub fn behind_nat(&self) -> Option<&Netns> {
+        self.behind_nat.as_ref()
     }
 
     /// The namespace probes are sent from.
@@ -336,6 +354,30 @@ impl Drop for Lab {
 /// Reverse-path filtering copied from the host would drop replies routed asymmetrically, and
 /// duplicate address detection would hold new IPv6 link-local addresses tentative. Set
 /// before the veths exist, so they inherit it.
+/// A namespace joined to the prober by a veth pair (10.75.0.2, the prober 10.75.0.1), routed
+/// to the instances through the prober, which forwards its packets with source `nat`: a
+/// router doing NAT. Its only routes lead to the lab's instances.
+fn behind_nat(id: &str, prober: &Netns, nat: std::net::Ipv4Addr) -> Result<Netns, LabError> {
+    let ns = Netns::create(format!("{id}-n"))?;
+    quiet_sysctls(&ns)?;
+    prober.ip(&[
+        "link", "add", "n0", "type", "veth", "peer", "name", "p0", "netns", &ns.name,
+    ])?;
+    prober.ip(&["addr", "add", "10.75.0.1/24", "dev", "n0"])?;
+    ns.ip(&["addr", "add", "10.75.0.2/24", "dev", "p0"])?;
+    prober.ip(&["link", "set", "n0", "up"])?;
+    ns.ip(&["link", "set", "p0", "up"])?;
+    prober.wait_up("n0")?;
+    ns.wait_up("p0")?;
+    ns.ip(&["route", "add", "10.77.0.0/16", "via", "10.75.0.1"])?;
+    prober.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"], None)?;
+    let table = format!(
+        "table ip sgprobe_nat {{\n  chain post {{\n    type nat hook postrouting priority srcnat;\n    ip saddr 10.75.0.0/24 snat to {nat}\n  }}\n}}\n"
+    );
+    prober.exec("nft", &["-f", "-"], Some(&table))?;
+    Ok(ns)
+}
+
 fn quiet_sysctls(ns: &Netns) -> Result<(), LabError> {
     let settings = [
         "net.ipv4.conf.all.rp_filter=0",
