@@ -1,7 +1,7 @@
 //! Drift with its cause: each cause planted in a lab (a rule added by hand, a host that
-//! rejects, one that drops, a box answering for the instance with another TTL), and
-//! `unknown` where the lab leaves the evidence ambiguous (a host that answers nothing that
-//! agrees with its rules).
+//! rejects, one that drops, a box answering for the instance with another TTL, a router on
+//! the way that rejects), and `unknown` where the lab leaves the evidence ambiguous (a host
+//! that answers nothing that agrees with its rules).
 
 mod common;
 
@@ -27,7 +27,7 @@ cloud = "tencent"
 [[group.ingress]]
 action = "accept"
 protocol = "tcp"
-ports = "22,80,443,8443,9000"
+ports = "22,80,443,7443,8443,9000"
 peer = "0.0.0.0/0"
 
 [[group]]
@@ -57,7 +57,7 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
                 instance: "web".into(),
                 protocol: Protocol::Tcp,
                 // Nothing listens on 9000 (open by the rules) or 8081 (closed by them).
-                ports: vec![22, 80, 443, 8443, 8080, 9100],
+                ports: vec![22, 80, 443, 7443, 8443, 8080, 9100],
             },
             Listen {
                 instance: "db".into(),
@@ -80,6 +80,8 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
             },
         ],
         namespace_per_instance: true,
+        // A second prober behind a router (the prober namespace), which rejects 7443.
+        nat: Some("192.0.2.7".parse().expect("address")),
         ..LabSpec::default()
     };
     let Some(lab) = common::lab(&spec) else {
@@ -96,44 +98,15 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
     lab.expose("db", Protocol::Tcp, 5432)
         .expect("a rule added by hand");
 
-    let config = Config::parse(Path::new("sgprobe.toml"), LAB).expect("valid");
-    let rows = lab
-        .in_prober(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let instances: Vec<&sgprobe::model::Instance> =
-                config.inventory.instances.iter().collect();
-            let settings = Settings {
-                rate: 2000,
-                timeout: std::time::Duration::from_millis(300),
-                retries: 1,
-                force_connect: false,
-            };
-            let checked = runtime
-                .block_on(check(
-                    &config,
-                    &instances,
-                    &Selection::default(),
-                    &settings,
-                    &Pacer::new(settings.rate),
-                    Arc::new(Counters::default()),
-                ))
-                .expect("probes run");
-            checked
-                .results
-                .into_iter()
-                .filter(|r| r.key.protocol == "tcp")
-                .map(|r| {
-                    (
-                        (r.key.instance.to_string(), r.key.port.unwrap_or(0)),
-                        (r.drift, r.cause, r.evidence.to_string(), r.ttl),
-                    )
-                })
-                .collect::<BTreeMap<_, _>>()
-        })
-        .expect("the prober thread runs");
+    lab.prober()
+        .exec(
+            "nft",
+            &["-f", "-"],
+            Some("table ip sgprobe_router {\n  chain forward {\n    type filter hook forward priority 0;\n    tcp dport 7443 reject with icmp type admin-prohibited\n  }\n}\n"),
+        )
+        .expect("the router rejects 7443");
+
+    let rows = check_from(lab.prober(), LAB);
     let cause_of = |instance: &str, port: u16| {
         let row = rows
             .get(&(instance.to_string(), port))
@@ -171,4 +144,70 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
     assert_eq!((evidence.as_str(), *ttl), ("syn-ack", Some(30)));
     let (_, _, _, ttl) = &rows[&("web".to_string(), 22)];
     assert_eq!(*ttl, Some(64), "no hop between prober and target");
+    assert_eq!(
+        cause_of("web", 7443),
+        (Drift::None, None),
+        "the router forwards only for the prober behind it"
+    );
+
+    // From behind the router: 7443 is rejected on the way, by the router's own address.
+    let config = format!("[agent]\nseen_as = [\"192.0.2.7\"]\n{LAB}");
+    let behind = check_from(lab.behind_nat().expect("a NAT"), &config);
+    let row = &behind[&("web".to_string(), 7443)];
+    assert_eq!(
+        (row.0, row.1),
+        (Drift::Blocked, Some(Cause::RouterRejects)),
+        "{row:?}"
+    );
+    assert!(
+        row.2.contains("from 10.75.0.1"),
+        "the router is named: {row:?}"
+    );
+    let (_, _, _, ttl) = &behind[&("web".to_string(), 22)];
+    assert_eq!(*ttl, Some(63), "one hop: the router");
+}
+
+/// Each TCP flow of `text`'s instances checked from `ns`: (instance, port) -> (drift, cause,
+/// evidence, TTL).
+type Rows = BTreeMap<(String, u16), (Drift, Option<Cause>, String, Option<u8>)>;
+
+fn check_from(ns: &sgprobe::lab::Netns, text: &str) -> Rows {
+    let config = Config::parse(Path::new("sgprobe.toml"), text).expect("valid");
+    ns.spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let instances: Vec<&sgprobe::model::Instance> = config.inventory.instances.iter().collect();
+        let settings = Settings {
+            rate: 2000,
+            timeout: std::time::Duration::from_millis(300),
+            retries: 1,
+            force_connect: false,
+        };
+        let checked = runtime
+            .block_on(check(
+                &config,
+                &instances,
+                &Selection::default(),
+                &settings,
+                &Pacer::new(settings.rate),
+                Arc::new(Counters::default()),
+            ))
+            .expect("probes run");
+        checked
+            .results
+            .into_iter()
+            .filter(|r| r.key.protocol == "tcp")
+            .map(|r| {
+                (
+                    (r.key.instance.to_string(), r.key.port.unwrap_or(0)),
+                    (r.drift, r.cause, r.evidence.to_string(), r.ttl),
+                )
+            })
+            .collect()
+    })
+    .expect("a thread in the namespace")
+    .join()
+    .expect("the check runs")
 }
