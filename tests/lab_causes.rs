@@ -1,6 +1,6 @@
 //! Drift with its cause: each cause planted in a lab (a rule added by hand, a host that
 //! rejects, one that drops, a box answering for the instance with another TTL, a router on
-//! the way that rejects), and `unknown` where the lab leaves the evidence ambiguous (a host
+//! the way that rejects, and one that resets for the instance), and `unknown` where the lab leaves the evidence ambiguous (a host
 //! that answers nothing that agrees with its rules).
 
 mod common;
@@ -38,7 +38,7 @@ cloud = "tencent"
 name = "web"
 addresses = ["10.77.1.10"]
 security_groups = ["sg-web"]
-ports = "tcp:8080,tcp:8081,tcp:9100"
+ports = "tcp:8080,tcp:8081,tcp:9100,tcp:9200"
 
 [[instance]]
 name = "db"
@@ -102,9 +102,9 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
         .exec(
             "nft",
             &["-f", "-"],
-            Some("table ip sgprobe_router {\n  chain forward {\n    type filter hook forward priority 0;\n    tcp dport 7443 reject with icmp type admin-prohibited\n  }\n}\n"),
+            Some("table ip sgprobe_router {\n  chain forward {\n    type filter hook forward priority 0;\n    tcp dport 7443 reject with icmp type admin-prohibited\n    tcp dport 9200 reject with tcp reset\n  }\n}\n"),
         )
-        .expect("the router rejects 7443");
+        .expect("the router rejects 7443 and resets 9200 for the instance");
 
     let rows = check_from(lab.prober(), LAB);
     let cause_of = |instance: &str, port: u16| {
@@ -150,7 +150,8 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
         "the router forwards only for the prober behind it"
     );
 
-    // From behind the router: 7443 is rejected on the way, by the router's own address.
+    // From behind the router: 7443 is rejected on the way, by the router's own address; the
+    // router resets 9200 bearing the instance's address, one hop nearer than the instance.
     let config = format!("[agent]\nseen_as = [\"192.0.2.7\"]\n{LAB}");
     let behind = check_from(lab.behind_nat().expect("a NAT"), &config);
     let row = &behind[&("web".to_string(), 7443)];
@@ -165,6 +166,12 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
     );
     let (_, _, _, ttl) = &behind[&("web".to_string(), 22)];
     assert_eq!(*ttl, Some(63), "one hop: the router");
+    let row = &behind[&("web".to_string(), 9200)];
+    assert_eq!(
+        (row.0, row.1, row.3),
+        (Drift::Exposed, Some(Cause::AnsweredByMiddlebox), Some(64)),
+        "{row:?}"
+    );
 }
 
 /// Each TCP flow of `text`'s instances checked from `ns`: (instance, port) -> (drift, cause,
