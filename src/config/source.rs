@@ -112,8 +112,8 @@ impl SourceSpec {
                 },
             )?,
         };
-        // Compact before it is shared: configs assembled from it hold its groups, not copies.
-        inventory.compact();
+        // Settled before it is shared: configs assembled from it hold its groups, not copies.
+        inventory.settle();
         Ok(inventory)
     }
 

@@ -395,9 +395,22 @@ impl Inventory {
     }
 
     /// Compacts every group only this inventory holds (see `SecurityGroup::compact`): an
-    /// importer that builds groups rule by rule leaves them grown, not compact.
-    pub fn compact(&mut self) {
-        self.groups.values_mut().for_each(compact_unshared);
+    /// importer that builds groups rule by rule leaves them grown, not compact. The groups'
+    /// records and their map also move to a new place on the heap, once the export's parse
+    /// has been freed: made among the parse's short-lived allocations, they kept the pages
+    /// they sat in, and each reload of a 53 MB export left 4 MiB more resident (2 MiB every
+    /// other reload once moved; the rules themselves stay where they are).
+    pub fn settle(&mut self) {
+        self.groups = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(|(id, mut group)| {
+                if let Some(unique) = Arc::get_mut(&mut group) {
+                    unique.compact();
+                    group = Arc::new(Arc::unwrap_or_clone(group));
+                }
+                (id, group)
+            })
+            .collect();
     }
 
     /// Keeps only the instances `keep` accepts.
