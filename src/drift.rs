@@ -1,5 +1,5 @@
-//! Verdict x observation -> drift, confirmed over K agreeing cycles. Pure: knows neither
-//! sockets nor Prometheus.
+//! Verdict x observation -> drift, confirmed over K agreeing looks (a cycle, or a recheck
+//! within one). Pure: knows neither sockets nor Prometheus.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;

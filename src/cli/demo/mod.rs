@@ -91,7 +91,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let _forwarder = forward_metrics(&lab).context("cannot forward the metrics port")?;
 
     println!(
-        "The agent runs in the lab's prober namespace (a cycle every {}s; drift is confirmed after 2 agreeing cycles).\nIts config: {}; its log: {}",
+        "The agent runs in the lab's prober namespace (a cycle every {}s; drift is confirmed after 2 agreeing looks, the second seconds after the first).\nIts config: {}; its log: {}",
         args.interval,
         config.display(),
         log.display()
