@@ -601,12 +601,17 @@ fn agent(raw: RawAgent, spans: &Spans) -> Result<Agent, SourceError> {
     }
     if let Some(seen_as) = &raw.seen_as {
         for text in seen_as.get_ref() {
-            let address: IpAddr = text.parse().map_err(|_| {
-                spans.at(
-                    seen_as.span(),
-                    format!("agent.seen_as: expected IP addresses such as [\"203.0.113.7\"], found {text:?}"),
-                )
-            })?;
+            let address = text
+                .parse::<IpAddr>()
+                .ok()
+                .map(|a| a.to_canonical())
+                .filter(|a| !(a.is_unspecified() || a.is_loopback() || a.is_multicast()))
+                .ok_or_else(|| {
+                    spans.at(
+                        seen_as.span(),
+                        format!("agent.seen_as: expected the unicast addresses the clouds see, such as [\"203.0.113.7\"], found {text:?}"),
+                    )
+                })?;
             if agent
                 .seen_as
                 .iter()

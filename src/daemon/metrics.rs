@@ -396,7 +396,7 @@ fn family(
     }
 }
 
-/// One series, labels in name order as the registry writes them; `extra` `NO_LABEL` for none.
+/// One series, labels in name order; `extra` `NO_LABEL` for none.
 /// The cloud instance is `cloud_instance`: `instance` and `job` belong to Prometheus, which
 /// would rename ours `exported_instance` under an ordinary scrape job.
 fn sample(out: &mut String, name: &str, key: &FlowKey, extra: [(&str, &str); 3], value: u8) {

@@ -91,9 +91,10 @@ fn gzipped(text: &[u8]) -> Option<axum::body::Bytes> {
     encoder.finish().ok().map(axum::body::Bytes::from)
 }
 
-/// The wait between looks at a flow whose drift is new: long enough for a lost packet's
-/// retry to be independent of the last look, short enough that drift pages within seconds.
-const CONFIRM_GAP: Duration = Duration::from_secs(2);
+/// The wait between looks at a flow whose drift is new: long enough that a blip (a burst of
+/// loss, a reboot, a rule still reaching the hosts) is over by the next look, short enough
+/// that drift pages within seconds of the cycle that saw it.
+const CONFIRM_GAP: Duration = Duration::from_secs(5);
 
 /// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
 /// a second and one copy of the text, not one each.
@@ -301,8 +302,11 @@ impl Shared {
                 let old = self.config();
                 if config.agent.metrics_listen != old.agent.metrics_listen
                     || config.agent.control_socket != old.agent.control_socket
+                    || config.agent.vantage != old.agent.vantage
                 {
-                    tracing::warn!("metrics_listen and control_socket change on restart only");
+                    tracing::warn!(
+                        "metrics_listen, control_socket and vantage change on restart only"
+                    );
                 }
                 lock(&self.tracker).set_cycles(config.agent.confirm_cycles);
                 self.pacer.set_rate(config.agent.rate);
@@ -345,13 +349,18 @@ impl Shared {
             .instances
             .iter()
             .filter(|i| shard.owns(i))
-            .filter(|i| {
-                selection
-                    .only
-                    .as_ref()
-                    .is_none_or(|only| only.iter().any(|k| *k.id == *i.key()))
-            })
             .collect();
+        // A recheck's instances: looked up once, not once per flow.
+        let instances: Vec<&crate::model::Instance> = match &selection.only {
+            Some(only) => {
+                let ids: std::collections::HashSet<&str> = only.iter().map(|k| &*k.id).collect();
+                instances
+                    .into_iter()
+                    .filter(|i| ids.contains(i.key()))
+                    .collect()
+            }
+            None => instances,
+        };
         let mut checked = check(
             &config,
             &instances,
@@ -462,6 +471,11 @@ impl Shared {
         let (mut flows, before, raw) = self.round(&Selection::default(), true).await?;
         let gap = CONFIRM_GAP.min(config.agent.interval);
         for _ in 1..config.agent.confirm_cycles {
+            // Rechecks fit before the next cycle is due: with a short interval, the next
+            // cycle is as quick a second look.
+            if started.elapsed() + gap >= config.agent.interval {
+                break;
+            }
             let unconfirmed: std::collections::HashSet<FlowKey> = flows
                 .iter()
                 .filter(|r| matches!(r.drift, Drift::Exposed | Drift::Blocked))
@@ -476,7 +490,15 @@ impl Shared {
                 only: Some(unconfirmed),
                 ..Selection::default()
             };
-            let (again, _, _) = self.round(&selection, false).await?;
+            // A recheck that fails leaves the first round's rows to publish: they are
+            // recorded in the tracker already.
+            let again = match self.round(&selection, false).await {
+                Ok((again, _, _)) => again,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "recheck failed; the cycle's first look stands");
+                    break;
+                }
+            };
             let mut again: std::collections::HashMap<FlowKey, FlowResult> =
                 again.into_iter().map(|r| (r.key.clone(), r)).collect();
             for flow in &mut flows {

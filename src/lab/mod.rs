@@ -351,9 +351,6 @@ impl Drop for Lab {
     }
 }
 
-/// Reverse-path filtering copied from the host would drop replies routed asymmetrically, and
-/// duplicate address detection would hold new IPv6 link-local addresses tentative. Set
-/// before the veths exist, so they inherit it.
 /// A namespace joined to the prober by a veth pair (10.75.0.2, the prober 10.75.0.1), routed
 /// to the instances through the prober, which forwards its packets with source `nat`: a
 /// router doing NAT. Its only routes lead to the lab's instances.
@@ -378,6 +375,9 @@ fn behind_nat(id: &str, prober: &Netns, nat: std::net::Ipv4Addr) -> Result<Netns
     Ok(ns)
 }
 
+/// Reverse-path filtering copied from the host would drop replies routed asymmetrically, and
+/// duplicate address detection would hold new IPv6 link-local addresses tentative. Set
+/// before the veths exist, so they inherit it.
 fn quiet_sysctls(ns: &Netns) -> Result<(), LabError> {
     let settings = [
         "net.ipv4.conf.all.rp_filter=0",
