@@ -98,6 +98,21 @@ impl MemoryLimit {
 }
 
 impl MemoryLimit {
+    /// How often the cgroup's charge reached the limit (v2 `memory.events` max, v1
+    /// `memory.failcnt`): each time, the kernel reclaimed or refused memory to keep the agent
+    /// under it. A peak read against the limit it is capped by could not show that.
+    fn limit_reached(&self) -> Option<u64> {
+        if let Ok(events) = std::fs::read_to_string(self.dir.join("memory.events")) {
+            return events
+                .lines()
+                .find_map(|l| l.strip_prefix("max "))
+                .and_then(|n| n.trim().parse().ok());
+        }
+        std::fs::read_to_string(self.dir.join("memory.failcnt"))
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+    }
+
     /// The most the cgroup has held, as the kernel counts it against the limit (what a
     /// unit's MemoryMax enforces): unlike the agent's VmHWM it leaves out the pages of files
     /// it maps that another cgroup brought in (its own executable, from the build).
@@ -240,6 +255,13 @@ fn a_53_mb_export_loads_and_reloads_twelve_times_within_256_mib() {
         "the agent runs"
     );
     assert!(peak > 0 && peak < LIMIT, "peak memory {peak} bytes");
+    if let Some(limit) = &limit {
+        assert_eq!(
+            limit.limit_reached(),
+            Some(0),
+            "the kernel held the agent at its limit: it needed more than {LIMIT} bytes"
+        );
+    }
     assert!(
         settled(after),
         "reloads give back what they took: {first} bytes after the first load, {after} after 12 reloads"
