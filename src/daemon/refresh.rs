@@ -247,6 +247,15 @@ mod tests {
         refresher.load(config, now, 1000.0, &|_| {}).ok()
     }
 
+    /// A load's `step` that counts the fetches it hears of.
+    fn counting(fetches: &std::cell::Cell<usize>) -> impl Fn(Duration) + '_ {
+        move |bound| {
+            if !bound.is_zero() {
+                fetches.set(fetches.get() + 1);
+            }
+        }
+    }
+
     fn health<'a>(refresher: &'a Refresher, name: &str) -> &'a Health {
         refresher
             .health()
@@ -353,11 +362,7 @@ mod tests {
         );
         let fetches = std::cell::Cell::new(0);
         let second = refresher
-            .load(&config_path, now, 1000.0, &|bound| {
-                if !bound.is_zero() {
-                    fetches.set(fetches.get() + 1);
-                }
-            })
+            .load(&config_path, now, 1000.0, &counting(&fetches))
             .expect("loads");
         assert_eq!(fetches.get(), 0, "nothing was due");
         assert!(Arc::ptr_eq(
@@ -373,11 +378,7 @@ mod tests {
         refresher.force();
         assert!(refresher.due(now));
         let third = refresher
-            .load(&config_path, now, 1000.0, &|bound| {
-                if !bound.is_zero() {
-                    fetches.set(fetches.get() + 1);
-                }
-            })
+            .load(&config_path, now, 1000.0, &counting(&fetches))
             .expect("loads");
         assert_eq!(fetches.get(), 1);
         assert!(!Arc::ptr_eq(
@@ -395,11 +396,7 @@ mod tests {
         let first = load(&mut refresher, &config_path, now).expect("loads");
         let text = std::fs::read_to_string(&config_path).expect("read");
         let fetches = std::cell::Cell::new(0);
-        let count = |bound: Duration| {
-            if !bound.is_zero() {
-                fetches.set(fetches.get() + 1);
-            }
-        };
+        let count = counting(&fetches);
         write(
             dir.path(),
             "sgprobe.toml",
