@@ -343,13 +343,7 @@ impl Shared {
         whole: bool,
     ) -> anyhow::Result<(Vec<FlowResult>, Vec<Drift>, bool)> {
         let config = self.config();
-        let shard = config.agent.shard;
-        let instances: Vec<&crate::model::Instance> = config
-            .inventory
-            .instances
-            .iter()
-            .filter(|i| shard.owns(i))
-            .collect();
+        let instances: Vec<&crate::model::Instance> = owned(&config).collect();
         // A recheck's instances: looked up once, not once per flow.
         let instances: Vec<&crate::model::Instance> = match &selection.only {
             Some(only) => {
@@ -455,19 +449,15 @@ impl Shared {
         }
     }
 
-    /// One cycle over every instance. A flow whose drift is new is probed again at once,
-    /// `CONFIRM_GAP` apart, up to `confirm_cycles - 1` times: drift is confirmed within the
-    /// cycle that first saw it, plus seconds, instead of `confirm_cycles` intervals.
+    /// One cycle over every instance. A flow whose drift is new is probed again,
+    /// `CONFIRM_GAP` apart, up to `confirm_cycles - 1` times while that fits before the next
+    /// cycle: drift is confirmed within the cycle that first saw it, plus seconds, instead
+    /// of `confirm_cycles` intervals.
     async fn cycle(self: &Arc<Self>) -> anyhow::Result<()> {
         let config = self.config();
         let started = std::time::Instant::now();
         let shard = config.agent.shard;
-        let instances = config
-            .inventory
-            .instances
-            .iter()
-            .filter(|i| shard.owns(i))
-            .count();
+        let instances = owned(&config).count();
         let (mut flows, before, raw) = self.round(&Selection::default(), true).await?;
         let gap = CONFIRM_GAP.min(config.agent.interval);
         for _ in 1..config.agent.confirm_cycles {
@@ -570,6 +560,16 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// The instances this agent's shard owns.
+fn owned(config: &Config) -> impl Iterator<Item = &crate::model::Instance> {
+    let shard = config.agent.shard;
+    config
+        .inventory
+        .instances
+        .iter()
+        .filter(move |i| shard.owns(i))
 }
 
 /// Runs until SIGTERM or SIGINT, which end it within a second, mid-cycle or not; SIGHUP
