@@ -3,9 +3,10 @@
 //! Pure: recorded observations in, a cause for each drifting flow out, `unknown` wherever the
 //! evidence does not decide. Nothing here guesses.
 //!
-//! A RST from the instance proves the probe passed every layer: on a flow the rules open that
-//! is no drift (the service is down, which is not the security groups' business), so no cause
-//! here reads "nothing listens"; on a flow the rules close it is exposure like a SYN-ACK.
+//! A RST from the instance proves the probe passed every layer: on a flow the rules close it
+//! is exposure like a SYN-ACK. On a flow the rules open it is drift only where the instance
+//! serves the flow (its own `ports`, see `drift::classify`): the rules are right and nothing
+//! listens, `not-listening`.
 //!
 //! Causes are read for inbound flows only: an outbound flow's replies come from its
 //! destination, whose firewall is not the instance's.
@@ -38,6 +39,9 @@ pub enum Cause {
     AnsweredByMiddlebox,
     /// Blocked, and the instance itself refuses with an ICMP error: a host firewall's reject.
     HostRejects,
+    /// Blocked on a port the instance serves, and the instance itself answers that nothing
+    /// listens (its RST, or its port unreachable): the rules are right, the service is down.
+    NotListening,
     /// Blocked by an ICMP error from another address: a router or firewall on the way.
     RouterRejects,
     /// Blocked by silence while the same address answers on flows that agree with the
@@ -60,6 +64,8 @@ pub struct Seen {
     pub address: IpAddr,
     pub inbound: bool,
     pub drift: Drift,
+    /// The reply said nothing listens (RST, port unreachable).
+    pub closed: bool,
     pub evidence: Evidence,
     pub ttl: Option<u8>,
 }
@@ -144,12 +150,16 @@ fn cause(seen: &Seen, baseline: Option<u8>, answers: bool) -> Option<Cause> {
     Some(match (seen.drift, seen.evidence) {
         (Drift::None | Drift::Inconclusive, _) => return None,
         _ if !seen.inbound => Cause::Unknown,
-        (Drift::Exposed, Evidence::SynAck | Evidence::Rst) => by_ttl(Cause::UnlistedRule),
+        (Drift::Exposed, Evidence::SynAck | Evidence::Rst | Evidence::UdpReply) => {
+            by_ttl(Cause::UnlistedRule)
+        }
+        (Drift::Blocked, Evidence::Rst) => by_ttl(Cause::NotListening),
         (Drift::Blocked, Evidence::Icmp { from, .. }) => match (from, seen.ttl, baseline) {
             // Bearing the instance's address with another TTL: not decided by the address.
             (Some(from), Some(ttl), Some(base)) if from == seen.address && ttl != base => {
                 Cause::Unknown
             }
+            (Some(from), _, _) if from == seen.address && seen.closed => Cause::NotListening,
             (Some(from), _, _) if from == seen.address => Cause::HostRejects,
             (Some(_), _, _) => Cause::RouterRejects,
             (None, _, _) => Cause::Unknown,
@@ -172,8 +182,17 @@ mod tests {
             address: IpAddr::from(HOST),
             inbound: true,
             drift,
+            closed: false,
             evidence,
             ttl,
+        }
+    }
+
+    /// A served flow the rules open, answered that nothing listens.
+    fn not_listening(evidence: Evidence, ttl: Option<u8>) -> Seen {
+        Seen {
+            closed: true,
+            ..seen(Drift::Blocked, evidence, ttl)
         }
     }
 
@@ -236,6 +255,15 @@ mod tests {
                 seen(Drift::Blocked, Evidence::NoReply, None),
                 Cause::SilentDrop,
             ),
+            (not_listening(Evidence::Rst, Some(63)), Cause::NotListening),
+            // A box in front resets for the service it cannot reach.
+            (
+                not_listening(Evidence::Rst, Some(250)),
+                Cause::AnsweredByMiddlebox,
+            ),
+            // UDP: the instance's own port unreachable (its sender; no TTL on that socket).
+            (not_listening(icmp(3, HOST), None), Cause::NotListening),
+            (not_listening(icmp(3, ROUTER), None), Cause::RouterRejects),
         ] {
             assert_eq!(with_baseline(drifting), Some(expected), "{drifting:?}");
         }
@@ -275,6 +303,11 @@ mod tests {
             seen(Drift::Exposed, Evidence::SynAck, Some(63)),
         ];
         assert_eq!(causes(&tie, |s| *s)[2], Some(Cause::Unknown));
+        // Nothing listening, with no TTL to tell the instance's RST from a box's.
+        assert_eq!(
+            with_baseline(not_listening(Evidence::Rst, None)),
+            Some(Cause::Unknown)
+        );
         // An ICMP error bearing the host's address with another TTL than its own answers.
         assert_eq!(
             with_baseline(seen(Drift::Blocked, icmp(13, HOST), Some(250))),
@@ -340,6 +373,7 @@ mod tests {
                 "unlisted-rule",
                 "answered-by-middlebox",
                 "host-rejects",
+                "not-listening",
                 "router-rejects",
                 "silent-drop",
                 "unknown"

@@ -33,8 +33,10 @@ impl Drift {
 }
 
 /// What a prediction and an observation say together. "Closed" (RST, port unreachable) means
-/// the packet reached the host: the rules let it through, nothing listens.
-pub fn classify(predicted: Predicted, observed: PortState) -> Drift {
+/// the packet reached the host: the rules let it through, nothing listens. That is no drift on
+/// a port that merely lies in an open range, but where the instance `serves` the flow (its own
+/// `ports`) the rules are right and the service is down: blocked, cause `not-listening`.
+pub fn classify(predicted: Predicted, observed: PortState, serves: bool) -> Drift {
     // Not probed (no socket could send it): nothing is known, whatever the rules say.
     if observed == PortState::Unknown {
         return Drift::Inconclusive;
@@ -42,6 +44,7 @@ pub fn classify(predicted: Predicted, observed: PortState) -> Drift {
     let reached = observed.reachable();
     match predicted {
         Predicted::Open => match reached {
+            Some(true) if serves && observed == PortState::Closed => Drift::Blocked,
             Some(true) => Drift::None,
             Some(false) => Drift::Blocked,
             None => Drift::Inconclusive,
@@ -177,10 +180,27 @@ mod tests {
         ];
         for (predicted, observed, drift) in table {
             assert_eq!(
-                classify(predicted, observed),
+                classify(predicted, observed, false),
                 drift,
                 "{predicted:?} x {observed:?}"
             );
+        }
+    }
+
+    #[test]
+    fn nothing_listening_is_drift_only_where_the_instance_serves_the_flow() {
+        use PortState::*;
+        assert_eq!(classify(Predicted::Open, Closed, true), Drift::Blocked);
+        assert_eq!(classify(Predicted::Open, Closed, false), Drift::None);
+        // Served or not, the rest reads as on any other flow.
+        for (predicted, observed, drift) in [
+            (Predicted::Open, Open, Drift::None),
+            (Predicted::Open, Filtered, Drift::Blocked),
+            (Predicted::Open, OpenFiltered, Drift::Inconclusive),
+            (Predicted::Closed, Closed, Drift::Exposed),
+            (Predicted::Closed, Filtered, Drift::None),
+        ] {
+            assert_eq!(classify(predicted, observed, true), drift, "{observed:?}");
         }
     }
 

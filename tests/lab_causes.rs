@@ -1,7 +1,8 @@
 //! Drift with its cause: each cause planted in a lab (a rule added by hand, a host that
-//! rejects, one that drops, a box answering for the instance with another TTL, a router on
-//! the way that rejects, and one that resets for the instance), and `unknown` where the lab leaves the evidence ambiguous (a host
-//! that answers nothing that agrees with its rules).
+//! rejects, one that drops, a served port nothing listens on, a box answering for the
+//! instance with another TTL, a router on the way that rejects, and one that resets for the
+//! instance), and `unknown` where the lab leaves the evidence ambiguous (a host that answers
+//! nothing that agrees with its rules).
 
 mod common;
 
@@ -27,7 +28,7 @@ cloud = "tencent"
 [[group.ingress]]
 action = "accept"
 protocol = "tcp"
-ports = "22,80,443,7443,8443,9000"
+ports = "22,80,443,7443,8443,9000,9300"
 peer = "0.0.0.0/0"
 
 [[group]]
@@ -38,7 +39,7 @@ cloud = "tencent"
 name = "web"
 addresses = ["10.77.1.10"]
 security_groups = ["sg-web"]
-ports = "tcp:8080,tcp:8081,tcp:9100,tcp:9200"
+ports = "tcp:8080,tcp:8081,tcp:9100,tcp:9200,tcp:9300,udp:5353"
 
 [[instance]]
 name = "db"
@@ -56,8 +57,14 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
             Listen {
                 instance: "web".into(),
                 protocol: Protocol::Tcp,
-                // Nothing listens on 9000 (open by the rules) or 8081 (closed by them).
+                // Nothing listens on 9000 and 9300 (open by the rules; web serves 9300) or
+                // 8081 (closed by them).
                 ports: vec![22, 80, 443, 7443, 8443, 8080, 9100],
+            },
+            Listen {
+                instance: "web".into(),
+                protocol: Protocol::Udp,
+                ports: vec![5353],
             },
             Listen {
                 instance: "db".into(),
@@ -93,6 +100,8 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
         .expect("a rule added by hand");
     lab.expose("web", Protocol::Tcp, 9100)
         .expect("a rule added by hand");
+    lab.expose("web", Protocol::Udp, 5353)
+        .expect("a rule added by hand");
     lab.answer_with_ttl("web", 9100, 30)
         .expect("a box in front answers for 9100");
     lab.expose("db", Protocol::Tcp, 5432)
@@ -109,7 +118,7 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
     let rows = check_from(lab.prober(), LAB);
     let cause_of = |instance: &str, port: u16| {
         let row = rows
-            .get(&(instance.to_string(), port))
+            .get(&(instance.to_string(), "tcp", port))
             .unwrap_or_else(|| panic!("{instance}:{port} was planned: {rows:?}"));
         (row.0, row.1)
     };
@@ -124,8 +133,9 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
         ("web", 8443, (Drift::Blocked, Some(Cause::SilentDrop))),
         // Opened by hand, nothing listening: the host's own RST shows the way is open.
         ("web", 8081, (Drift::Exposed, Some(Cause::UnlistedRule))),
-        // A RST where the rules open the flow is no drift: the service is down, the rules
-        // are right.
+        // A RST where the rules open the flow: on a port web serves, the service is down
+        // and the rules are right; on a port it does not, merely a port of an open range.
+        ("web", 9300, (Drift::Blocked, Some(Cause::NotListening))),
         ("web", 9000, (Drift::None, None)),
         // Its baseline: agreeing with the rules, so no drift and no cause.
         ("web", 22, (Drift::None, None)),
@@ -136,13 +146,19 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
             cause_of(instance, port),
             expected,
             "{instance}:{port}: {:?}",
-            rows.get(&(instance.to_string(), port))
+            rows.get(&(instance.to_string(), "tcp", port))
         );
     }
+    // A UDP answer is the instance's own by its TTL too.
+    let (drift, cause, _, ttl) = &rows[&("web".to_string(), "udp", 5353)];
+    assert_eq!(
+        (*drift, *cause, *ttl),
+        (Drift::Exposed, Some(Cause::UnlistedRule), Some(64))
+    );
     // The evidence shows what the cause was read from, as nmap's --reason does.
-    let (_, _, evidence, ttl) = &rows[&("web".to_string(), 9100)];
+    let (_, _, evidence, ttl) = &rows[&("web".to_string(), "tcp", 9100)];
     assert_eq!((evidence.as_str(), *ttl), ("syn-ack", Some(30)));
-    let (_, _, _, ttl) = &rows[&("web".to_string(), 22)];
+    let (_, _, _, ttl) = &rows[&("web".to_string(), "tcp", 22)];
     assert_eq!(*ttl, Some(64), "no hop between prober and target");
     assert_eq!(
         cause_of("web", 7443),
@@ -154,7 +170,7 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
     // router resets 9200 bearing the instance's address, one hop nearer than the instance.
     let config = format!("[agent]\nseen_as = [\"192.0.2.7\"]\n{LAB}");
     let behind = check_from(lab.behind_nat().expect("a NAT"), &config);
-    let row = &behind[&("web".to_string(), 7443)];
+    let row = &behind[&("web".to_string(), "tcp", 7443)];
     assert_eq!(
         (row.0, row.1),
         (Drift::Blocked, Some(Cause::RouterRejects)),
@@ -164,9 +180,9 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
         row.2.contains("from 10.75.0.1"),
         "the router is named: {row:?}"
     );
-    let (_, _, _, ttl) = &behind[&("web".to_string(), 22)];
+    let (_, _, _, ttl) = &behind[&("web".to_string(), "tcp", 22)];
     assert_eq!(*ttl, Some(63), "one hop: the router");
-    let row = &behind[&("web".to_string(), 9200)];
+    let row = &behind[&("web".to_string(), "tcp", 9200)];
     assert_eq!(
         (row.0, row.1, row.3),
         (Drift::Exposed, Some(Cause::AnsweredByMiddlebox), Some(64)),
@@ -174,9 +190,100 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
     );
 }
 
-/// Each TCP flow of `text`'s instances checked from `ns`: (instance, port) -> (drift, cause,
-/// evidence, TTL).
-type Rows = BTreeMap<(String, u16), (Drift, Option<Cause>, String, Option<u8>)>;
+/// IPv6 replies carry no header to a raw socket: the hop limit comes beside them, and the
+/// causes read from it are the IPv4 ones.
+#[test]
+fn ipv6_causes_are_read_from_the_hop_limit() {
+    const LAB6: &str = r#"
+[[group]]
+id = "sg-web"
+cloud = "tencent"
+[[group.ingress]]
+action = "accept"
+protocol = "tcp"
+ports = "22,80,9300"
+peer = "::/0"
+[[group.ingress]]
+action = "accept"
+protocol = "udp"
+ports = "9300"
+peer = "::/0"
+
+[[instance]]
+name = "web6"
+addresses = ["fd77:1::10"]
+security_groups = ["sg-web"]
+ports = "tcp:8080,tcp:9100,tcp:9300,udp:9100,udp:9300"
+"#;
+    let inventory = sgprobe::sources::native::parse(Path::new("lab.toml"), LAB6).expect("valid");
+    let spec = LabSpec {
+        inventory,
+        listen: vec![
+            Listen {
+                instance: "web6".into(),
+                protocol: Protocol::Tcp,
+                ports: vec![22, 80, 8080, 9100],
+            },
+            Listen {
+                instance: "web6".into(),
+                protocol: Protocol::Udp,
+                ports: vec![9100],
+            },
+        ],
+        ..LabSpec::default()
+    };
+    let Some(lab) = common::lab(&spec) else {
+        return;
+    };
+    for (protocol, port) in [
+        (Protocol::Tcp, 8080),
+        (Protocol::Tcp, 9100),
+        (Protocol::Udp, 9100),
+    ] {
+        lab.expose("web6", protocol, port)
+            .expect("a rule added by hand");
+    }
+    lab.answer_with_ttl("web6", 9100, 30)
+        .expect("a box in front answers for 9100");
+    let rows = check_from(lab.prober(), LAB6);
+    let row =
+        |protocol: &'static str, port: u16| rows[&("web6".to_string(), protocol, port)].clone();
+    assert_eq!(
+        row("tcp", 22).3,
+        Some(64),
+        "the hop limit as received: {rows:?}"
+    );
+    for (protocol, port, expected) in [
+        ("tcp", 8080, (Drift::Exposed, Some(Cause::UnlistedRule))),
+        (
+            "tcp",
+            9100,
+            (Drift::Exposed, Some(Cause::AnsweredByMiddlebox)),
+        ),
+        ("tcp", 9300, (Drift::Blocked, Some(Cause::NotListening))),
+        (
+            "udp",
+            9100,
+            (Drift::Exposed, Some(Cause::AnsweredByMiddlebox)),
+        ),
+        // The instance's own port unreachable: its sender, whatever its hop limit.
+        ("udp", 9300, (Drift::Blocked, Some(Cause::NotListening))),
+    ] {
+        let (drift, cause, ..) = row(protocol, port);
+        assert_eq!(
+            (drift, cause),
+            expected,
+            "{protocol}:{port}: {:?}",
+            row(protocol, port)
+        );
+    }
+    assert_eq!(row("tcp", 9100).3, Some(30));
+    assert_eq!(row("udp", 9100).3, Some(30));
+}
+
+/// Each TCP and UDP flow of `text`'s instances checked from `ns`: (instance, protocol, port)
+/// -> (drift, cause, evidence, TTL).
+type Rows = BTreeMap<(String, &'static str, u16), (Drift, Option<Cause>, String, Option<u8>)>;
 
 fn check_from(ns: &sgprobe::lab::Netns, text: &str) -> Rows {
     let config = Config::parse(Path::new("sgprobe.toml"), text).expect("valid");
@@ -205,10 +312,14 @@ fn check_from(ns: &sgprobe::lab::Netns, text: &str) -> Rows {
         checked
             .results
             .into_iter()
-            .filter(|r| r.key.protocol == "tcp")
+            .filter(|r| matches!(r.key.protocol, "tcp" | "udp"))
             .map(|r| {
                 (
-                    (r.key.instance.to_string(), r.key.port.unwrap_or(0)),
+                    (
+                        r.key.instance.to_string(),
+                        r.key.protocol,
+                        r.key.port.unwrap_or(0),
+                    ),
                     (r.drift, r.cause, r.evidence.to_string(), r.ttl),
                 )
             })

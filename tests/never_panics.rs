@@ -351,9 +351,9 @@ mod packets {
     fn parse_all(bytes: &[u8]) {
         let from = "fd77::1".parse().expect("address");
         let _ = tcp::parse_v4(bytes);
-        let _ = tcp::parse_v6(bytes, from);
+        let _ = tcp::parse_v6(bytes, from, Some(64));
         let _ = icmp::parse_v4(bytes);
-        let _ = icmp::parse_v6(bytes, from);
+        let _ = icmp::parse_v6(bytes, from, Some(64));
     }
 
     proptest! {

@@ -54,6 +54,10 @@ pub struct FlowResult {
     pub drift: Drift,
     /// Why it drifts, read from the evidence (`cause`); none without drift.
     pub cause: Option<Cause>,
+    /// The instance serves this flow (one of its own `ports`, inbound): nothing listening
+    /// there is drift.
+    #[serde(skip)]
+    pub serves: bool,
     /// The drift confirmed over K cycles, which the daemon sets after each cycle. Kept in the
     /// row rather than beside it: at 100,000 flows a second table of rows was 15 MB.
     #[serde(skip)]
@@ -227,6 +231,7 @@ pub async fn check(
                     .collect()
                 }
             };
+            let serves = item.destination.is_none() && instance.ports.contains(&item.spec);
             for (flow, probed) in flows {
                 let verdict = evaluate(inv, &layers, &flow);
                 let key = FlowKey {
@@ -258,6 +263,7 @@ pub async fn check(
                     method: Method::Syn,
                     drift: Drift::Inconclusive,
                     cause: None,
+                    serves,
                     confirmed: Drift::None,
                     rule: verdict.decider.rule.map(|rule| {
                         rules
@@ -286,7 +292,7 @@ pub async fn check(
         r.state = o.state;
         r.reachable = o.state.reachable();
         r.rtt_ms = o.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
-        r.drift = classify(r.predicted, o.state);
+        r.drift = classify(r.predicted, o.state, r.serves);
         r.evidence = o.evidence;
         r.ttl = o.ttl;
         r.attempts = o.attempts;
@@ -333,9 +339,10 @@ pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
             peer_port: None,
         };
         let verdict = evaluate(inv, &layers, &flow);
+        result.serves = flow.direction == Direction::Inbound && instance.ports.contains(&flow.spec);
         result.predicted = verdict.predicted;
         result.rule = verdict.decider.rule.map(|r| Arc::new(RuleRef::from(r)));
-        result.drift = classify(verdict.predicted, result.observed);
+        result.drift = classify(verdict.predicted, result.observed, result.serves);
     }
     find_causes(results);
 }
@@ -346,6 +353,7 @@ pub fn find_causes(results: &mut [FlowResult]) {
         address: r.key.address,
         inbound: r.key.direction == Direction::Inbound,
         drift: r.drift,
+        closed: r.observed == PortState::Closed,
         evidence: r.evidence,
         ttl: r.ttl,
     });

@@ -62,7 +62,7 @@ const MAX_UNREADABLE_SERIES: usize = 100;
 /// The per-flow families: name, help, and the extra label (name, values) each flow gets.
 const FLOW_DRIFT: (&str, &str) = (
     "sgprobe_flow_drift",
-    "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped) is confirmed, with its cause (unlisted-rule, answered-by-middlebox, host-rejects, router-rejects, silent-drop, unknown), else 0; one series per flow, of the kind its prediction allows.",
+    "1 while drift of this kind (exposed: rules say closed, packets got through; blocked: rules say open, packets dropped or, on a port the instance serves, nothing listening) is confirmed, with its cause (unlisted-rule, answered-by-middlebox, host-rejects, not-listening, router-rejects, silent-drop, unknown), else 0; one series per flow, of the kind its prediction allows.",
 );
 const FLOW_PREDICTED_OPEN: (&str, &str) = (
     "sgprobe_flow_predicted_open",
@@ -467,6 +467,7 @@ mod tests {
             method: Method::Syn,
             drift,
             cause: matches!(drift, Drift::Exposed | Drift::Blocked).then_some(Cause::Unknown),
+            serves: false,
             confirmed: drift,
             rule: None,
         }

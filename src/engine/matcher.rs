@@ -520,12 +520,12 @@ fn hear(reply: &Reply) -> Option<Heard> {
                 ttl: r.ttl,
             })
         }
-        Reply::Udp { from } => Some(Heard {
+        Reply::Udp { from, ttl } => Some(Heard {
             target: Target::udp(from.ip(), from.port()),
             proof: Proof::Tuple,
             state: PortState::Open,
             evidence: Evidence::UdpReply,
-            ttl: None,
+            ttl,
         }),
         Reply::Echo { from, ident, seq } => Some(Heard {
             target: Target::icmp(from),

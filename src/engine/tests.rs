@@ -122,7 +122,10 @@ impl Fake {
             (Packet::Syn { local, remote, seq }, Answer::Prohibited) => {
                 prohibited(6, remote.ip(), local.port(), remote.port(), seq)
             }
-            (Packet::Udp { remote }, Answer::UdpData) => Reply::Udp { from: remote },
+            (Packet::Udp { remote }, Answer::UdpData) => Reply::Udp {
+                from: remote,
+                ttl: Some(64),
+            },
             (Packet::Udp { remote }, Answer::PortUnreachable) => Reply::Unreachable(Unreachable {
                 from: remote.ip(),
                 ttl: None,
@@ -202,6 +205,7 @@ impl Network for Fake {
             return Some((
                 Reply::Udp {
                     from: SocketAddr::from(([192, 0, 2, 99], 53)),
+                    ttl: Some(64),
                 },
                 Instant::now(),
             ));
@@ -216,6 +220,7 @@ impl Network for Fake {
             tokio::time::sleep_until(at).await;
             let stray = Reply::Udp {
                 from: SocketAddr::from(([192, 0, 2, 99], 53)),
+                ttl: Some(64),
             };
             return Some((stray, at));
         }
@@ -375,6 +380,7 @@ async fn strays_and_forgeries_are_counted_and_ignored() {
         at,
         Reply::Udp {
             from: SocketAddr::new(host(1), 53),
+            ttl: Some(64),
         },
     ));
     let (found, counters, _) = run(&mut fake, &settings(200, 0), &[t]).await;

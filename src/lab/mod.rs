@@ -301,12 +301,12 @@ impl Lab {
         )
     }
 
-    /// Makes every TCP reply from an instance's `port` leave with IP TTL `ttl`: what the
-    /// prober sees of a box in front of it (a load balancer, a proxy) answering for it.
+    /// Makes every TCP and UDP reply from an instance's `port` leave with IP TTL (IPv6: hop
+    /// limit) `ttl`: what the prober sees of a box in front of it (a load balancer, a proxy) answering for it.
     pub fn answer_with_ttl(&self, instance: &str, port: u16, ttl: u8) -> Result<(), LabError> {
         let (ns, _) = self.manual_chain(instance, Direction::Inbound)?;
         let table = format!(
-            "table ip sgprobe_ttl_{port} {{\n  chain out {{\n    type filter hook output priority 0;\n    tcp sport {port} ip ttl set {ttl}\n  }}\n}}\n"
+            "table inet sgprobe_ttl_{port} {{\n  chain out {{\n    type filter hook output priority 0;\n    meta l4proto {{ tcp, udp }} th sport {port} ip ttl set {ttl}\n    meta l4proto {{ tcp, udp }} th sport {port} ip6 hoplimit set {ttl}\n  }}\n}}\n"
         );
         ns.exec("nft", &["-f", "-"], Some(&table))
     }

@@ -27,7 +27,9 @@ const SO_EE_ORIGIN_ICMP6: u8 = 3;
 pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
     let mut data = [0u8; 64];
     let mut iov = [IoSliceMut::new(&mut data)];
-    let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+    // Room for the TTL the socket asks to be told of each datagram (IP_RECVTTL), which the
+    // kernel puts before the error: without it the error is cut off.
+    let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6, i32);
     let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
     let message =
         match recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {

@@ -39,8 +39,8 @@ pub enum Reply {
     /// An ICMP error quoting a probe: its quoted protocol says TCP (6), UDP (17) or an echo
     /// (1, 58; the quoted word is identifier and sequence).
     Unreachable(Unreachable),
-    /// A UDP datagram from `from`.
-    Udp { from: SocketAddr },
+    /// A UDP datagram from `from`, with the IP TTL or hop limit it came with.
+    Udp { from: SocketAddr, ttl: Option<u8> },
     /// An echo reply.
     Echo { from: IpAddr, ident: u16, seq: u16 },
 }

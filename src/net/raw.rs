@@ -115,6 +115,13 @@ pub fn raw_icmp(family: Family) -> Result<UdpSocket, NetError> {
 fn open(family: Family, protocol: Protocol, what: &'static str) -> Result<Socket, NetError> {
     let socket = Socket::new(family.domain(), Type::RAW, Some(protocol))
         .map_err(|error| NetError::Raw { what, error })?;
+    // An IPv6 raw socket delivers no IP header: the hop limit, which tells whose reply it
+    // is (`cause`), comes beside each packet instead (`recv_v6`).
+    if family == Family::V6 {
+        socket
+            .set_recv_hoplimit_v6(true)
+            .map_err(|error| NetError::Raw { what, error })?;
+    }
     // Best effort: forcing needs CAP_NET_ADMIN; the plain request is capped at rmem_max.
     if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
         let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
@@ -142,6 +149,12 @@ pub fn udp_socket(family: Family) -> Result<UdpSocket, NetError> {
         Family::V6 => setsockopt(&socket, sockopt::Ipv6RecvErr, &true),
     }
     .map_err(|e| fail("enable IP_RECVERR")(e.into()))?;
+    // Each reply's TTL comes beside it: whose answer it is (`cause`).
+    match family {
+        Family::V4 => setsockopt(&socket, sockopt::Ipv4RecvTtl, &true),
+        Family::V6 => setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true),
+    }
+    .map_err(|e| fail("enable IP_RECVTTL")(e.into()))?;
     if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
         let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
     }
@@ -160,8 +173,8 @@ pub fn udp_socket(family: Family) -> Result<UdpSocket, NetError> {
 
 /// Packets the kernel dropped for a raw socket because its receive buffer was full: the
 /// `drops` column of /proc/net/raw (or raw6), found by the socket's inode. `None` if unknown.
-pub fn kernel_drops(socket: &impl std::os::fd::AsRawFd, family: Family) -> Option<u64> {
-    let inode = nix::sys::stat::fstat(socket.as_raw_fd()).ok()?.st_ino;
+pub fn kernel_drops(socket: &impl std::os::fd::AsFd, family: Family) -> Option<u64> {
+    let inode = nix::sys::stat::fstat(socket).ok()?.st_ino;
     let table = std::fs::read_to_string(match family {
         // thread-self: this thread may have entered another network namespace than the main one.
         Family::V4 => "/proc/thread-self/net/raw",

@@ -3,13 +3,15 @@
 //! error queue (IP_RECVERR) says which ICMP error a datagram drew and for which destination,
 //! and surge-ping for echoes. One receive task per socket feeds one channel.
 
-use std::io::{self, ErrorKind, IoSlice};
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmsg, sendmmsg,
+};
 use pnet_packet::icmp::IcmpTypes;
 use pnet_packet::icmpv6::Icmpv6Types;
 use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence};
@@ -355,6 +357,52 @@ fn syn_run(packets: &[Packet]) -> usize {
     }
 }
 
+/// One packet from a raw socket, if one is queued: its length, its sender, and for IPv6
+/// the hop limit it came with (IPv4 packets carry their TTL in the header they come with).
+fn try_recv_raw(
+    socket: &UdpSocket,
+    family: Family,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+    match family {
+        Family::V4 => socket.try_recv_from(buf).map(|(n, from)| (n, from, None)),
+        Family::V6 => try_recv_with_ttl(socket, buf),
+    }
+}
+
+/// One datagram, if one is queued, with the IP TTL or hop limit it arrived with, where the
+/// socket asked for it (IP_RECVTTL, IPV6_RECVHOPLIMIT): how far its sender is (`cause`).
+fn try_recv_with_ttl(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+    socket.try_io(Interest::READABLE, || {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!(i32);
+        let message = recvmsg::<SockaddrStorage>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        let from = message
+            .address
+            .and_then(|a| match (a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+                (Some(v4), _) => Some(SocketAddr::from(*v4)),
+                (_, Some(v6)) => Some(SocketAddr::from(*v6)),
+                _ => None,
+            })
+            .ok_or_else(|| io::Error::other("a datagram without an IP sender"))?;
+        let ttl = message.cmsgs()?.find_map(|c| match c {
+            ControlMessageOwned::Ipv4Ttl(ttl) | ControlMessageOwned::Ipv6HopLimit(ttl) => {
+                u8::try_from(ttl).ok()
+            }
+            _ => None,
+        });
+        Ok((message.bytes, from, ttl))
+    })
+}
+
 async fn receive_tcp(socket: Arc<UdpSocket>, family: Family, inbox: Inbox) {
     let mut buf = vec![0u8; 4096];
     // Everything queued is read at each wake-up, not one datagram per poll: at 100,000
@@ -362,14 +410,14 @@ async fn receive_tcp(socket: Arc<UdpSocket>, family: Family, inbox: Inbox) {
     // kernel are taken for silence. Bounded, so other tasks still run under a flood.
     while socket.readable().await.is_ok() {
         for _ in 0..READ_BURST {
-            let (n, from) = match socket.try_recv_from(&mut buf) {
+            let (n, from, hop_limit) = match try_recv_raw(&socket, family, &mut buf) {
                 Ok(read) => read,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => return,
             };
             let reply = match family {
                 Family::V4 => tcp::parse_v4(&buf[..n]),
-                Family::V6 => tcp::parse_v6(&buf[..n], from.ip()),
+                Family::V6 => tcp::parse_v6(&buf[..n], from.ip(), hop_limit),
             };
             if let Some(reply) = reply
                 && inbox.send((Reply::Tcp(reply), Instant::now())).is_err()
@@ -384,10 +432,15 @@ async fn receive_tcp(socket: Arc<UdpSocket>, family: Family, inbox: Inbox) {
 /// ICMP errors quoting TCP: UDP's arrive on the UDP socket's error queue instead.
 async fn receive_tcp_errors(socket: UdpSocket, family: Family, inbox: Inbox) {
     let mut buf = vec![0u8; 4096];
-    while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+    while socket.readable().await.is_ok() {
+        let (n, from, hop_limit) = match try_recv_raw(&socket, family, &mut buf) {
+            Ok(read) => read,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
         let error = match family {
             Family::V4 => icmp::parse_v4(&buf[..n]),
-            Family::V6 => icmp::parse_v6(&buf[..n], from.ip()),
+            Family::V6 => icmp::parse_v6(&buf[..n], from.ip(), hop_limit),
         };
         if let Some(error) = error.filter(|e| e.quoted.protocol == 6)
             && inbox
@@ -429,8 +482,8 @@ async fn receive_udp(socket: Arc<UdpSocket>, inbox: Inbox) {
         }
         if ready.is_readable() {
             loop {
-                match socket.try_recv_from(&mut buf) {
-                    Ok((_, from)) => replies.push(Reply::Udp { from }),
+                match try_recv_with_ttl(&socket, &mut buf) {
+                    Ok((_, from, ttl)) => replies.push(Reply::Udp { from, ttl }),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     // A pending socket error, reported (and cleared) by this call: its details
                     // wait on the error queue, read on the next turn.

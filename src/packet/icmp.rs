@@ -99,9 +99,10 @@ pub fn parse_v4(buf: &[u8]) -> Option<Unreachable> {
     })
 }
 
-/// An ICMPv6 raw socket delivers the ICMPv6 message alone; the sender comes from `recvfrom`.
-/// Quoted packets with extension headers are not ours (we send none) and are refused.
-pub fn parse_v6(buf: &[u8], from: IpAddr) -> Option<Unreachable> {
+/// An ICMPv6 raw socket delivers the ICMPv6 message alone; the sender and the hop limit come
+/// beside it (`recvmsg`). Quoted packets with extension headers are not ours (we send none)
+/// and are refused.
+pub fn parse_v6(buf: &[u8], from: IpAddr, hop_limit: Option<u8>) -> Option<Unreachable> {
     if *buf.first()? != DEST_UNREACHABLE_V6 {
         return None;
     }
@@ -117,7 +118,7 @@ pub fn parse_v6(buf: &[u8], from: IpAddr) -> Option<Unreachable> {
     let quoted = quoted(*inner.get(6)?, addr(8)?, addr(24)?, inner.get(40..48)?);
     Some(Unreachable {
         from,
-        ttl: None,
+        ttl: hop_limit,
         kind: IcmpKind {
             v6: true,
             icmp_type: DEST_UNREACHABLE_V6,
@@ -186,11 +187,16 @@ mod tests {
         inner.extend_from_slice(&"fd77:1::5".parse::<Ipv6Addr>().expect("v6").octets());
         inner.extend_from_slice(&[0xee, 0x49, 0, 53, 0, 8, 0, 0]);
         packet.extend_from_slice(&inner);
-        let error = parse_v6(&packet, "fd77:1::5".parse().expect("v6")).expect("parses");
+        let error = parse_v6(&packet, "fd77:1::5".parse().expect("v6"), Some(63)).expect("parses");
         assert!(error.kind.v6 && error.kind.is_port_unreachable() && error.kind.filters_tcp());
+        assert_eq!(error.ttl, Some(63), "the hop limit it arrived with");
         assert_eq!((error.quoted.protocol, error.quoted.dst_port), (17, 53));
         for len in 0..packet.len() {
-            assert_eq!(parse_v6(&packet[..len], error.from), None, "cut at {len}");
+            assert_eq!(
+                parse_v6(&packet[..len], error.from, None),
+                None,
+                "cut at {len}"
+            );
         }
     }
 }

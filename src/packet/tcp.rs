@@ -42,8 +42,8 @@ pub struct TcpReply {
     pub syn: bool,
     pub ack_flag: bool,
     pub rst: bool,
-    /// The IP TTL as received (IPv4; a raw IPv6 socket gives no header): how far the
-    /// sender is, for telling the instance's own answers from another box's.
+    /// The IP TTL or IPv6 hop limit as received: how far the sender is, for telling the
+    /// instance's own answers from another box's.
     pub ttl: Option<u8>,
 }
 
@@ -56,9 +56,10 @@ pub fn parse_v4(buf: &[u8]) -> Option<TcpReply> {
     parse_tcp(buf.get(header_len..)?, src, Some(dst), buf.get(8).copied())
 }
 
-/// An IPv6 raw TCP socket delivers the TCP header alone; the source comes from `recvfrom`.
-pub fn parse_v6(buf: &[u8], from: IpAddr) -> Option<TcpReply> {
-    parse_tcp(buf, from, None, None)
+/// An IPv6 raw TCP socket delivers the TCP header alone; the source and the hop limit come
+/// beside it (`recvmsg`).
+pub fn parse_v6(buf: &[u8], from: IpAddr, hop_limit: Option<u8>) -> Option<TcpReply> {
+    parse_tcp(buf, from, None, hop_limit)
 }
 
 /// Only fixed header fields are read: never the options of an untrusted packet (libpnet #221).
@@ -152,6 +153,9 @@ mod tests {
         let mut udp = ipv4_packet([1, 1, 1, 1], [2, 2, 2, 2], &[0; 20]);
         udp[9] = 17;
         assert_eq!(parse_v4(&udp), None);
-        assert_eq!(parse_v6(&[0; 19], "::1".parse().expect("v6")), None);
+        assert_eq!(
+            parse_v6(&[0; 19], "::1".parse().expect("v6"), Some(64)),
+            None
+        );
     }
 }
