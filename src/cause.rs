@@ -288,7 +288,7 @@ mod tests {
                 None
             ]
         );
-        // No TTL (IPv6, a connect() probe) or two TTLs in a tie: no baseline either.
+        // No TTL (a connect() probe) or two TTLs in a tie: no baseline either.
         assert_eq!(
             with_baseline(seen(Drift::Exposed, Evidence::SynAck, None)),
             Some(Cause::Unknown)

@@ -149,8 +149,9 @@ pub struct Observation {
     pub state: PortState,
     pub rtt: Option<Duration>,
     pub evidence: Evidence,
-    /// The deciding reply's IP TTL as received (raw IPv4 sockets; `None` otherwise): the
-    /// instance's own replies share one, a box answering for it shows another.
+    /// The deciding reply's IP TTL or hop limit as received (`None` for connect() probes,
+    /// echoes and ICMP errors to UDP): the instance's own replies share one, a box answering
+    /// for it shows another.
     pub ttl: Option<u8>,
     pub attempts: u32,
     pub method: Method,

@@ -50,7 +50,8 @@ pub struct Unreachable {
     pub from: IpAddr,
     pub kind: IcmpKind,
     pub quoted: Quoted,
-    /// The error's IP TTL as received, where the socket gives it (raw IPv4).
+    /// The error's IP TTL or hop limit as received, where the socket gives it (raw ICMP
+    /// sockets; not the UDP error queue).
     pub ttl: Option<u8>,
 }
 
