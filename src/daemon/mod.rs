@@ -95,6 +95,8 @@ fn gzipped(text: &[u8]) -> Option<axum::body::Bytes> {
 /// loss, a reboot, a rule still reaching the hosts) is over by the next look, short enough
 /// that drift pages within seconds of the cycle that saw it.
 const CONFIRM_GAP: Duration = Duration::from_secs(5);
+/// What a reload may take beyond its fetches' bounds: reading and assembling the config.
+const RELOAD_SLACK: Duration = Duration::from_secs(10);
 
 /// How long a rendered /metrics serves further scrapes: a crowd of scrapers costs one render
 /// a second and one copy of the text, not one each.
@@ -122,6 +124,16 @@ pub struct Status {
     pub raw_sockets: bool,
     pub reload_ok: bool,
     pub reload_error: Option<String>,
+}
+
+/// Waits until `reloading` is clear, at most `bound`; whether it cleared.
+async fn reload_ends_within(reloading: &std::sync::atomic::AtomicBool, bound: Duration) -> bool {
+    let cleared = async {
+        while reloading.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(bound, cleared).await.is_ok()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -386,8 +398,18 @@ impl Shared {
                 Reload::Done(Err(_)) => config.clone(),
                 // The running reload goes once more, from now: its rules are fresh enough.
                 Reload::Queued => {
-                    while self.reloading.load(std::sync::atomic::Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Each of its fetches is bounded; past their sum it is stuck, and the
+                    // rules held now judge rather than none.
+                    let bound = config
+                        .sources
+                        .iter()
+                        .map(|s| s.fetch_bound())
+                        .sum::<Duration>()
+                        + RELOAD_SLACK;
+                    if !reload_ends_within(&self.reloading, bound).await {
+                        tracing::warn!(
+                            "a reload still runs after {bound:?}: drift is judged again with the rules held now"
+                        );
                     }
                     self.config()
                 }
@@ -864,5 +886,37 @@ async fn watch(shared: Arc<Shared>) {
         if watchdog && !stalled {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_that_never_ends_is_waited_for_only_its_bound() {
+        let stuck = AtomicBool::new(true);
+        let started = tokio::time::Instant::now();
+        assert!(!reload_ends_within(&stuck, Duration::from_secs(30)).await);
+        assert_eq!(
+            started.elapsed().as_secs(),
+            30,
+            "waited its bound, no longer"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_that_ends_is_waited_for_until_it_ends() {
+        let reloading = Arc::new(AtomicBool::new(true));
+        let running = reloading.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            running.store(false, Ordering::SeqCst);
+        });
+        let started = tokio::time::Instant::now();
+        assert!(reload_ends_within(&reloading, Duration::from_secs(30)).await);
+        assert!((3..4).contains(&started.elapsed().as_secs()));
     }
 }
