@@ -377,6 +377,18 @@ fn scenario(names: &[&str], sources: impl Fn(&str) -> String) {
             .iter()
             .all(|n| text.contains(&format!("sgprobe_source_up{{source=\"{n}\"}} 0")))
     });
+    // Each says why, in one word of the metric's vocabulary.
+    let text = metrics(&lab);
+    for n in names {
+        let reasons: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("sgprobe_source_failure{")
+                    && l.contains(&format!("source=\"{n}\"}} 1"))
+            })
+            .collect();
+        assert_eq!(reasons.len(), 1, "{n}: {reasons:?}");
+    }
     assert_eq!(
         get(&socket, "/v1/status")["instances"],
         1,
@@ -390,5 +402,9 @@ fn scenario(names: &[&str], sources: impl Fn(&str) -> String) {
             .iter()
             .all(|n| text.contains(&format!("sgprobe_source_up{{source=\"{n}\"}} 1")))
     });
+    assert!(
+        !metrics(&lab).contains("sgprobe_source_failure{"),
+        "recovered sources leave no failure"
+    );
     drop(started);
 }

@@ -64,6 +64,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What kind of failure it is (`SourceError::reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NoCredentials { .. } => "no-credentials",
+            ApiError::Transport { .. } | ApiError::Http { .. } => "unreachable",
+            ApiError::Refused { .. } => "refused",
+            ApiError::Throttled { .. } => "throttled",
+            ApiError::Bound { .. } => "timeout",
+            ApiError::Source(error) => error.reason(),
+        }
+    }
+
     /// The error with every credential of `credentials` blanked out of its text: an API's
     /// message, or an export's field, may quote what the request carried.
     pub fn redacted(self, credentials: &Credentials) -> ApiError {

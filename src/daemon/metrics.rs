@@ -40,6 +40,8 @@ pub struct Metrics {
     sources: [GaugeVec; 5],
     /// Per source, group and field: the parts of its export that could not be read.
     source_unreadable: GaugeVec,
+    /// Per source that is down: why its last fetch failed.
+    source_failure: GaugeVec,
     /// Per-flow series for drifting flows only (configured, or past the ceiling).
     limited: bool,
     instances: Vec<Arc<str>>,
@@ -54,6 +56,9 @@ impl std::fmt::Debug for Metrics {
             .finish_non_exhaustive()
     }
 }
+
+/// `sgprobe_source_failure`'s help, which lists every `SourceError::reason`.
+pub(crate) const SOURCE_FAILURE_HELP: &str = "1 while the source's last fetch failed, labelled with why: io, not-text, not-a-file, too-large, malformed, conflict, ambiguous-instance, command, no-credentials, unreachable, refused, throttled, timeout.";
 
 /// Series of `sgprobe_source_unreadable` per source at most: an export broken throughout
 /// says so in its first hundred parts as well as in all of them.
@@ -202,6 +207,11 @@ impl Metrics {
                 "1 for each part of the source's export that could not be read (the first 100 per source): the rest is checked, and flows that depend on this part are unknown.",
                 &["source", "group", "field"],
             )?,
+            source_failure: gauge_vec(
+                "sgprobe_source_failure",
+                SOURCE_FAILURE_HELP,
+                &["source", "reason"],
+            )?,
             registry,
             probes,
             rtt,
@@ -274,7 +284,13 @@ impl Metrics {
             family.reset();
         }
         self.source_unreadable.reset();
+        self.source_failure.reset();
         for (name, h) in health.clone() {
+            if let Some(reason) = h.failure.filter(|_| !h.up) {
+                self.source_failure
+                    .with_label_values(&[name, reason])
+                    .set(1.0);
+            }
             for (group, part) in h.unreadable.iter().take(MAX_UNREADABLE_SERIES) {
                 self.source_unreadable
                     .with_label_values(&[name, group, &part.field])
@@ -494,6 +510,34 @@ mod tests {
         for line in samples {
             assert!(line.contains("vantage=\"internet-eu\""), "{line}");
         }
+    }
+
+    #[test]
+    fn a_source_that_is_down_says_why_and_one_that_is_up_says_nothing() {
+        use super::super::refresh::Health;
+        let metrics = Metrics::new(None).expect("registers");
+        let down = Health {
+            failure: Some("throttled"),
+            ..Health::default()
+        };
+        let up = Health {
+            up: true,
+            ..Health::default()
+        };
+        metrics.set_sources([("ec2", &down), ("files", &up)].into_iter());
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains("sgprobe_source_failure{reason=\"throttled\",source=\"ec2\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("sgprobe_source_failure{reason=\"throttled\",source=\"files\""));
+        // Mended: its reason goes with it.
+        let mended = Health {
+            up: true,
+            ..Health::default()
+        };
+        metrics.set_sources([("ec2", &mended), ("files", &up)].into_iter());
+        assert!(!metrics.render(&[]).contains("sgprobe_source_failure{"));
     }
 
     #[test]

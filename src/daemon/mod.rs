@@ -5,7 +5,7 @@ mod control;
 pub mod cycle;
 mod listen;
 mod memory;
-mod metrics;
+pub(crate) mod metrics;
 mod progress;
 mod refresh;
 mod tasks;

@@ -26,6 +26,8 @@ pub struct Health {
     pub refresh_seconds: f64,
     /// The parts of its last good export that could not be read: group, and what failed.
     pub unreadable: Vec<(String, crate::model::Unreadable)>,
+    /// Why its last fetch failed (`SourceError::reason`), while it is down.
+    pub failure: Option<&'static str>,
 }
 
 /// One source as the refresher holds it.
@@ -112,12 +114,14 @@ impl Held {
                     fetch_seconds: started.elapsed().as_secs_f64(),
                     refresh_seconds: self.health.refresh_seconds,
                     unreadable,
+                    failure: None,
                 };
                 self.inventory = Some(Arc::new(inventory));
                 Ok(())
             }
             Err(error) => {
                 self.health.up = false;
+                self.health.failure = Some(error.reason());
                 if self.inventory.is_none() {
                     return Err(error);
                 }
@@ -309,6 +313,7 @@ mod tests {
         let config = load(&mut refresher, &config_path, now).expect("its last good rules stand");
         assert_eq!(config.inventory.groups["sg-1"].ingress.len(), 2);
         assert!(!health(&refresher, "sgs").up, "the broken source is down");
+        assert_eq!(health(&refresher, "sgs").failure, Some("malformed"));
         assert_eq!(
             health(&refresher, "sgs").rules,
             2,
@@ -317,6 +322,20 @@ mod tests {
         assert!(
             !refresher.due(now),
             "a broken file is read again when it changes"
+        );
+
+        // Another failure says so; mended, none is left.
+        std::fs::remove_file(dir.path().join("sg.json")).expect("remove");
+        load(&mut refresher, &config_path, now).expect("its last good rules stand");
+        assert_eq!(health(&refresher, "sgs").failure, Some("io"));
+        write(dir.path(), "sg.json", &group(1));
+        load(&mut refresher, &config_path, now).expect("loads");
+        assert_eq!(
+            (
+                health(&refresher, "sgs").up,
+                health(&refresher, "sgs").failure
+            ),
+            (true, None)
         );
     }
 

@@ -75,6 +75,24 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// What kind of failure it is, in a word that stays the same whatever the message: the
+    /// `reason` label of `sgprobe_source_failure` (README, "Sources").
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::Io { .. } => "io",
+            SourceError::NotText { .. } => "not-text",
+            SourceError::NotAFile { .. } => "not-a-file",
+            SourceError::TooLarge { .. } => "too-large",
+            SourceError::At { .. } | SourceError::Field { .. } | SourceError::Unreadable { .. } => {
+                "malformed"
+            }
+            SourceError::Conflict { .. } => "conflict",
+            SourceError::AmbiguousInstance { .. } => "ambiguous-instance",
+            SourceError::Command { .. } => "command",
+            SourceError::Api { error, .. } => error.reason(),
+        }
+    }
+
     /// The file the error is about.
     pub fn file(&self) -> &std::path::Path {
         match self {
@@ -89,6 +107,99 @@ impl SourceError {
             | SourceError::Command { file, .. }
             | SourceError::Api { file, .. } => file,
             SourceError::Conflict { second, .. } => second,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudapi::ApiError;
+
+    fn api(error: ApiError) -> SourceError {
+        SourceError::Api {
+            file: "api:aws/eu-west-1".into(),
+            source_name: "ec2".into(),
+            error: Box::new(error),
+        }
+    }
+
+    #[test]
+    fn every_failure_has_a_reason_the_metric_help_names() {
+        let file = PathBuf::from("sg.json");
+        let action = || "DescribeSecurityGroups".to_string();
+        let failures = [
+            (
+                SourceError::Io {
+                    file: file.clone(),
+                    error: std::io::ErrorKind::NotFound.into(),
+                },
+                "io",
+            ),
+            (SourceError::NotText { file: file.clone() }, "not-text"),
+            (
+                SourceError::At {
+                    file: file.clone(),
+                    line: 3,
+                    column: 1,
+                    message: "expected a value".into(),
+                },
+                "malformed",
+            ),
+            (
+                SourceError::Command {
+                    file: file.clone(),
+                    source_name: "aws".into(),
+                    message: "exit status 255".into(),
+                },
+                "command",
+            ),
+            (
+                api(ApiError::NoCredentials {
+                    api: "aws",
+                    hint: "set AWS_ACCESS_KEY_ID",
+                }),
+                "no-credentials",
+            ),
+            (
+                api(ApiError::Refused {
+                    api: "aws",
+                    action: action(),
+                    code: "UnauthorizedOperation".into(),
+                    message: "no".into(),
+                }),
+                "refused",
+            ),
+            (
+                api(ApiError::Throttled {
+                    api: "aws",
+                    action: action(),
+                    attempts: 5,
+                }),
+                "throttled",
+            ),
+            (
+                api(ApiError::Bound {
+                    api: "aws",
+                    action: action(),
+                    what: "past its 30 s timeout".into(),
+                }),
+                "timeout",
+            ),
+            // An API's answer that does not read is malformed like a file's.
+            (
+                api(ApiError::Source(SourceError::Field {
+                    file: file.clone(),
+                    path: "$.SecurityGroups".into(),
+                    message: "not an array".into(),
+                })),
+                "malformed",
+            ),
+        ];
+        let help = crate::daemon::metrics::SOURCE_FAILURE_HELP;
+        for (error, reason) in failures {
+            assert_eq!(error.reason(), reason, "{error}");
+            assert!(help.contains(reason), "{reason} is not in the help: {help}");
         }
     }
 }
