@@ -35,7 +35,8 @@ pub enum Cause {
     /// the export does not show (added by hand, not exported yet) or a layer sgprobe does not
     /// know opens it.
     UnlistedRule,
-    /// A SYN-ACK or RST with a TTL not the instance's: another box answers for it.
+    /// A SYN-ACK, RST or UDP answer with a TTL not the instance's: another box answers for
+    /// it (exposed), or says nothing listens on a port the instance serves (blocked).
     AnsweredByMiddlebox,
     /// Blocked, and the instance itself refuses with an ICMP error: a host firewall's reject.
     HostRejects,
@@ -306,6 +307,11 @@ mod tests {
         // Nothing listening, with no TTL to tell the instance's RST from a box's.
         assert_eq!(
             with_baseline(not_listening(Evidence::Rst, None)),
+            Some(Cause::Unknown)
+        );
+        // A connect() probe refused: a reset with no TTL to tell whose.
+        assert_eq!(
+            with_baseline(not_listening(Evidence::Refused, None)),
             Some(Cause::Unknown)
         );
         // An ICMP error bearing the host's address with another TTL than its own answers.

@@ -15,7 +15,8 @@ pub enum Drift {
     None,
     /// The rules say closed; packets got through: a security problem.
     Exposed,
-    /// The rules say open; packets were dropped: an outage, a host firewall, a network ACL.
+    /// The rules say open; packets were dropped (an outage, a host firewall, a network ACL),
+    /// or, on a port the instance serves, nothing listens.
     Blocked,
     /// The packets cannot tell (UDP silence), or the rules cannot (unknown, ambiguous).
     Inconclusive,

@@ -30,6 +30,11 @@ action = "accept"
 protocol = "tcp"
 ports = "22,80,443,7443,8443,9000,9300"
 peer = "0.0.0.0/0"
+[[group.ingress]]
+action = "accept"
+protocol = "udp"
+ports = "5400"
+peer = "0.0.0.0/0"
 
 [[group]]
 id = "sg-db"
@@ -39,7 +44,7 @@ cloud = "tencent"
 name = "web"
 addresses = ["10.77.1.10"]
 security_groups = ["sg-web"]
-ports = "tcp:8080,tcp:8081,tcp:9100,tcp:9200,tcp:9300,udp:5353"
+ports = "tcp:8080,tcp:8081,tcp:9100,tcp:9200,tcp:9300,udp:5353,udp:5400"
 
 [[instance]]
 name = "db"
@@ -149,12 +154,15 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
             rows.get(&(instance.to_string(), "tcp", port))
         );
     }
-    // A UDP answer is the instance's own by its TTL too.
-    let (drift, cause, _, ttl) = &rows[&("web".to_string(), "udp", 5353)];
-    assert_eq!(
-        (*drift, *cause, *ttl),
-        (Drift::Exposed, Some(Cause::UnlistedRule), Some(64))
-    );
+    // A UDP answer is the instance's own by its TTL too, and so is its port unreachable on
+    // a port it serves (the error's TTL, from the socket's error queue).
+    for (port, expected) in [
+        (5353, (Drift::Exposed, Some(Cause::UnlistedRule), Some(64))),
+        (5400, (Drift::Blocked, Some(Cause::NotListening), Some(64))),
+    ] {
+        let (drift, cause, _, ttl) = &rows[&("web".to_string(), "udp", port)];
+        assert_eq!((*drift, *cause, *ttl), expected, "udp:{port}");
+    }
     // The evidence shows what the cause was read from, as nmap's --reason does.
     let (_, _, evidence, ttl) = &rows[&("web".to_string(), "tcp", 9100)];
     assert_eq!((evidence.as_str(), *ttl), ("syn-ack", Some(30)));
@@ -201,7 +209,7 @@ cloud = "tencent"
 [[group.ingress]]
 action = "accept"
 protocol = "tcp"
-ports = "22,80,9300"
+ports = "22,80,443,9300"
 peer = "::/0"
 [[group.ingress]]
 action = "accept"
@@ -222,7 +230,7 @@ ports = "tcp:8080,tcp:9100,tcp:9300,udp:9100,udp:9300"
             Listen {
                 instance: "web6".into(),
                 protocol: Protocol::Tcp,
-                ports: vec![22, 80, 8080, 9100],
+                ports: vec![22, 80, 443, 8080, 9100],
             },
             Listen {
                 instance: "web6".into(),
@@ -230,6 +238,12 @@ ports = "tcp:8080,tcp:9100,tcp:9300,udp:9100,udp:9300"
                 ports: vec![9100],
             },
         ],
+        host: vec![HostRule {
+            instance: "web6".into(),
+            protocol: Protocol::Tcp,
+            port: Some(443),
+            effect: HostEffect::AdminProhibited,
+        }],
         ..LabSpec::default()
     };
     let Some(lab) = common::lab(&spec) else {
@@ -245,6 +259,15 @@ ports = "tcp:8080,tcp:9100,tcp:9300,udp:9100,udp:9300"
     }
     lab.answer_with_ttl("web6", 9100, 30)
         .expect("a box in front answers for 9100");
+    // Its port unreachables (code 4) leave with another hop limit; its rejects (code 1) not.
+    lab.namespace_of("web6")
+        .expect("its namespace")
+        .exec(
+            "nft",
+            &["-f", "-"],
+            Some("table ip6 sgprobe_unreachable {\n  chain out {\n    type filter hook output priority 0;\n    icmpv6 type destination-unreachable icmpv6 code 4 ip6 hoplimit set 30\n  }\n}\n"),
+        )
+        .expect("a rewrite of its port unreachables");
     let rows = check_from(lab.prober(), LAB6);
     let row =
         |protocol: &'static str, port: u16| rows[&("web6".to_string(), protocol, port)].clone();
@@ -266,8 +289,11 @@ ports = "tcp:8080,tcp:9100,tcp:9300,udp:9100,udp:9300"
             9100,
             (Drift::Exposed, Some(Cause::AnsweredByMiddlebox)),
         ),
-        // The instance's own port unreachable: its sender, whatever its hop limit.
-        ("udp", 9300, (Drift::Blocked, Some(Cause::NotListening))),
+        // An ICMPv6 error quoting TCP, from the instance, with its own hop limit.
+        ("tcp", 443, (Drift::Blocked, Some(Cause::HostRejects))),
+        // A port unreachable bearing the instance's address with another hop limit (the
+        // error's own, not the quoted probe's): whose it is cannot be told.
+        ("udp", 9300, (Drift::Blocked, Some(Cause::Unknown))),
     ] {
         let (drift, cause, ..) = row(protocol, port);
         assert_eq!(
@@ -279,6 +305,8 @@ ports = "tcp:8080,tcp:9100,tcp:9300,udp:9100,udp:9300"
     }
     assert_eq!(row("tcp", 9100).3, Some(30));
     assert_eq!(row("udp", 9100).3, Some(30));
+    assert_eq!(row("tcp", 443).3, Some(64));
+    assert_eq!(row("udp", 9300).3, Some(30));
 }
 
 /// Each TCP and UDP flow of `text`'s instances checked from `ns`: (instance, protocol, port)

@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Agent, Config};
 use crate::drift::{Drift, Tracker};
 use crate::engine::{Counters, Pacer, Settings};
+use crate::model::PortState;
 use cycle::{FlowKey, FlowResult, Selection, check};
 use metrics::Metrics;
 
@@ -446,7 +447,8 @@ impl Shared {
 
     /// A drift confirmed before this cycle keeps the cause it had while this cycle's looks
     /// cannot decide one (an inconclusive look, a baseline gone quiet): its series and its
-    /// page keep one identity instead of flapping through `unknown`.
+    /// page keep one identity instead of flapping through `unknown`. Only while it is
+    /// observed as before: a port that went from a RST to silence is another story.
     fn keep_causes(&self, flows: &mut [FlowResult], before: &[Drift]) {
         let undecided: Vec<usize> = flows
             .iter()
@@ -460,12 +462,15 @@ impl Shared {
         if undecided.is_empty() {
             return;
         }
-        let previous: std::collections::HashMap<FlowKey, crate::cause::Cause> = lock(&self.latest)
-            .iter()
-            .filter_map(|r| Some((r.key.clone(), r.cause?)))
-            .collect();
+        let previous: std::collections::HashMap<FlowKey, (crate::cause::Cause, PortState)> =
+            lock(&self.latest)
+                .iter()
+                .filter_map(|r| Some((r.key.clone(), (r.cause?, r.observed))))
+                .collect();
         for at in undecided {
-            if let Some(cause) = previous.get(&flows[at].key) {
+            if let Some((cause, observed)) = previous.get(&flows[at].key)
+                && *observed == flows[at].observed
+            {
                 flows[at].cause = Some(*cause);
             }
         }

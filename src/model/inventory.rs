@@ -39,7 +39,8 @@ pub struct Instance {
     pub subnet: Option<Located<String>>,
     /// Its VPC (virtual network), where the export says: `[[discover]]` may filter by it.
     pub vpc: Option<String>,
-    /// Flows checked besides the common ports.
+    /// Flows it serves: checked besides the common ports, and nothing listening there where
+    /// the rules open them is drift (`not-listening`).
     pub ports: Vec<FlowSpec>,
     pub labels: BTreeMap<String, String>,
     /// The agent runs on this instance, so its egress can be probed too.

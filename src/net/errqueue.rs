@@ -18,6 +18,9 @@ pub struct IcmpReport {
     /// Where the datagram that drew it was going: on an unconnected socket, the probe it
     /// answers.
     pub destination: Option<SocketAddr>,
+    /// The error's own IP TTL or hop limit as received, where the socket asks for it
+    /// (IP_RECVTTL): the kernel reads it from the error's outer header.
+    pub ttl: Option<u8>,
 }
 
 const SO_EE_ORIGIN_ICMP: u8 = 2;
@@ -28,7 +31,7 @@ pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
     let mut data = [0u8; 64];
     let mut iov = [IoSliceMut::new(&mut data)];
     // Room for the TTL the socket asks to be told of each datagram (IP_RECVTTL), which the
-    // kernel puts before the error: without it the error is cut off.
+    // kernel puts before the error (of the error itself): without it the error is cut off.
     let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6, i32);
     let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
     let message =
@@ -45,7 +48,9 @@ pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
                     .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
             })
     });
-    for control in message.cmsgs()? {
+    let controls: Vec<ControlMessageOwned> = message.cmsgs()?.collect();
+    let ttl = controls.iter().cloned().find_map(super::sockets::ttl_of);
+    for control in controls {
         let (error, offender, v6) = match control {
             ControlMessageOwned::Ipv4RecvErr(error, addr) => (
                 error,
@@ -66,6 +71,7 @@ pub fn read_error(socket: &impl AsRawFd) -> io::Result<Option<IcmpReport>> {
                 },
                 offender,
                 destination,
+                ttl,
             }));
         }
     }

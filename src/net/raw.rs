@@ -116,7 +116,7 @@ fn open(family: Family, protocol: Protocol, what: &'static str) -> Result<Socket
     let socket = Socket::new(family.domain(), Type::RAW, Some(protocol))
         .map_err(|error| NetError::Raw { what, error })?;
     // An IPv6 raw socket delivers no IP header: the hop limit, which tells whose reply it
-    // is (`cause`), comes beside each packet instead (`recv_v6`).
+    // is (`cause`), comes beside each packet instead (`try_recv_with_ttl`).
     if family == Family::V6 {
         socket
             .set_recv_hoplimit_v6(true)

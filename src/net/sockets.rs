@@ -392,15 +392,24 @@ fn try_recv_with_ttl(
                 (_, Some(v6)) => Some(SocketAddr::from(*v6)),
                 _ => None,
             })
-            .ok_or_else(|| io::Error::other("a datagram without an IP sender"))?;
-        let ttl = message.cmsgs()?.find_map(|c| match c {
-            ControlMessageOwned::Ipv4Ttl(ttl) | ControlMessageOwned::Ipv6HopLimit(ttl) => {
-                u8::try_from(ttl).ok()
-            }
-            _ => None,
-        });
+            .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "no IP sender"))?;
+        // A control message cut short costs the TTL, never the reply.
+        let ttl = message
+            .cmsgs()
+            .ok()
+            .and_then(|mut cmsgs| cmsgs.find_map(ttl_of));
         Ok((message.bytes, from, ttl))
     })
+}
+
+/// The IP TTL or hop limit a control message carries, if it is one.
+pub(super) fn ttl_of(control: ControlMessageOwned) -> Option<u8> {
+    match control {
+        ControlMessageOwned::Ipv4Ttl(ttl) | ControlMessageOwned::Ipv6HopLimit(ttl) => {
+            u8::try_from(ttl).ok()
+        }
+        _ => None,
+    }
 }
 
 async fn receive_tcp(socket: Arc<UdpSocket>, family: Family, inbox: Inbox) {
@@ -413,6 +422,8 @@ async fn receive_tcp(socket: Arc<UdpSocket>, family: Family, inbox: Inbox) {
             let (n, from, hop_limit) = match try_recv_raw(&socket, family, &mut buf) {
                 Ok(read) => read,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                // One packet that cannot be read is skipped, not the socket.
+                Err(error) if error.kind() == ErrorKind::InvalidData => continue,
                 Err(_) => return,
             };
             let reply = match family {
@@ -435,7 +446,11 @@ async fn receive_tcp_errors(socket: UdpSocket, family: Family, inbox: Inbox) {
     while socket.readable().await.is_ok() {
         let (n, from, hop_limit) = match try_recv_raw(&socket, family, &mut buf) {
             Ok(read) => read,
-            Err(error) if error.kind() == ErrorKind::WouldBlock => continue,
+            Err(error)
+                if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::InvalidData) =>
+            {
+                continue;
+            }
             Err(_) => return,
         };
         let error = match family {
@@ -468,7 +483,7 @@ async fn receive_udp(socket: Arc<UdpSocket>, inbox: Inbox) {
             };
             replies.push(Reply::Unreachable(Unreachable {
                 from,
-                ttl: None,
+                ttl: report.ttl,
                 kind: report.kind,
                 quoted: Quoted {
                     protocol: 17,
