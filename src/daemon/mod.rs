@@ -387,7 +387,19 @@ impl Shared {
                 .iter()
                 .any(|r| tracker.would_confirm(&self.flow_id(&r.key), r.drift))
         };
-        if pending && !config.sources.is_empty() {
+        let has_sources = !config.sources.is_empty();
+        // Each of a reload's fetches is bounded; past their sum it is stuck.
+        let reload_bound = config
+            .sources
+            .iter()
+            .map(|s| s.fetch_bound())
+            .sum::<Duration>()
+            + RELOAD_SLACK;
+        // Let go before the sources are fetched again: held across the load, a config a
+        // reload has replaced meanwhile would be a third copy of the rules at its peak.
+        drop(instances);
+        self.retire(config);
+        if pending && has_sources {
             // Taken up by the next load, whenever it starts: never waited for here.
             self.fetch_all
                 .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -395,21 +407,14 @@ impl Shared {
             // silent cycle.
             let probing = lock(&self.cycle_started).take();
             let fresh = match self.clone().reload_off_thread().await {
-                Reload::Done(Ok(())) => self.config(),
-                Reload::Done(Err(_)) => config.clone(),
+                // A failed load keeps the rules that run.
+                Reload::Done(_) => self.config(),
                 // The running reload goes once more, from now: its rules are fresh enough.
+                // Past its bounds, the rules held now judge rather than none.
                 Reload::Queued => {
-                    // Each of its fetches is bounded; past their sum it is stuck, and the
-                    // rules held now judge rather than none.
-                    let bound = config
-                        .sources
-                        .iter()
-                        .map(|s| s.fetch_bound())
-                        .sum::<Duration>()
-                        + RELOAD_SLACK;
-                    if !reload_ends_within(&self.reloading, bound).await {
+                    if !reload_ends_within(&self.reloading, reload_bound).await {
                         tracing::warn!(
-                            "a reload still runs after {bound:?}: drift is judged again with the rules held now"
+                            "a reload still runs after {reload_bound:?}: drift is judged again with the rules held now"
                         );
                     }
                     self.config()
@@ -481,16 +486,19 @@ impl Shared {
     /// cycle: drift is confirmed within the cycle that first saw it, plus seconds, instead
     /// of `confirm_cycles` intervals.
     async fn cycle(self: &Arc<Self>) -> anyhow::Result<()> {
-        let config = self.config();
+        // The settings only: each round takes the rules that run when it starts, and none
+        // holds rules a reload has replaced.
+        let (agent, instances) = {
+            let config = self.config();
+            (config.agent.clone(), owned(&config).count())
+        };
         let started = std::time::Instant::now();
-        let shard = config.agent.shard;
-        let instances = owned(&config).count();
         let (mut flows, before, raw) = self.round(&Selection::default(), true).await?;
-        let gap = CONFIRM_GAP.min(config.agent.interval);
-        for _ in 1..config.agent.confirm_cycles {
+        let gap = CONFIRM_GAP.min(agent.interval);
+        for _ in 1..agent.confirm_cycles {
             // Rechecks fit before the next cycle is due: with a short interval, the next
             // cycle is as quick a second look.
-            if started.elapsed() + gap >= config.agent.interval {
+            if started.elapsed() + gap >= agent.interval {
                 break;
             }
             let unconfirmed: std::collections::HashSet<FlowKey> = flows
@@ -552,11 +560,7 @@ impl Shared {
         let mut latest = lock(&self.latest);
         {
             let mut metrics = lock(&self.metrics);
-            metrics.record(
-                &flows,
-                config.agent.drifting_only,
-                config.agent.max_flow_series,
-            );
+            metrics.record(&flows, agent.drifting_only, agent.max_flow_series);
             metrics.cycle_duration.set(elapsed);
             metrics.last_cycle.set(unix_now());
             metrics.raw_sockets.set(if raw { 1.0 } else { 0.0 });
@@ -568,7 +572,7 @@ impl Shared {
         }
         let mut status = lock(&self.status);
         status.instances = instances;
-        status.shard = shard.to_string();
+        status.shard = agent.shard.to_string();
         status.cycles += 1;
         status.last_cycle_unix = Some(unix_now());
         status.cycle_seconds = Some(elapsed);
@@ -577,15 +581,19 @@ impl Shared {
         status.raw_sockets = raw;
         tracing::debug!(flows = planned, drifting, seconds = elapsed, "cycle done");
         drop((status, latest));
-        // A reload during the cycle left the old rules to this cycle: they go now, freed off
-        // the async workers (a large inventory is many small allocations).
+        Ok(())
+    }
+
+    /// Lets go of `config`. Where a reload has replaced it meanwhile, this was the last hold
+    /// on those rules: they are freed off the async workers (a large inventory is many small
+    /// allocations).
+    fn retire(&self, config: Arc<Config>) {
         if !Arc::ptr_eq(&config, &self.config()) {
             tokio::task::spawn_blocking(move || {
                 drop(config);
                 memory::release_freed();
             });
         }
-        Ok(())
     }
 }
 
