@@ -5,7 +5,7 @@
 //!
 //! A RST from the instance proves the probe passed every layer: on a flow the rules close it
 //! is exposure like a SYN-ACK. On a flow the rules open it is drift only where the instance
-//! serves the flow (its own `ports`, see `drift::classify`): the rules are right and nothing
+//! serves the flow (its `serves`, see `drift::classify`): the rules are right and nothing
 //! listens, `not-listening`.
 //!
 //! Causes are read for inbound flows only: an outbound flow's replies come from its

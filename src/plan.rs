@@ -1,6 +1,6 @@
 //! Which flows to check on an instance each cycle. Pure.
 //!
-//! The console's common inbound ports, the instance's own `ports`, and the boundaries of its
+//! The console's common inbound ports, the instance's own `ports` and `serves`, and the boundaries of its
 //! rules: the first and last port of every range and the ports just outside, where an
 //! off-by-one in a rule (or in its enforcement) shows. Outbound flows need the agent on the
 //! instance itself (`local = true`): from elsewhere, only inbound can be probed.
@@ -32,13 +32,19 @@ impl Planned {
 }
 
 /// What the console checks on an instance: its common ports both ways, and the instance's
-/// own `ports` inbound; inbound first, ICMP before TCP before UDP before all traffic, ports in
+/// own `ports` and `serves` inbound; inbound first, ICMP before TCP before UDP before all traffic, ports in
 /// numeric order, as a person reads them.
 pub fn console_checks(instance: &Instance) -> Vec<(Direction, FlowSpec)> {
     let checks: BTreeSet<(Direction, FlowSpec)> = COMMON_PORTS
         .iter()
         .map(|c| (c.direction, c.spec))
-        .chain(instance.ports.iter().map(|s| (Direction::Inbound, *s)))
+        .chain(
+            instance
+                .ports
+                .iter()
+                .chain(&instance.serves)
+                .map(|s| (Direction::Inbound, *s)),
+        )
         .collect();
     let mut checks: Vec<_> = checks.into_iter().collect();
     checks.sort_by_key(|(direction, spec)| {

@@ -19,7 +19,7 @@ const GROUPS: usize = 11_000;
 const METRICS_PORT: u16 = 19_611;
 
 /// The lab's own instance: one group, one port.
-const INVENTORY: &str = "[[group]]\nid = \"sg-web\"\ncloud = \"tencent\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"22\"\npeer = \"0.0.0.0/0\"\n\n[[instance]]\nname = \"web\"\naddresses = [\"10.77.1.10\"]\nsecurity_groups = [\"sg-web\"]\nports = \"tcp:22\"\n";
+const INVENTORY: &str = "[[group]]\nid = \"sg-web\"\ncloud = \"tencent\"\n[[group.ingress]]\naction = \"accept\"\nprotocol = \"tcp\"\nports = \"22\"\npeer = \"0.0.0.0/0\"\n\n[[instance]]\nname = \"web\"\naddresses = [\"10.77.1.10\"]\nsecurity_groups = [\"sg-web\"]\nserves = \"tcp:22\"\n";
 
 /// `aws ec2 describe-security-groups` output of `GROUPS` groups of 21 ingress rules and one
 /// egress rule, each with the fields the CLI prints; the first group has `extra` rules more,

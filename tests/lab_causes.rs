@@ -44,7 +44,8 @@ cloud = "tencent"
 name = "web"
 addresses = ["10.77.1.10"]
 security_groups = ["sg-web"]
-ports = "tcp:8080,tcp:8081,tcp:9100,tcp:9200,tcp:9300,udp:5353,udp:5400"
+ports = "tcp:8080,tcp:8081,tcp:9000,tcp:9100,tcp:9200,udp:5353"
+serves = "tcp:9300,udp:5400"
 
 [[instance]]
 name = "db"
@@ -139,7 +140,7 @@ fn each_planted_cause_is_read_from_the_replies_and_ambiguity_is_unknown() {
         // Opened by hand, nothing listening: the host's own RST shows the way is open.
         ("web", 8081, (Drift::Exposed, Some(Cause::UnlistedRule))),
         // A RST where the rules open the flow: on a port web serves, the service is down
-        // and the rules are right; on a port it does not, merely a port of an open range.
+        // and the rules are right; on one it only asks to be checked (`ports`), no drift.
         ("web", 9300, (Drift::Blocked, Some(Cause::NotListening))),
         ("web", 9000, (Drift::None, None)),
         // Its baseline: agreeing with the rules, so no drift and no cause.
@@ -221,7 +222,8 @@ peer = "::/0"
 name = "web6"
 addresses = ["fd77:1::10"]
 security_groups = ["sg-web"]
-ports = "tcp:8080,tcp:9100,tcp:9300,udp:9100,udp:9300"
+ports = "tcp:8080,tcp:9100,udp:9100"
+serves = "tcp:9300,udp:9300"
 "#;
     let inventory = sgprobe::sources::native::parse(Path::new("lab.toml"), LAB6).expect("valid");
     let spec = LabSpec {

@@ -45,7 +45,7 @@ pub struct EvalArgs {
     #[arg(long, alias = "from", value_name = "ADDR|all", default_value = "all", value_parser = parse_peer)]
     peer: FlowPeer,
     /// Flows to check, as tcp:22,80,udp:53,icmp (also icmp:3/4, icmpv6:1, gre, esp, proto:132);
-    /// default the console's common ports plus the instance's own `ports`.
+    /// default the console's common ports plus the instance's own `ports` and `serves`.
     #[arg(long, short = 'p', value_name = "SPEC", value_parser = parse_spec)]
     ports: Option<PortList>,
     /// The peer's own port: a client's source port (for an outbound flow, the instance's).

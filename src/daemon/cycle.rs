@@ -54,8 +54,8 @@ pub struct FlowResult {
     pub drift: Drift,
     /// Why it drifts, read from the evidence (`cause`); none without drift.
     pub cause: Option<Cause>,
-    /// The instance serves this flow (one of its own `ports`, inbound): nothing listening
-    /// there is drift.
+    /// The instance serves this flow (its `serves`, inbound): nothing listening there is
+    /// drift.
     #[serde(skip)]
     pub serves: bool,
     /// The drift confirmed over K cycles, which the daemon sets after each cycle. Kept in the
@@ -231,7 +231,7 @@ pub async fn check(
                     .collect()
                 }
             };
-            let serves = item.destination.is_none() && instance.ports.contains(&item.spec);
+            let serves = item.destination.is_none() && instance.serves.contains(&item.spec);
             for (flow, probed) in flows {
                 let verdict = evaluate(inv, &layers, &flow);
                 let key = FlowKey {
@@ -339,7 +339,8 @@ pub fn rejudge(config: &Config, results: &mut [FlowResult]) {
             peer_port: None,
         };
         let verdict = evaluate(inv, &layers, &flow);
-        result.serves = flow.direction == Direction::Inbound && instance.ports.contains(&flow.spec);
+        result.serves =
+            flow.direction == Direction::Inbound && instance.serves.contains(&flow.spec);
         result.predicted = verdict.predicted;
         result.rule = verdict.decider.rule.map(|r| Arc::new(RuleRef::from(r)));
         result.drift = classify(verdict.predicted, result.observed, result.serves);

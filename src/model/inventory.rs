@@ -39,9 +39,11 @@ pub struct Instance {
     pub subnet: Option<Located<String>>,
     /// Its VPC (virtual network), where the export says: `[[discover]]` may filter by it.
     pub vpc: Option<String>,
-    /// Flows it serves: checked besides the common ports, and nothing listening there where
-    /// the rules open them is drift (`not-listening`).
+    /// Flows checked besides the common ports.
     pub ports: Vec<FlowSpec>,
+    /// Flows it serves: checked like `ports`, and nothing listening there where the rules
+    /// open them is drift (`not-listening`).
+    pub serves: Vec<FlowSpec>,
     pub labels: BTreeMap<String, String>,
     /// The agent runs on this instance, so its egress can be probed too.
     pub local: bool,
@@ -65,6 +67,7 @@ impl Instance {
             subnet: None,
             vpc: None,
             ports: Vec::new(),
+            serves: Vec::new(),
             labels: BTreeMap::new(),
             local: false,
             outbound: Vec::new(),
@@ -461,6 +464,7 @@ impl Inventory {
             old.vpc = new.vpc;
         }
         old.ports.extend(new.ports);
+        old.serves.extend(new.serves);
         old.labels.extend(new.labels);
         old.local |= new.local;
         old.outbound.extend(new.outbound);

@@ -130,6 +130,7 @@ pub struct RawInstance {
     #[serde(default)]
     application_security_groups: Vec<String>,
     ports: Option<Spanned<String>>,
+    serves: Option<Spanned<String>>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -413,9 +414,14 @@ fn instance(raw: RawInstance, spans: &Spans) -> Result<Instance, SourceError> {
         .collect();
     instance.vpc = raw.vpc;
     instance.subnet = raw.subnet.map(located);
-    if let Some(ports) = raw.ports {
-        instance.ports =
-            parse_port_spec(ports.get_ref()).map_err(|e| spans.at(ports.span(), e.to_string()))?;
+    for (spec, into) in [
+        (raw.ports, &mut instance.ports),
+        (raw.serves, &mut instance.serves),
+    ] {
+        if let Some(spec) = spec {
+            *into = parse_port_spec(spec.get_ref())
+                .map_err(|e| spans.at(spec.span(), e.to_string()))?;
+        }
     }
     instance.labels = raw.labels;
     instance.local = raw.local;
@@ -536,9 +542,11 @@ pub fn render(inv: &Inventory) -> String {
                 quoted_list(&instance.application_security_groups)
             );
         }
-        if !instance.ports.is_empty() {
-            let specs: Vec<String> = instance.ports.iter().map(ToString::to_string).collect();
-            let _ = writeln!(out, "ports = {}", quote(&specs.join(",")));
+        for (key, specs) in [("ports", &instance.ports), ("serves", &instance.serves)] {
+            if !specs.is_empty() {
+                let specs: Vec<String> = specs.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "{key} = {}", quote(&specs.join(",")));
+            }
         }
         if instance.local {
             let _ = writeln!(out, "local = true");
@@ -652,6 +660,23 @@ pub fn render_rule(rule: &Rule) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn served_ports_read_and_render_beside_the_checked_ones() {
+        let text = "[[instance]]\nname = \"web\"\naddresses = [\"10.0.0.5\"]\nports = \"tcp:8080\"\nserves = \"tcp:443,udp:53\"\n";
+        let inv = parse(Path::new("x.toml"), text).expect("valid");
+        let specs = |specs: &[crate::model::FlowSpec]| {
+            specs.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let web = &inv.instances[0];
+        assert_eq!(specs(&web.ports), ["TCP:8080"]);
+        assert_eq!(specs(&web.serves), ["TCP:443", "UDP:53"]);
+        let again = parse(Path::new("y.toml"), &render(&inv)).expect("renders valid TOML");
+        assert_eq!(specs(&again.instances[0].serves), ["TCP:443", "UDP:53"]);
+        let error = parse(Path::new("x.toml"), &text.replace("udp:53", "udp:99999"))
+            .expect_err("a port past 65535");
+        assert!(error.to_string().starts_with("x.toml:5:"), "{error}");
+    }
 
     #[test]
     fn the_line_index_agrees_with_counting_from_the_top() {
